@@ -1,0 +1,153 @@
+"""Load model inputs saved as an ``.npz``: one array per model input, samples along axis 0."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from quanta.errors import DataError
+
+__all__ = ["load_npz"]
+
+LABELS_KEY = "labels"
+
+
+def load_npz(
+    path: str | os.PathLike[str], *, input_names: Sequence[str] | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Load inputs (and optional labels) from an ``.npz`` file, never unpickling.
+
+    The file holds one array per model input, keyed by the input's name, with samples along
+    axis 0, and optionally a ``"labels"`` array of shape ``(N,)``. Make one with
+    ``np.savez(path, image=x, labels=y)``.
+
+    Args:
+        path: The ``.npz`` file.
+        input_names: The model's input names. When given, every name must be present and no
+            other key may be, besides ``"labels"``; the returned dict follows this order. (A
+            model input literally named ``"labels"`` is then treated as an input.) When
+            ``None``, every key but ``"labels"`` is an input, in file order.
+
+    Returns:
+        ``(inputs, labels)``: a dict from input name to array, and the ``(N,)`` int64 labels
+        or ``None`` when the file has none.
+
+    Raises:
+        DataError: The file is missing or not a valid npz (or needs pickle), holds no input
+            array, an input name is missing or a key is unexpected, arrays disagree on the
+            number of samples N or have N = 0, an array is not numeric, a float array holds
+            NaN or Inf, or labels are not a 1-D integer array.
+    """
+    name = str(path)
+    arrays = _read_all(Path(path))
+    has_labels = LABELS_KEY in arrays and (input_names is None or LABELS_KEY not in input_names)
+    labels = arrays.pop(LABELS_KEY) if has_labels else None
+    inputs = _select_inputs(arrays, input_names, name)
+    for key, arr in inputs.items():
+        _check_input(arr, key, name)
+    sizes = {key: arr.shape[0] for key, arr in inputs.items()}
+    if labels is not None:
+        labels = _check_labels(labels, name)
+        sizes[LABELS_KEY] = labels.shape[0]
+    if len(set(sizes.values())) != 1:
+        listed = ", ".join(f"{k!r}: {n}" for k, n in sizes.items())
+        raise DataError(
+            f"npz file {name!r} arrays disagree on the number of samples along axis 0 ({listed}); "
+            "expected the same N for every array"
+        )
+    if next(iter(sizes.values())) == 0:
+        raise DataError(f"npz file {name!r} arrays hold 0 samples; expected at least 1")
+    return inputs, labels
+
+
+def _read_all(path: Path) -> dict[str, np.ndarray]:
+    name = str(path)
+    if not path.is_file():
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise DataError(f"npz file {name!r} {what}; expected a path to an .npz file")
+    try:
+        # NOTE: allow_pickle=False: an npz from elsewhere must never run code when loaded.
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(
+                f"npz file {name!r} is a single .npy array; expected an .npz archive made "
+                "with np.savez(path, <input name>=array, ...)"
+            )
+        with loaded:
+            arrays = {key: loaded[key] for key in loaded.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise DataError(
+            f"npz file {name!r} is not a valid pickle-free .npz archive ({exc}); expected a file "
+            "made with np.savez(path, <input name>=array, ...)"
+        ) from exc
+    # NOTE: a zip member that is not a .npy file comes back as raw bytes, not an array.
+    odd = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if odd:
+        raise DataError(
+            f"npz file {name!r} member(s) {odd} are not .npy arrays; expected a file made with "
+            "np.savez(path, <input name>=array, ...)"
+        )
+    return arrays
+
+
+def _select_inputs(
+    arrays: dict[str, np.ndarray], input_names: Sequence[str] | None, name: str
+) -> dict[str, np.ndarray]:
+    if input_names is None:
+        if not arrays:
+            raise DataError(
+                f"npz file {name!r} holds no input array (keys: {sorted(arrays) or 'none'}); "
+                "expected at least one array keyed by a model input name"
+            )
+        return arrays
+    if isinstance(input_names, str):
+        input_names = [input_names]
+    if not input_names:
+        raise DataError("input_names is empty; expected at least one model input name")
+    present = sorted(arrays)
+    missing = [n for n in input_names if n not in arrays]
+    if missing:
+        raise DataError(
+            f"npz file {name!r} lacks the model input(s) {missing}; it holds {present}"
+            f" (expected keys: {list(input_names)}, plus optional {LABELS_KEY!r})"
+        )
+    extra = [k for k in present if k not in input_names]
+    if extra:
+        raise DataError(
+            f"npz file {name!r} holds unexpected key(s) {extra}; expected only the model inputs "
+            f"{list(input_names)} plus optional {LABELS_KEY!r}"
+        )
+    return {n: arrays[n] for n in input_names}
+
+
+def _check_input(arr: np.ndarray, key: str, name: str) -> None:
+    if arr.ndim == 0:
+        raise DataError(
+            f"npz file {name!r} array {key!r} is a scalar; expected samples along axis 0, "
+            "shape (N, ...)"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise DataError(
+            f"npz file {name!r} array {key!r} has dtype {arr.dtype}; expected a numeric "
+            "(bool, integer or float) dtype"
+        )
+    if arr.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if bad:
+            raise DataError(
+                f"npz file {name!r} array {key!r} holds {bad} NaN or Inf value(s) out of "
+                f"{arr.size}; expected finite values"
+            )
+
+
+def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(
+            f"npz file {name!r} array {LABELS_KEY!r} is a {labels.dtype} array of shape "
+            f"{labels.shape}; expected integer labels of shape (N,)"
+        )
+    return labels.astype(np.int64)

@@ -1,0 +1,139 @@
+"""Calibration: run the float model in ONNX Runtime and let observers stream each tensor's range."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from quanta.errors import DataError
+from quanta.quant import MinMaxObserver, Observer
+
+__all__ = ["CalibrationData", "collect_ranges"]
+
+
+class CalibrationData:
+    """Samples for calibration: one array per model input, samples along axis 0.
+
+    Sample ``i`` is ``array[i:i+1]`` (rank kept). When every input's first dimension is dynamic,
+    consecutive samples are fed together in batches of ``batch_size``; models without batch norm
+    in training mode give the same per-sample values either way, so observers see the same data.
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, np.ndarray],
+        *,
+        samples: int | None = None,
+        batch_size: int = 100,
+    ) -> None:
+        if not arrays:
+            raise DataError("calibration data holds no arrays; expected one array per model input")
+        counts = {name: len(a) for name, a in arrays.items()}
+        n = min(counts.values())
+        if len(set(counts.values())) != 1:
+            raise DataError(
+                f"calibration arrays have different sample counts {counts}; expected one N"
+            )
+        if n == 0:
+            raise DataError("calibration data has 0 samples; expected at least 1")
+        if samples is not None:
+            if samples < 1:
+                raise DataError(f"--samples must be >= 1, got {samples}")
+            n = min(n, samples)
+        self.arrays = {name: np.asarray(a) for name, a in arrays.items()}
+        self.count = n
+        self.batch_size = max(1, batch_size)
+
+    def check_inputs(self, model: onnx.ModelProto) -> None:
+        """Names, ranks and fixed dimensions must match the model's inputs."""
+        initializers = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in initializers]
+        names = [i.name for i in inputs]
+        missing = [n for n in names if n not in self.arrays]
+        extra = [n for n in self.arrays if n not in names]
+        if missing or extra:
+            raise DataError(
+                f"calibration data has arrays {sorted(self.arrays)}; the model's inputs are "
+                f"{names}"
+                + (f" (missing {missing})" if missing else "")
+                + (f" (unexpected {extra})" if extra else "")
+            )
+        for value in inputs:
+            dims = value.type.tensor_type.shape.dim
+            array = self.arrays[value.name]
+            expected = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+            if array.ndim != len(expected) or any(
+                e is not None and i > 0 and e != s
+                for i, (e, s) in enumerate(zip(expected, array.shape, strict=True))
+            ):
+                shape = "(" + ", ".join("N" if e is None else str(e) for e in expected) + ")"
+                raise DataError(
+                    f"calibration array {value.name!r} has shape {array.shape}; the model's input "
+                    f"{value.name!r} expects {shape}"
+                )
+
+    def batches(self, model: onnx.ModelProto) -> Iterator[dict[str, np.ndarray]]:
+        initializers = {t.name for t in model.graph.initializer}
+        dynamic = all(
+            not i.type.tensor_type.shape.dim[0].HasField("dim_value")
+            for i in model.graph.input
+            if i.name not in initializers and i.type.tensor_type.shape.dim
+        )
+        step = self.batch_size if dynamic else 1
+        for start in range(0, self.count, step):
+            stop = min(start + step, self.count)
+            yield {name: a[start:stop] for name, a in self.arrays.items()}
+
+    def num_batches(self, model: onnx.ModelProto) -> int:
+        return sum(1 for _ in self.batches(model))
+
+
+def collect_ranges(
+    model: onnx.ModelProto,
+    tensors: Sequence[str],
+    data: CalibrationData,
+    *,
+    make_observer: Callable[[], Observer] = MinMaxObserver,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[str, Observer]:
+    """Run ``model`` over ``data`` and return one observer per name in ``tensors``.
+
+    The model is copied with each tensor added as a graph output, so ONNX Runtime keeps it; one
+    batch at a time flows through, so memory holds one batch of activations, never the data set.
+    """
+    data.check_inputs(model)
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    existing = {o.name for o in augmented.graph.output}
+    for name in tensors:
+        if name not in existing:
+            augmented.graph.output.append(
+                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+            )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    session = ort.InferenceSession(
+        augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    observers = {name: make_observer() for name in tensors}
+    names = list(tensors)
+    total = data.num_batches(model)
+    for i, feeds in enumerate(data.batches(model)):
+        feeds = {
+            k: v.astype(np.float32, copy=False) if v.dtype == np.float64 else v
+            for k, v in feeds.items()
+        }
+        try:
+            outputs = session.run(names, feeds)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            first = str(exc).strip().splitlines()[0]
+            raise DataError(f"the model could not run on calibration batch {i}: {first}") from exc
+        for name, value in zip(names, outputs, strict=True):
+            observers[name].update(value)
+        if on_batch is not None:
+            on_batch(i + 1, total)
+    return observers

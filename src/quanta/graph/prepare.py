@@ -1,0 +1,55 @@
+"""Graph preparation before quantization: a private copy, unique node names, shape inference."""
+
+from __future__ import annotations
+
+import onnx
+
+from quanta.errors import ModelError
+
+__all__ = ["prepare", "QUANTIZED_OPS"]
+
+# Ops that only appear in a model that is already quantized.
+QUANTIZED_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "ConvInteger",
+        "QGemm",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+    }
+)
+
+
+def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Return a prepared copy of ``model``; the caller's proto is never modified.
+
+    - refuses a model that is already quantized (quantizing twice compounds the error);
+    - gives every node a unique name (handlers, warnings and reports refer to nodes by name);
+    - runs ONNX shape inference so that passes know each tensor's element type.
+    """
+    found = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
+    if found:
+        raise ModelError(
+            f"the model is already quantized (it contains {', '.join(found)}); "
+            "pass the float model instead"
+        )
+    prepared = onnx.ModelProto()
+    prepared.CopyFrom(model)
+    seen: set[str] = set()
+    for i, node in enumerate(prepared.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        node.name = name
+        seen.add(name)
+    try:
+        prepared = onnx.shape_inference.infer_shapes(prepared, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - the inference raises several error types
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"ONNX shape inference failed on the model: {first}") from exc
+    return prepared

@@ -1,0 +1,96 @@
+"""Export a PyTorch model to a single-file ONNX model with a dynamic batch dimension."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+
+import onnx
+import torch
+from torch import nn
+
+from quanta._io import atomic_path
+
+__all__ = ["export_onnx", "to_onnx_model"]
+
+OPSET = 20
+
+
+def to_onnx_model(
+    model: nn.Module,
+    example: torch.Tensor,
+    *,
+    input_name: str = "image",
+    output_name: str = "logits",
+) -> onnx.ModelProto:
+    """Trace ``model`` (in eval mode) with the dynamo exporter and return the ONNX ModelProto.
+
+    The first dimension of the input and output is named ``batch`` and left dynamic.
+    """
+    was_training = model.training
+    model.eval()
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        # NOTE: the exporter prints progress and warns about the missing torchvision ops; neither
+        # concerns the user, so both are silenced.
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            warnings.catch_warnings(),
+            _quiet_logger("torch.onnx"),
+        ):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                external_data=False,
+                opset_version=OPSET,
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_shapes=({0: batch},),
+                verbose=False,
+            )
+    finally:
+        model.train(was_training)
+    proto = program.model_proto
+    # NOTE: the exporter records the Python-side names of nodes and tensors as metadata; they
+    # are noise in a deployable file and make it larger.
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        del value.metadata_props[:]
+    for init in proto.graph.initializer:
+        del init.metadata_props[:]
+    del proto.metadata_props[:]
+    del proto.graph.value_info[:]
+    return proto
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):  # type: ignore[no-untyped-def]
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    example: torch.Tensor,
+    *,
+    input_name: str = "image",
+    output_name: str = "logits",
+) -> onnx.ModelProto:
+    """Export ``model`` to ``path`` atomically (one file, weights inside) and return the proto."""
+    proto = to_onnx_model(model, example, input_name=input_name, output_name=output_name)
+    onnx.checker.check_model(proto, full_check=True)
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, os.fspath(tmp))
+    return proto

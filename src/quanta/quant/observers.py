@@ -1,0 +1,109 @@
+"""Observers: stream batches of a tensor, remember its range, turn it into QParams.
+
+Min-max keeps the extremes ever seen; moving-average min-max keeps an exponential moving average
+of each batch's extremes, as TensorFlow's quantization-aware training does
+(``ema = decay * ema + (1 - decay) * batch_value``), which ignores rare outliers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from quanta.errors import QuantaError
+from quanta.quant.qparams import QParams, choose_qparams
+
+__all__ = ["MinMaxObserver", "MovingAverageMinMaxObserver", "Observer"]
+
+
+@dataclass
+class Observer:
+    """Base: per-tensor (``axis=None``) or per-channel range of a streamed tensor.
+
+    ``update`` skips NaN and Inf values and counts them in ``nonfinite``, so one bad sample can
+    never turn a scale into NaN.
+    """
+
+    axis: int | None = None
+    min_val: npt.NDArray[np.float64] | None = None
+    max_val: npt.NDArray[np.float64] | None = None
+    nonfinite: int = 0
+    batches: int = 0
+
+    def _batch_range(self, x: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
+        x = np.asarray(x)
+        if x.size == 0:
+            return None
+        finite = np.isfinite(x)
+        if not finite.all():
+            self.nonfinite += int(x.size - finite.sum())
+        if self.axis is None:
+            values = x[finite]
+            if values.size == 0:
+                return None
+            return np.float64(values.min()), np.float64(values.max())
+        axis = self.axis % x.ndim
+        moved = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)  # (C, everything else)
+        ok = np.moveaxis(finite, axis, 0).reshape(x.shape[axis], -1)
+        lo = np.where(ok, moved, np.inf).min(axis=1).astype(np.float64)
+        hi = np.where(ok, moved, -np.inf).max(axis=1).astype(np.float64)
+        return lo, hi
+
+    def update(self, x: npt.ArrayLike) -> None:
+        raise NotImplementedError
+
+    def range(self) -> tuple[np.ndarray, np.ndarray]:
+        """The observed ``(rmin, rmax)``; raises if nothing finite was seen."""
+        if self.min_val is None or self.max_val is None:
+            raise QuantaError(
+                "observer saw no finite values; feed it at least one calibration batch"
+            )
+        lo = np.where(np.isfinite(self.min_val), self.min_val, 0.0)
+        hi = np.where(np.isfinite(self.max_val), self.max_val, 0.0)
+        return lo, hi
+
+    def qparams(self, dtype: str = "int8", *, symmetric: bool = False) -> QParams:
+        lo, hi = self.range()
+        return choose_qparams(lo, hi, dtype, symmetric=symmetric, axis=self.axis)
+
+
+@dataclass
+class MinMaxObserver(Observer):
+    """Running minimum and maximum over all batches (exact; merge by min/max)."""
+
+    def update(self, x: npt.ArrayLike) -> None:
+        r = self._batch_range(x)
+        if r is None:
+            return
+        lo, hi = r
+        self.batches += 1
+        if self.min_val is None or self.max_val is None:
+            self.min_val, self.max_val = np.asarray(lo), np.asarray(hi)
+        else:
+            self.min_val = np.minimum(self.min_val, lo)
+            self.max_val = np.maximum(self.max_val, hi)
+
+
+@dataclass
+class MovingAverageMinMaxObserver(Observer):
+    """Exponential moving average of each batch's min and max; the first batch initialises it."""
+
+    decay: float = 0.99
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.decay < 1.0:
+            raise QuantaError(f"EMA decay must be in [0, 1), got {self.decay}")
+
+    def update(self, x: npt.ArrayLike) -> None:
+        r = self._batch_range(x)
+        if r is None:
+            return
+        lo, hi = r
+        self.batches += 1
+        if self.min_val is None or self.max_val is None:
+            self.min_val, self.max_val = np.asarray(lo), np.asarray(hi)
+        else:
+            self.min_val = self.decay * self.min_val + (1 - self.decay) * lo
+            self.max_val = self.decay * self.max_val + (1 - self.decay) * hi
