@@ -82,6 +82,35 @@ def dequantize_node(
     return node, inits
 
 
+def weight_only_decoder(
+    q: np.ndarray, qp: QParams, base: str, names: Names
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """``Cast(q) * scale``: a symmetric (Z = 0) int8 weight decoded to float32.
+
+    Exactly ``DequantizeLinear``'s arithmetic for Z = 0, but made of ops that ONNX Runtime
+    constant-folds at session start, so the consumer sees a plain float constant.
+    """
+    if np.any(qp.zero_point != 0):
+        raise ValueError("weight-only decoding needs symmetric weights (zero point 0)")
+    q_name = names.fresh(f"{base}_quantized")
+    scale_name = names.fresh(f"{base}_scale")
+    cast_out = names.fresh(f"{base}_cast")
+    out = names.fresh(f"{base}_decoded")
+    scale = np.asarray(qp.scale, np.float32).reshape(qp.broadcast_shape(q.ndim))
+    inits = [numpy_helper.from_array(q, q_name), numpy_helper.from_array(scale, scale_name)]
+    nodes = [
+        helper.make_node(
+            "Cast",
+            [q_name],
+            [cast_out],
+            to=onnx.TensorProto.FLOAT,
+            name=names.fresh(f"{base}_Cast"),
+        ),
+        helper.make_node("Mul", [cast_out, scale_name], [out], name=names.fresh(f"{base}_Mul")),
+    ]
+    return nodes, inits
+
+
 def remove_unused(model: onnx.ModelProto) -> None:
     """Drop initializers that no node reads any more (the float weights that were replaced)."""
     used = {name for node in model.graph.node for name in node.input}

@@ -95,7 +95,7 @@ def train(
             optimizer.step()
             step += 1
             if on_step is not None:
-                on_step(step, total, float(loss))
+                on_step(step, total, float(loss.detach()))
     model.eval()
     return model
 

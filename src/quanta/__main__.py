@@ -1,0 +1,3 @@
+from quanta.cli import run
+
+run()

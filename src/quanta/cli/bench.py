@@ -1,0 +1,70 @@
+"""``quanta bench``: size, accuracy, latency and int8 kernels of models, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from quanta._io import check_output_path, write_text_atomic
+from quanta.cli.console import err, out
+from quanta.errors import InputError
+
+__all__ = ["add_parser", "parse_batches"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("bench", help="measure models side by side (first one is the baseline)")
+    p.add_argument("models", nargs="+", help="ONNX models; ratios are against the first")
+    p.add_argument(
+        "--data", default="mnist", help="mnist | MNIST directory | EVAL.npz (default mnist)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--batch", default="1,256", help="batch sizes to time, e.g. 1,256 (default)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.set_defaults(handler=run)
+
+
+def parse_batches(value: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes):
+        raise InputError(
+            f"--batch {value!r} is not a list of positive integers; expected e.g. 1,256"
+        )
+    return sizes
+
+
+def run(args: argparse.Namespace) -> int:
+    from quanta.cli.datasets import eval_set
+    from quanta.graph import load_model
+    from quanta.report import bench_table
+    from quanta.runtime import bench_models, describe_machine
+
+    if args.threads < 1:
+        raise InputError(f"--threads must be >= 1, got {args.threads}")
+    batches = parse_batches(args.batch)
+    json_path = check_output_path(args.json, *args.models) if args.json else None
+    first = load_model(args.models[0])
+    for path in args.models[1:]:
+        load_model(path)  # fail early, with a clear message, on a bad file
+    inits = {t.name for t in first.graph.initializer}
+    data = eval_set(args.data, [i.name for i in first.graph.input if i.name not in inits])
+    with err.status("benchmarking") as status:
+        results = bench_models(
+            args.models, data, batches=batches, threads=args.threads,
+            on_step=lambda msg: status.update(msg),
+        )  # fmt: skip
+    machine = describe_machine()
+    out.print(bench_table(results, title=f"{len(data):,} samples from {data.source}; {machine}"))
+    if json_path:
+        doc = {
+            "data": {"source": data.source, "samples": len(data)},
+            "threads": args.threads,
+            "machine": machine,
+            "models": [r.as_dict() for r in results],
+        }
+        write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+        err.print(f"wrote {json_path}")
+    return 0

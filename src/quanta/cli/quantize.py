@@ -1,0 +1,100 @@
+"""``quanta quantize``: post-training quantization of any ONNX model (static, dynamic, fp16)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from quanta._io import check_output_path
+from quanta.cli.console import err, out, progress
+from quanta.cli.datasets import DEFAULT_CALIBRATION_SAMPLES, is_mnist_shaped
+from quanta.errors import InputError
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("quantize", help="quantize an ONNX model (static, dynamic or fp16)")
+    p.add_argument("model", help="the float ONNX model")
+    p.add_argument("-o", "--output", required=True, help="the quantized ONNX file to write")
+    p.add_argument("--mode", default="static", help="static | dynamic | fp16 (default static)")
+    p.add_argument(
+        "--calibration",
+        help="npz with one array per model input (keyed by input name, samples on axis 0)",
+    )
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
+    p.add_argument("--activation-type", default="int8", help="int8 | uint8 (default int8)")
+    p.add_argument("--samples", type=int, help="use at most N calibration samples")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from quanta.data import calibration_split, load_mnist, load_npz
+    from quanta.graph import (
+        CalibrationData,
+        QuantizeConfig,
+        load_model,
+        quantize_static,
+        save_model,
+    )
+    from quanta.graph.dynamic import quantize_dynamic
+    from quanta.graph.fp16 import quantize_fp16
+
+    config = QuantizeConfig(
+        mode=args.mode,
+        per_channel=not args.per_tensor,
+        activation_type=args.activation_type,
+        samples=args.samples,
+    )
+    if args.calibration and config.mode != "static":
+        raise InputError(f"--calibration is only used with --mode static, not --mode {config.mode}")
+    output = check_output_path(
+        args.output, args.model, *([args.calibration] if args.calibration else [])
+    )
+    model = load_model(args.model)
+    start = time.perf_counter()
+    if config.mode == "static":
+        if args.calibration:
+            names = [
+                i.name
+                for i in model.graph.input
+                if i.name not in {t.name for t in model.graph.initializer}
+            ]
+            arrays, _ = load_npz(args.calibration, input_names=names)
+            data = CalibrationData(arrays, samples=config.samples, batch_size=config.batch_size)
+        elif is_mnist_shaped(model):
+            n = config.samples or DEFAULT_CALIBRATION_SAMPLES
+            split = calibration_split(load_mnist().train, n, seed=0)
+            name = next(i.name for i in model.graph.input)
+            data = CalibrationData({name: split.images}, batch_size=config.batch_size)
+            err.print(
+                f"no --calibration given: calibrating on {n} bundled MNIST training digits "
+                "(the model takes 1x28x28 images)"
+            )
+        else:
+            raise InputError(
+                "--mode static needs --calibration CALIB.npz (one array per model input, keyed by "
+                "input name, samples along axis 0)"
+            )
+        with progress() as bar:
+            task = bar.add_task("calibrating", total=None)
+            result = quantize_static(
+                model, data, config,
+                on_batch=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+    elif config.mode == "dynamic":
+        result = quantize_dynamic(model, config)
+    else:
+        result = quantize_fp16(model, config)
+    for node in result.float_nodes:
+        err.print(f"[yellow]warning:[/] {node}")
+    save_model(result.model, output)
+    before, after = Path(args.model).stat().st_size, output.stat().st_size
+    for note in result.notes:
+        err.print(note)
+    out.print(
+        f"{config.mode}: wrote {output} ({after / 1e6:.2f} MB, {before / after:.2f}× smaller) "
+        f"in {time.perf_counter() - start:.2f} s"
+    )
+    return 0

@@ -1,0 +1,124 @@
+"""Benchmark models side by side: file size, accuracy, latency, and the kernels that ran."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from quanta.errors import DataError
+from quanta.runtime.kernels import KernelCounts, count_kernels
+from quanta.runtime.measure import Latency, accuracy, interleaved_latency
+from quanta.runtime.session import make_session
+
+__all__ = ["EvalSet", "BenchResult", "bench_models"]
+
+
+@dataclass(frozen=True, eq=False)
+class EvalSet:
+    """Evaluation inputs (one array per model input, samples on axis 0) and optional labels."""
+
+    inputs: Mapping[str, np.ndarray]
+    labels: np.ndarray | None
+    source: str
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+
+@dataclass
+class BenchResult:
+    name: str
+    path: str
+    size_bytes: int
+    accuracy: float | None
+    latency: dict[int, Latency]
+    kernels: KernelCounts
+    threads: int
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "accuracy": self.accuracy,
+            "latency_ms": {
+                str(b): {"p50": round(v.p50_ms, 4), "p90": round(v.p90_ms, 4), "runs": v.runs}
+                for b, v in sorted(self.latency.items())
+            },
+            "int8_ops": dict(sorted(self.kernels.int8.items())),
+            "ops": dict(sorted(self.kernels.all.items())),
+            "threads": self.threads,
+        }
+
+
+def _feeds_for(session, data: EvalSet) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Map the data's arrays onto the session's inputs, cast to the dtypes the session expects."""
+    feeds = {}
+    names = [i.name for i in session.get_inputs()]
+    if len(names) == 1 and len(data.inputs) == 1 and names[0] not in data.inputs:
+        # A lone array feeds a lone input whatever its key (e.g. MNIST images into "image").
+        feeds[names[0]] = next(iter(data.inputs.values()))
+    else:
+        missing = [n for n in names if n not in data.inputs]
+        if missing:
+            raise DataError(
+                f"evaluation data has arrays {sorted(data.inputs)}; the model needs {names}"
+            )
+        feeds = {n: data.inputs[n] for n in names}
+    types = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int64)": np.int64,
+             "tensor(int32)": np.int32, "tensor(int8)": np.int8}  # fmt: skip
+    for i in session.get_inputs():
+        want = types.get(i.type)
+        value = feeds[i.name]
+        if want is np.uint8 and value.dtype != np.uint8 and np.issubdtype(value.dtype, np.floating):
+            # A uint8-input model (raw pixels) evaluated on [0, 1] float images.
+            value = np.clip(np.rint(value * 255.0), 0, 255)
+        if want is not None and value.dtype != want:
+            value = value.astype(want)
+        feeds[i.name] = value
+    return feeds
+
+
+def bench_models(
+    paths: Sequence[str | os.PathLike[str]],
+    data: EvalSet,
+    *,
+    batches: Sequence[int] = (1, 256),
+    threads: int = 1,
+    names: Sequence[str] | None = None,
+    budget_s: float = 2.0,
+    on_step: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Measure every model on the same data; latency is timed interleaved across models."""
+    names = list(names) if names is not None else [Path(p).stem for p in paths]
+    sessions = [make_session(p, threads=threads) for p in paths]
+    feeds = [_feeds_for(s, data) for s in sessions]
+    results = []
+    for name, path, session, feed in zip(names, paths, sessions, feeds, strict=True):
+        if on_step:
+            on_step(f"accuracy and kernels of {name}")
+        acc = accuracy(session, feed, data.labels) if data.labels is not None else None
+        results.append(
+            BenchResult(
+                name=name,
+                path=os.fspath(path),
+                size_bytes=Path(path).stat().st_size,
+                accuracy=acc,
+                latency={},
+                kernels=count_kernels(path, threads=threads),
+                threads=threads,
+            )
+        )
+    for batch in batches:
+        if on_step:
+            on_step(f"latency at batch {batch}")
+        for result, lat in zip(
+            results, interleaved_latency(sessions, feeds, batch, budget_s=budget_s), strict=True
+        ):
+            result.latency[batch] = lat
+    return results

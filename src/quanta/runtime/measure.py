@@ -1,0 +1,94 @@
+"""Accuracy and latency of ONNX Runtime sessions.
+
+Latency is wall time of ``session.run`` after warm-up, reported as the median and 90th
+percentile. Sessions that are compared are timed *interleaved* (a few runs of each in turn,
+repeated), so that a burst of load on the machine hits them all alike instead of whichever
+model happened to run at that moment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+__all__ = ["Latency", "predict", "accuracy", "interleaved_latency"]
+
+
+@dataclass(frozen=True)
+class Latency:
+    batch: int
+    p50_ms: float
+    p90_ms: float
+    runs: int
+
+
+def predict(
+    session: ort.InferenceSession, inputs: Mapping[str, np.ndarray], *, batch_size: int = 256
+) -> np.ndarray:
+    """The first output over all samples, computed ``batch_size`` samples at a time."""
+    n = len(next(iter(inputs.values())))
+    name = session.get_outputs()[0].name
+    chunks = []
+    for start in range(0, n, batch_size):
+        feeds = {k: v[start : start + batch_size] for k, v in inputs.items()}
+        chunks.append(session.run([name], feeds)[0])
+    return np.concatenate(chunks)
+
+
+def accuracy(
+    session: ort.InferenceSession, inputs: Mapping[str, np.ndarray], labels: np.ndarray
+) -> float:
+    """Top-1 accuracy of the first output (argmax over its last axis)."""
+    return float((predict(session, inputs).argmax(-1) == labels).mean())
+
+
+def _batch(inputs: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """The first ``size`` samples, tiled if there are fewer."""
+    out = {}
+    for k, v in inputs.items():
+        reps = -(-size // len(v))
+        out[k] = np.ascontiguousarray(np.concatenate([v] * reps)[:size]) if reps > 1 else v[:size]
+    return out
+
+
+def interleaved_latency(
+    sessions: Sequence[ort.InferenceSession],
+    inputs: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+    batch: int,
+    *,
+    budget_s: float = 2.0,
+    min_runs: int = 10,
+    max_runs: int = 500,
+    warmup: int = 3,
+) -> list[Latency]:
+    """Time each session on the same batch, in rounds, within about ``budget_s`` in all."""
+    per_session = [inputs] * len(sessions) if isinstance(inputs, Mapping) else list(inputs)
+    feeds = [_batch(x, batch) for x in per_session]
+    first = []
+    for s, f in zip(sessions, feeds, strict=True):
+        for _ in range(warmup):
+            s.run(None, f)
+        t0 = time.perf_counter()
+        s.run(None, f)
+        first.append(time.perf_counter() - t0)
+    # Runs per round so that one round of all sessions takes ~1/10 of the budget.
+    per_round = max(1, int(budget_s / 10 / max(sum(first), 1e-6)))
+    times: list[list[float]] = [[] for _ in sessions]
+    start = time.perf_counter()
+    while True:
+        for s, f, t in zip(sessions, feeds, times, strict=True):
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                s.run(None, f)
+                t.append(time.perf_counter() - t0)
+        done = min(len(t) for t in times)
+        if done >= max_runs or (done >= min_runs and time.perf_counter() - start >= budget_s):
+            break
+    return [
+        Latency(batch, float(np.median(t) * 1e3), float(np.percentile(t, 90) * 1e3), len(t))
+        for t in times
+    ]
