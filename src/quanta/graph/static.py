@@ -38,7 +38,7 @@ from quanta.graph.rewrite import (
 )
 from quanta.quant import QParams
 
-__all__ = ["plan_static", "quantize_static"]
+__all__ = ["apply_qdq", "plan_static", "quantize_static"]
 
 
 def plan_static(
@@ -108,13 +108,13 @@ def quantize_static(
     ranges = collect_ranges(model, sorted(set(source.values())), data, on_batch=on_batch)
     act_type = config.activation_type
     qparams = {t: ranges[src].qparams(act_type) for t, src in source.items()}
-    _rewrite(model, plans, qparams, per_channel=config.per_channel)
+    apply_qdq(model, plans, qparams, per_channel=config.per_channel)
     onnx.checker.check_model(model)
     notes = [f"calibrated {len(ranges)} activation tensors on {data.count} samples (min-max)"]
     return QuantizeResult(model, float_nodes, notes)
 
 
-def _rewrite(
+def apply_qdq(
     model: onnx.ModelProto,
     plans: dict[str, OpPlan],
     qparams: dict[str, QParams],

@@ -1,0 +1,165 @@
+"""QAT modules: an activation quantizer with moving-average ranges, QuantConv2d and QuantLinear.
+
+Every module has two switches, set for the whole model by ``set_qat_state``:
+
+- ``observe``: update the moving-average min/max (training mode only);
+- ``fake_quant``: quantize-dequantize in the forward pass (off during the quant delay, and off in
+  "float" mode, which export uses to trace the float graph the QDQ rewrite starts from).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quanta.qat.fake_quant import fake_quantize
+from quanta.quant import QParams, choose_qparams
+
+__all__ = ["ActivationQuantizer", "QuantConv2d", "QuantLinear", "weight_qparams"]
+
+
+def weight_qparams(weight: torch.Tensor, per_channel: bool) -> QParams:
+    """Symmetric int8 ``[-127, 127]`` qparams of a weight, per output channel (axis 0) or tensor.
+
+    The same rule as post-training quantization (``quanta.graph.rewrite.quantize_weight``), so the
+    exported int8 weights are exactly the ones training saw.
+    """
+    w = weight.detach().float()
+    if per_channel:
+        flat = w.reshape(w.shape[0], -1)  # (C_out, rest)
+        lo, hi = flat.min(dim=1).values.numpy(), flat.max(dim=1).values.numpy()
+        return choose_qparams(lo, hi, "int8", symmetric=True, axis=0)
+    return choose_qparams(float(w.min()), float(w.max()), "int8", symmetric=True)
+
+
+class ActivationQuantizer(nn.Module):
+    """Moving-average min/max observer + per-tensor fake quantization of an activation.
+
+    With a ``fixed_range`` (e.g. the [0, 1] of image inputs) nothing is observed.
+    """
+
+    def __init__(
+        self,
+        dtype: str = "int8",
+        ema_decay: float = 0.99,
+        fixed_range: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self.ema_decay = ema_decay
+        self.observe = True
+        self.fake_quant = False
+        self.fixed = fixed_range is not None
+        lo, hi = fixed_range if fixed_range is not None else (0.0, 0.0)
+        self.register_buffer("min_val", torch.tensor(float(lo), dtype=torch.float64))
+        self.register_buffer("max_val", torch.tensor(float(hi), dtype=torch.float64))
+        self.register_buffer("initialized", torch.tensor(self.fixed))
+
+    def qparams(self) -> QParams:
+        return choose_qparams(float(self.min_val), float(self.max_val), self.dtype)
+
+    @torch.no_grad()
+    def _observe(self, x: torch.Tensor) -> None:
+        finite = x[torch.isfinite(x)]
+        if finite.numel() == 0:
+            return
+        lo, hi = finite.min().double(), finite.max().double()
+        if not bool(self.initialized):
+            self.min_val.copy_(lo)
+            self.max_val.copy_(hi)
+            self.initialized.fill_(True)
+        else:
+            d = self.ema_decay
+            self.min_val.mul_(d).add_((1 - d) * lo)
+            self.max_val.mul_(d).add_((1 - d) * hi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.observe and not self.fixed:
+            self._observe(x)
+        if self.fake_quant and bool(self.initialized):
+            return fake_quantize(x, self.qparams())
+        return x
+
+    def extra_repr(self) -> str:
+        rng = f"[{float(self.min_val):.4g}, {float(self.max_val):.4g}]"
+        return f"{self.dtype}, range={rng}{' fixed' if self.fixed else ''}"
+
+
+class _QuantWeighted(nn.Module):
+    per_channel: bool
+    fake_quant: bool
+
+    def quantized_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.fake_quant:
+            return weight
+        return fake_quantize(weight, weight_qparams(weight, self.per_channel))
+
+
+class QuantConv2d(_QuantWeighted):
+    """Conv2d (optionally with the BatchNorm2d that follows it) with fake-quantized weights.
+
+    BatchNorm folding during training follows Jacob et al. 2018 as PyTorch's ConvBn2d does: the
+    weight is scaled by ``gamma / sqrt(running_var + eps)`` before fake quantization (so the int8
+    weight is the folded one that will be deployed), the conv output is divided back and the
+    BatchNorm then normalizes with batch statistics while training and running ones in eval,
+    where the whole is exactly the folded conv.
+    """
+
+    def __init__(
+        self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None, per_channel: bool = True
+    ) -> None:
+        super().__init__()
+        self.conv = conv
+        self.bn = bn
+        self.per_channel = per_channel
+        self.fake_quant = False
+
+    def _bn_factor(self) -> torch.Tensor:
+        assert self.bn is not None
+        gamma = self.bn.weight if self.bn.affine else torch.ones_like(self.bn.running_var)
+        return gamma / torch.sqrt(self.bn.running_var + self.bn.eps)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The deployable float weight and bias, with BatchNorm folded in (eval-mode statistics)."""
+        w, b = self.conv.weight, self.conv.bias
+        if self.bn is None:
+            return w, b
+        factor = self._bn_factor()
+        beta = self.bn.bias if self.bn.affine else torch.zeros_like(factor)
+        bias = b if b is not None else torch.zeros_like(factor)
+        return w * factor.reshape(-1, 1, 1, 1), (bias - self.bn.running_mean) * factor + beta
+
+    def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        c = self.conv
+        if c.padding_mode != "zeros":
+            x = F.pad(x, c._reversed_padding_repeated_twice, mode=c.padding_mode)
+            return F.conv2d(x, w, b, c.stride, 0, c.dilation, c.groups)
+        return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bn is None or not self.training:
+            w, b = self.folded()
+            return self._conv(x, self.quantized_weight(w), b)
+        factor = self._bn_factor()
+        w = self.quantized_weight(self.conv.weight * factor.reshape(-1, 1, 1, 1))
+        y = self._conv(x, w, None) / factor.reshape(1, -1, 1, 1)
+        if self.conv.bias is not None:
+            y = y + self.conv.bias.reshape(1, -1, 1, 1)
+        return self.bn(y)
+
+
+class QuantLinear(_QuantWeighted):
+    """Linear with fake-quantized weights (per output channel)."""
+
+    def __init__(self, linear: nn.Linear, per_channel: bool = True) -> None:
+        super().__init__()
+        self.linear = linear
+        self.per_channel = per_channel
+        self.fake_quant = False
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.linear.weight, self.linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.quantized_weight(self.linear.weight), self.linear.bias)
