@@ -17,13 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	mkdir -p demo-out
-	$(BIN)/quanta train -o demo-out/lenet.onnx
-	$(BIN)/quanta quantize demo-out/lenet.onnx -o demo-out/lenet_fp16.onnx --mode fp16
-	$(BIN)/quanta quantize demo-out/lenet.onnx -o demo-out/lenet_dynamic.onnx --mode dynamic
-	$(BIN)/quanta quantize demo-out/lenet.onnx -o demo-out/lenet_static.onnx --mode static
-	$(BIN)/quanta bench demo-out/lenet.onnx demo-out/lenet_fp16.onnx demo-out/lenet_dynamic.onnx \
-		demo-out/lenet_static.onnx --json demo-out/bench.json
+	$(BIN)/quanta demo --out demo-out
 
 test: install
 	$(BIN)/python -m pytest

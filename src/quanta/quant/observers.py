@@ -105,5 +105,11 @@ class MovingAverageMinMaxObserver(Observer):
         if self.min_val is None or self.max_val is None:
             self.min_val, self.max_val = np.asarray(lo), np.asarray(hi)
         else:
-            self.min_val = self.decay * self.min_val + (1 - self.decay) * lo
-            self.max_val = self.decay * self.max_val + (1 - self.decay) * hi
+            # A channel with no finite value in this batch (lo = inf) keeps its average; a
+            # channel seen for the first time (average still inf) starts at this batch's value.
+            d = self.decay
+            seen_lo, seen_hi = np.isfinite(self.min_val), np.isfinite(self.max_val)
+            ema_lo = np.where(seen_lo, d * self.min_val + (1 - d) * lo, lo)
+            ema_hi = np.where(seen_hi, d * self.max_val + (1 - d) * hi, hi)
+            self.min_val = np.where(np.isfinite(lo), ema_lo, self.min_val)
+            self.max_val = np.where(np.isfinite(hi), ema_hi, self.max_val)

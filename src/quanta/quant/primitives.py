@@ -18,8 +18,13 @@ def round_half_to_even(x: npt.ArrayLike) -> npt.NDArray[np.floating]:
 
 def _broadcast(qparams: QParams, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if qparams.axis is not None:
-        axis = qparams.axis % max(x.ndim, 1)
-        if x.ndim == 0 or x.shape[axis] != qparams.scale.shape[0]:
+        if not -x.ndim <= qparams.axis < x.ndim:
+            raise QuantaError(
+                f"axis {qparams.axis} is out of range for a tensor of rank {x.ndim}; "
+                f"expected -{x.ndim} <= axis < {x.ndim}"
+            )
+        axis = qparams.axis % x.ndim
+        if x.shape[axis] != qparams.scale.shape[0]:
             raise QuantaError(
                 f"tensor of shape {x.shape} has no axis {qparams.axis} of size "
                 f"{qparams.scale.shape[0]} to match the per-channel scales"
@@ -42,10 +47,13 @@ def quantize(x: npt.ArrayLike, qparams: QParams) -> npt.NDArray[np.integer]:
     """
     x = np.asarray(x, dtype=np.float32)
     scale, zero_point = _broadcast(qparams, x)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         q = round_half_to_even(x / scale) + zero_point
     q = np.where(np.isnan(q), zero_point, q)
-    return np.clip(q, qparams.qmin, qparams.qmax).astype(qparams.storage_type)
+    # NOTE: saturate in float64: in float32, int32's qmax 2**31 - 1 rounds up to 2**31 and the
+    # cast would wrap to -2**31. Every float32 value is exact in float64, so int8 results are
+    # unchanged.
+    return np.clip(q.astype(np.float64), qparams.qmin, qparams.qmax).astype(qparams.storage_type)
 
 
 def dequantize(q: npt.ArrayLike, qparams: QParams) -> npt.NDArray[np.float32]:

@@ -76,6 +76,10 @@ class QParams:
             raise QuantaError(f"per-axis QParams need a 1-D scale, got shape {scale.shape}")
         if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
             raise QuantaError(f"scale must be finite and > 0, got {scale}")
+        if not np.issubdtype(zp.dtype, np.integer) and not (
+            np.all(np.isfinite(zp)) and np.all(zp == np.rint(zp))
+        ):
+            raise QuantaError(f"zero_point must be an integer, got {zp}")
         if np.any(zp < qmin) or np.any(zp > qmax):
             raise QuantaError(f"zero_point {zp} is outside the {self.dtype} range [{qmin}, {qmax}]")
         object.__setattr__(self, "scale", scale)

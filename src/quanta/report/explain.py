@@ -1,0 +1,126 @@
+"""Sentences that explain a benchmark from its own measurements (never from expectations).
+
+Each sentence cites the figures it rests on: sizes, accuracy deltas, latency ratios, and the
+kernels ONNX Runtime actually ran after fusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from quanta.report.table import format_ops
+from quanta.runtime import BenchResult
+
+__all__ = ["explain"]
+
+
+def _speed(r: BenchResult, base: BenchResult, batch: int) -> float | None:
+    if batch not in r.latency or batch not in base.latency:
+        return None
+    return base.latency[batch].p50_ms / r.latency[batch].p50_ms
+
+
+def _speed_text(r: BenchResult, base: BenchResult) -> str:
+    parts = []
+    for b in sorted(r.latency):
+        s = _speed(r, base, b)
+        if s is not None:
+            word = "faster" if s >= 1.0 else "slower"
+            factor = s if s >= 1.0 else 1 / s
+            parts.append(f"{factor:.2f}× {word} at batch {b}")
+    return ", ".join(parts)
+
+
+def _acc(r: BenchResult, base: BenchResult) -> str:
+    if r.accuracy is None or base.accuracy is None:
+        return ""
+    return f"{100 * r.accuracy:.2f} % ({100 * (r.accuracy - base.accuracy):+.2f} pp vs float)"
+
+
+def explain(
+    results: Mapping[str, BenchResult], machine: str, notes: Mapping[str, str] | None = None
+) -> list[str]:
+    """Explanations for the variants ``float``, ``fp16``, ``dynamic``, ``static``, ``qat``,
+    ``qat_uint8`` (whichever are present; ``float`` is required as the baseline)."""
+    notes = notes or {}
+    base = results["float"]
+    lines: list[str] = []
+    if "fp16" in results:
+        r = results["fp16"]
+        lines.append(
+            f"fp16 is {base.size_bytes / r.size_bytes:.2f}× smaller (weights stored in 2 bytes) and "
+            f"{_speed_text(r, base)}: ONNX Runtime casts the weights back to float32 when the "
+            f"session starts and runs the same float kernels ({format_ops(dict(r.kernels.all))}); "
+            "float16 saves disk and download, not time, on this CPU."
+        )
+    if "dynamic" in results:
+        r = results["dynamic"]
+        conv_float = r.kernels.all.get("Conv", 0) + r.kernels.all.get("FusedConv", 0)
+        lines.append(
+            f"dynamic is {base.size_bytes / r.size_bytes:.2f}× smaller and {_speed_text(r, base)}, "
+            f"accuracy {_acc(r, base)}. ONNX Runtime ran {format_ops(dict(r.kernels.int8))} in "
+            f"int8, quantizing each input batch at run time"
+            + (
+                f"; the {conv_float} convolutions kept float arithmetic with int8-stored weights, "
+                "because dynamic int8 convolution (ConvInteger) is slower than float on x86 "
+                "— that is why TFLite-style dynamic-range models are often slower than float."
+                if conv_float
+                else "."
+            )
+        )
+    if "static" in results:
+        r = results["static"]
+        q = r.kernels.all.get("QuantizeLinear", 0)
+        dq = r.kernels.all.get("DequantizeLinear", 0)
+        lines.append(
+            f"static is {base.size_bytes / r.size_bytes:.2f}× smaller and {_speed_text(r, base)}, "
+            f"accuracy {_acc(r, base)}. After fusion ONNX Runtime ran "
+            f"{format_ops(dict(r.kernels.int8))} on int8 data; the only conversions left are "
+            f"{q} QuantizeLinear and {dq} DequantizeLinear at the model's edges, so the "
+            "quantize/dequantize overhead is paid once per inference, not per layer."
+            + (f" {notes['static']}" if "static" in notes else "")
+        )
+    if "qat" in results:
+        r = results["qat"]
+        extra = ""
+        if (
+            "static" in results
+            and r.accuracy is not None
+            and results["static"].accuracy is not None
+        ):
+            extra = (
+                f" ({100 * (r.accuracy - results['static'].accuracy):+.2f} pp vs static "
+                "post-training quantization)"
+            )
+        lines.append(
+            f"qat has the static model's structure and speed ({_speed_text(r, base)}) with "
+            f"accuracy {_acc(r, base)}{extra}. The network was fine-tuned with fake-quantized "
+            "weights and activations, so it learnt weights that survive rounding; part of any "
+            "gain over float comes from the extra fine-tuning epochs themselves."
+            + (f" {notes['qat']}" if "qat" in notes else "")
+        )
+    if "qat_uint8" in results and "qat" in results:
+        r, q = results["qat_uint8"], results["qat"]
+        same = r.accuracy == q.accuracy
+        lines.append(
+            "qat_uint8 takes the raw uint8 pixels (0..255) as the classic TFLite interpreter did; "
+            "its input scale (1/255) and zero point (0) follow from the model's [0, 1] input "
+            "range, no mean/std to pass by hand. Accuracy "
+            + (
+                "is identical to qat"
+                if same
+                else f"differs from qat by {100 * ((r.accuracy or 0) - (q.accuracy or 0)):+.2f} pp"
+            )
+            + "."
+        )
+    if "no VNNI" in machine:
+        lines.append(
+            "This CPU has no VNNI instructions, so int8 dot products use the slower AVX2 "
+            "sequence; int8 speed-ups are smaller here than on VNNI/AMX machines."
+        )
+    elif "vnni" in machine.lower():
+        lines.append(
+            "This CPU has VNNI (int8 dot-product) instructions, which ONNX Runtime's int8 "
+            "kernels use; on an AVX2-only CPU the int8 speed-ups would be smaller."
+        )
+    return lines

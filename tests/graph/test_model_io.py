@@ -1,0 +1,94 @@
+"""load_model / save_model: one ModelError per bad file, opset upgrade, atomic round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from quanta.errors import ModelError
+from quanta.graph import load_model, save_model
+from quanta.graph.model_io import MIN_OPSET, default_opset
+from quanta.runtime import make_session
+
+MakeConvnet = Callable[..., onnx.ModelProto]
+
+
+def relu_model(opset: int, ir_version: int) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    return model
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model(tmp_path / "nope.onnx")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(ModelError, match="is empty"):
+        load_model(path)
+
+
+def test_garbage_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.onnx"
+    path.write_bytes(b"\x00\x01\x02 not a protobuf \xff\xfe" * 8)
+    with pytest.raises(ModelError, match="not an ONNX model"):
+        load_model(path)
+
+
+def test_truncated_file(make_convnet: MakeConvnet, tmp_path: Path) -> None:
+    data = make_convnet().SerializeToString()
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="truncated.onnx"):
+        load_model(path)
+
+
+def test_model_failing_the_checker(tmp_path: Path) -> None:
+    model = relu_model(20, 10)
+    model.graph.node[0].input.append("x")  # Relu takes exactly one input
+    path = tmp_path / "bad.onnx"
+    onnx.save_model(model, path)
+    with pytest.raises(ModelError, match="fails the ONNX checker"):
+        load_model(path)
+
+
+def test_old_opset_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "opset11.onnx"
+    onnx.save_model(relu_model(11, 6), path)
+    model = load_model(path)
+    assert default_opset(model) >= MIN_OPSET == 13
+    x = np.array([[-1.0, 0.0, 2.0, -3.0]], np.float32)
+    y = make_session(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y, [[0.0, 0.0, 2.0, 0.0]])
+
+
+def test_current_opset_is_kept(make_convnet: MakeConvnet, tmp_path: Path) -> None:
+    model = make_convnet()
+    save_model(model, tmp_path / "m.onnx")
+    loaded = load_model(tmp_path / "m.onnx")
+    assert default_opset(loaded) == 20
+    assert loaded.SerializeToString() == model.SerializeToString()
+
+
+def test_save_is_atomic_and_leaves_no_temporary_file(
+    make_convnet: MakeConvnet, tmp_path: Path
+) -> None:
+    path = tmp_path / "m.onnx"
+    save_model(make_convnet(), path)
+    save_model(make_convnet(seed=1), path)  # overwrite
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+    assert load_model(path).SerializeToString() == make_convnet(seed=1).SerializeToString()
