@@ -142,11 +142,6 @@ def test_gemm_with_trans_a_stays_float() -> None:
     assert [(f.name, f.op_type) for f in result.float_nodes] == [("fc", "Gemm")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a Gemm skipped for transA=1 (or alpha/beta != 1, 2-D C) is reported as "
-    "'its weight is not a constant' although its weight is an initializer",
-)
 def test_gemm_with_trans_a_reason_names_the_real_cause() -> None:
     (node,) = quantize_dynamic(matmul_model(trans_a=1)).float_nodes
     assert "not a constant" not in node.reason

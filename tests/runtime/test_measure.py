@@ -62,10 +62,6 @@ def test_interleaved_latency_shape_of_result(per_session: bool) -> None:
         assert lat.runs >= 5
 
 
-@pytest.mark.xfail(
-    reason="bug: max_runs is checked only after a whole round of per_round runs, and per_round "
-    "is sized from the time budget alone, so a fast model runs far more than max_runs times"
-)
 def test_interleaved_latency_respects_max_runs() -> None:
     x, _ = one_hot_inputs(4)
     result = interleaved_latency([session()], {"x": x}, 4, budget_s=1.0, max_runs=10, warmup=1)

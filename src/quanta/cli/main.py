@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting (one-line errors, exit 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise QuantaError(f"{self.prog}: {message}")
+        raise QuantaError(f"{message} (see '{self.prog} --help')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     show_traceback = "--traceback" in argv
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help and --version exit through argparse
+            return int(exc.code or 0)
         if args.command is None:
             parser.print_help(sys.stderr)
             return ExitStatus.USAGE

@@ -47,11 +47,14 @@ def quantize_dynamic(
     float_nodes: list[FloatNode] = []
     counts = {"matmul": 0, "weight_only": 0}
     for node in graph.node:
-        if node.op_type in ("Gemm", "MatMul") and _dynamic_matmul_ok(node, index):
-            body.extend(_dynamic_matmul(node, index, names, new_inits, config.per_channel))
-            counts["matmul"] += 1
-            continue
-        if node.op_type == "Conv" and index.is_constant(node.input[1]):
+        if node.op_type in ("Gemm", "MatMul"):
+            reason = _dynamic_matmul_refusal(node, index)
+            if reason is None:
+                body.extend(_dynamic_matmul(node, index, names, new_inits, config.per_channel))
+                counts["matmul"] += 1
+                continue
+            float_nodes.append(FloatNode(node.name, node.op_type, reason))
+        elif node.op_type == "Conv" and index.is_constant(node.input[1]):
             w = index.constant(node.input[1])
             q, qp = quantize_weight(w, 0 if config.per_channel else None)
             decode, inits = weight_only_decoder(q, qp, node.input[1], names)
@@ -59,7 +62,7 @@ def quantize_dynamic(
             head.extend(decode)
             node.input[1] = decode[-1].output[0]
             counts["weight_only"] += 1
-        elif node.op_type in ("Gemm", "MatMul", "Conv"):
+        elif node.op_type == "Conv":
             float_nodes.append(FloatNode(node.name, node.op_type, "its weight is not a constant"))
         body.append(node)
     del graph.node[:]
@@ -76,19 +79,23 @@ def quantize_dynamic(
     return QuantizeResult(model, float_nodes, notes)
 
 
-def _dynamic_matmul_ok(node: onnx.NodeProto, index: GraphIndex) -> bool:
-    if not index.is_constant(node.input[1]) or index.constant(node.input[1]).ndim != 2:
-        return False
+def _dynamic_matmul_refusal(node: onnx.NodeProto, index: GraphIndex) -> str | None:
+    """Why this Gemm/MatMul cannot become DynamicQuantizeMatMul, or None if it can."""
+    if not index.is_constant(node.input[1]):
+        return "its weight is not a constant"
+    rank = index.constant(node.input[1]).ndim
+    if rank != 2:
+        return f"its constant weight has rank {rank}; int8 MatMulInteger weights need rank 2"
     if node.op_type == "Gemm":
-        if get_attr(node, "transA", 0) or get_attr(node, "alpha", 1.0) != 1.0:
-            return False
+        if get_attr(node, "transA", 0):
+            return "it transposes its input (transA=1)"
+        if get_attr(node, "alpha", 1.0) != 1.0 or get_attr(node, "beta", 1.0) != 1.0:
+            return "it scales its product or bias (alpha or beta != 1)"
         if len(node.input) > 2 and node.input[2]:
             c = node.input[2]
             if not index.is_constant(c) or index.constant(c).ndim != 1:
-                return False
-            if get_attr(node, "beta", 1.0) != 1.0:
-                return False
-    return True
+                return "its bias C is not a constant 1-D vector"
+    return None
 
 
 def _dynamic_matmul(

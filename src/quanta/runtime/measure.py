@@ -76,12 +76,12 @@ def interleaved_latency(
         s.run(None, f)
         first.append(time.perf_counter() - t0)
     # Runs per round so that one round of all sessions takes ~1/10 of the budget.
-    per_round = max(1, int(budget_s / 10 / max(sum(first), 1e-6)))
+    per_round = min(max_runs, max(1, int(budget_s / 10 / max(sum(first), 1e-6))))
     times: list[list[float]] = [[] for _ in sessions]
     start = time.perf_counter()
     while True:
         for s, f, t in zip(sessions, feeds, times, strict=True):
-            for _ in range(per_round):
+            for _ in range(min(per_round, max_runs - len(t))):
                 t0 = time.perf_counter()
                 s.run(None, f)
                 t.append(time.perf_counter() - t0)
