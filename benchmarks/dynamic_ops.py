@@ -1,4 +1,4 @@
-"""Which ops are worth running in dynamic int8 on this CPU: quanta's choice vs ONNX Runtime's default.
+"""Which ops to run in dynamic int8 on this CPU: quanta's choice vs ONNX Runtime's default.
 
 ONNX Runtime's ``quantize_dynamic`` turns Conv into ConvInteger and MatMul/Gemm into
 MatMulInteger. quanta runs only Gemm/MatMul in int8 (DynamicQuantizeMatMul) and keeps Conv in

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -103,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_table(results, title=f"LeNet PTQ, {len(data):,} MNIST test images; {machine}")
     )
     lines = [
-        f"quantize time (500 calibration images): quanta {quanta_s:.2f} s, onnxruntime {ort_s:.2f} s",
+        f"quantize time (500 calibration images): quanta {quanta_s:.2f} s, "
+        f"onnxruntime {ort_s:.2f} s",
         f"latency quanta/onnxruntime: batch 1 {ratio[1]:.3f}, batch 256 {ratio[256]:.3f} "
         "(<= 1.05 required)",
         f"accuracy quanta - onnxruntime: {100 * (ours_r.accuracy - ort_r.accuracy):+.2f} pp "

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"[yellow]note:[/] {note}")
     kind = "uint8-input int8" if args.input_uint8 else "int8"
     out.print(
-        f"QAT LeNet: fake-quant test accuracy {100 * acc:.2f} % ({time.perf_counter() - start:.1f} s); "
-        f"wrote {kind} model {output}"
+        f"QAT LeNet: fake-quant test accuracy {100 * acc:.2f} % "
+        f"({time.perf_counter() - start:.1f} s); wrote {kind} model {output}"
     )
     return 0

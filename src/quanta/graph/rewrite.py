@@ -1,4 +1,4 @@
-"""Building blocks shared by the quantization passes: fresh names, weight and bias tensors, QDQ nodes."""
+"""Building blocks of the quantization passes: fresh names, weight and bias tensors, QDQ nodes."""
 
 from __future__ import annotations
 

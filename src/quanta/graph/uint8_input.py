@@ -20,7 +20,7 @@ __all__ = ["with_uint8_input"]
 
 
 def with_uint8_input(model: onnx.ModelProto, *, scale: float = 1.0 / 255.0) -> onnx.ModelProto:
-    """A copy of ``model`` whose single float input takes uint8 values ``u`` meaning ``u * scale``."""
+    """A copy of ``model`` whose one float input takes uint8 values ``u`` meaning ``u * scale``."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph

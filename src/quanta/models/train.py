@@ -1,7 +1,8 @@
-"""Seeded training loop for the reference models (Adam, cross-entropy, random-shift augmentation)."""
+"""Seeded training loop of the reference models (Adam, cross-entropy, random-shift augmentation)."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from quanta._io import atomic_path
+from quanta._io import write_bytes_atomic
 from quanta.errors import InputError, ModelError
 
 __all__ = ["TrainConfig", "evaluate", "load_checkpoint", "save_checkpoint", "train"]
@@ -118,8 +119,11 @@ def evaluate(
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> None:
     """Write the model's ``state_dict`` (tensors only, loadable with ``weights_only=True``)."""
-    with atomic_path(path) as tmp:
-        torch.save(model.state_dict(), tmp)
+    # NOTE: torch.save names the zip's root folder after the file; saving to memory first keeps
+    # it constant ("archive"), so the same weights give the same bytes whatever the path.
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from quanta.errors import ModelError
+from quanta.graph.model_io import save_model
 from quanta.graph.prepare import prepare
 from quanta.graph.static import apply_qdq, plan_static
 from quanta.graph.uint8_input import with_uint8_input
-from quanta.graph.model_io import save_model
 from quanta.models.export import to_onnx_model
 from quanta.qat.modules import ActivationQuantizer
 from quanta.qat.prepare import activation_quantizers, set_qat_state

@@ -19,7 +19,7 @@ __all__ = ["fake_quantize", "qparams_tensors"]
 def qparams_tensors(
     qp: QParams, ndim: int, device: torch.device | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and zero point as float32 tensors shaped to broadcast against a rank-``ndim`` tensor."""
+    """Scale and zero point as float32 tensors that broadcast against a rank-``ndim`` tensor."""
     shape = qp.broadcast_shape(ndim)
     scale = torch.from_numpy(qp.scale.reshape(shape).copy()).to(device=device, dtype=torch.float32)
     zp = torch.from_numpy(qp.zero_point.astype("float32").reshape(shape)).to(device=device)

@@ -1,4 +1,4 @@
-"""quantize / dequantize / requantization multipliers: the only definitions of this math in quanta."""
+"""quantize, dequantize, requantization multipliers: the only definitions of this math in quanta."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["dequantize", "fake_quantize", "quantize", "quantize_multiplier", "ro
 
 
 def round_half_to_even(x: npt.ArrayLike) -> npt.NDArray[np.floating]:
-    """Round to nearest, ties to even (0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -0.5 -> -0), as ONNX QuantizeLinear."""
+    """Round to nearest, ties to even (0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -0.5 -> -0), as ONNX does."""
     return np.rint(x)
 
 

@@ -32,7 +32,7 @@ MIN_SCALE = float(np.finfo(np.float32).eps)
 
 
 def qrange(dtype: str, *, narrow: bool = False) -> tuple[int, int]:
-    """The integer range of ``dtype``; ``narrow`` drops the most negative value (int8 -> [-127, 127]).
+    """The integer range of ``dtype``; ``narrow`` drops the lowest value (int8 -> [-127, 127]).
 
     Narrow ranges make symmetric weights exactly symmetric, as TFLite's and ORT's int8 weights.
     """
@@ -129,7 +129,7 @@ def choose_qparams(
       (the midpoint, e.g. 128, for unsigned). Symmetric signed ranges are narrow by default
       (int8: [-127, 127]), as TFLite and ONNX Runtime store weights.
 
-    A zero-width range (all zeros, a constant tensor) never gives S = 0: S is at least ``MIN_SCALE``.
+    A zero-width range (all zeros, a constant tensor) never gives S = 0: S >= ``MIN_SCALE``.
 
     Args:
         rmin: smallest observed value, a scalar or one value per channel.

@@ -48,7 +48,8 @@ def explain(
     if "fp16" in results:
         r = results["fp16"]
         lines.append(
-            f"fp16 is {base.size_bytes / r.size_bytes:.2f}× smaller (weights stored in 2 bytes) and "
+            f"fp16 is {base.size_bytes / r.size_bytes:.2f}× smaller (weights stored in 2 bytes) "
+            "and "
             f"{_speed_text(r, base)}: ONNX Runtime casts the weights back to float32 when the "
             f"session starts and runs the same float kernels ({format_ops(dict(r.kernels.all))}); "
             "float16 saves disk and download, not time, on this CPU."

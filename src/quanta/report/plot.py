@@ -30,7 +30,8 @@ def tradeoff_png(results: Sequence[BenchResult], path: str | os.PathLike[str], t
         # readable where labels beside the bubbles would overlap.
         label = f"{r.name}: {size:.2f} MB, {acc:.2f} %, {ms:.3g} ms"
         ax.scatter(size, acc, s=2000 * ms / biggest, alpha=0.45, edgecolors="black", label=label)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=0.3, title="variant: size, accuracy, b1 latency",
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), markerscale=0.3,
+              title="variant: size, accuracy, b1 latency",
               title_fontsize=8)  # fmt: skip
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))

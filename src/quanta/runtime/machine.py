@@ -24,4 +24,5 @@ def describe_machine() -> str:
     import onnxruntime
 
     cores = os.cpu_count() or 1
-    return f"{model}, {cores} cores, {' '.join(isa) or platform.machine()}, onnxruntime {onnxruntime.__version__}"
+    isa_text = " ".join(isa) or platform.machine()
+    return f"{model}, {cores} cores, {isa_text}, onnxruntime {onnxruntime.__version__}"

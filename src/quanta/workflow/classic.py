@@ -72,8 +72,10 @@ def run_classic(
     ds = load_mnist(config.data_dir)
     torch.manual_seed(config.seed)
     net = LeNet()
-    train(net, ds.train.images, ds.train.labels, TrainConfig(epochs=config.epochs, seed=config.seed),
-          on_step=lambda s, n, loss: report("training float LeNet", s, n))  # fmt: skip
+    train(
+        net, ds.train.images, ds.train.labels, TrainConfig(epochs=config.epochs, seed=config.seed),
+        on_step=lambda s, n, loss: report("training float LeNet", s, n),
+    )  # fmt: skip
     example = torch.zeros(1, 1, 28, 28)
     float_proto = export_onnx(net, paths["float"], example)
     save_checkpoint(net, paths["float"].with_suffix(".pt"))
@@ -116,7 +118,8 @@ def run_classic(
         r.path = os.path.relpath(r.path, out)
     machine = describe_machine()
     notes = {
-        "qat": f"The QAT model's own fake-quant forward pass in PyTorch scores {100 * qat_torch_acc:.2f} %.",
+        "qat": "The QAT model's own fake-quant forward pass in PyTorch scores "
+        f"{100 * qat_torch_acc:.2f} %.",
     }
     by_name = {r.name: r for r in results}
     explanations = explain(by_name, machine, notes)

@@ -1,4 +1,4 @@
-"""Conv (including grouped and depthwise): int8 input, per-output-channel int8 weights, int32 bias."""
+"""Conv (grouped and depthwise too): int8 input, per-output-channel int8 weights, int32 bias."""
 
 from __future__ import annotations
 
