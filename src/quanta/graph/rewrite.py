@@ -71,13 +71,13 @@ def dequantize_node(
     q_name: str, qp: QParams, out: str, base: str, names: Names
 ) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
     inits, s, z = qparams_initializers(qp, base, names)
-    kwargs = {"axis": qp.axis} if qp.axis is not None else {}
+    # make_node skips attributes whose value is None, so a per-tensor node gets no axis.
     node = helper.make_node(
         "DequantizeLinear",
         [q_name, s, z],
         [out],
         name=names.fresh(f"{base}_DequantizeLinear"),
-        **kwargs,
+        axis=qp.axis,
     )
     return node, inits
 

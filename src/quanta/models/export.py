@@ -7,12 +7,14 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 
 import onnx
 import torch
 from torch import nn
 
 from quanta._io import atomic_path
+from quanta.errors import ModelError
 
 __all__ = ["export_onnx", "to_onnx_model"]
 
@@ -21,18 +23,28 @@ OPSET = 20
 
 def to_onnx_model(
     model: nn.Module,
-    example: torch.Tensor,
+    example: torch.Tensor | tuple[torch.Tensor, ...],
     *,
     input_name: str = "image",
     output_name: str = "logits",
+    input_names: Sequence[str] | None = None,
 ) -> onnx.ModelProto:
     """Trace ``model`` (in eval mode) with the dynamo exporter and return the ONNX ModelProto.
 
-    The first dimension of the input and output is named ``batch`` and left dynamic.
+    The first dimension of every input and output is named ``batch`` and left dynamic. With
+    several inputs (``example`` a tuple, ``input_names`` their names), each input's second
+    dimension is the dynamic ``sequence`` (token inputs of text models).
     """
+    examples = example if isinstance(example, tuple) else (example,)
+    names = list(input_names) if input_names is not None else [input_name]
     was_training = model.training
     model.eval()
     batch = torch.export.Dim("batch", min=1)
+    if len(examples) > 1:
+        sequence = torch.export.Dim("sequence", min=1, max=4096)
+        dynamic: tuple[dict[int, object], ...] = tuple({0: batch, 1: sequence} for _ in examples)
+    else:
+        dynamic = ({0: batch},)
     try:
         # NOTE: the exporter prints progress and warns about the missing torchvision ops; neither
         # concerns the user, so both are silenced.
@@ -44,17 +56,20 @@ def to_onnx_model(
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model,
-                (example,),
+                examples,
                 dynamo=True,
                 external_data=False,
                 opset_version=OPSET,
-                input_names=[input_name],
+                input_names=names,
                 output_names=[output_name],
-                dynamic_shapes=({0: batch},),
+                dynamic_shapes=dynamic,
                 verbose=False,
             )
     finally:
         model.train(was_training)
+    if program is None:
+        # NOTE: torch.onnx.export returns None only on the legacy (dynamo=False) path.
+        raise ModelError("torch.onnx.export returned no ONNX program for the model")
     proto = program.model_proto
     # NOTE: the exporter records the Python-side names of nodes and tensors as metadata; they
     # are noise in a deployable file and make it larger.

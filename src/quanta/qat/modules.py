@@ -39,6 +39,11 @@ class ActivationQuantizer(nn.Module):
     With a ``fixed_range`` (e.g. the [0, 1] of image inputs) nothing is observed.
     """
 
+    # Buffers registered in __init__ with register_buffer.
+    min_val: torch.Tensor
+    max_val: torch.Tensor
+    initialized: torch.Tensor
+
     def __init__(
         self,
         dtype: str = "int8",
@@ -115,20 +120,32 @@ class QuantConv2d(_QuantWeighted):
         self.per_channel = per_channel
         self.fake_quant = False
 
+    def _bn_stats(self) -> tuple[nn.BatchNorm2d, torch.Tensor, torch.Tensor]:
+        """The BatchNorm and its running mean and variance, which folding needs."""
+        bn = self.bn
+        assert bn is not None
+        if bn.running_mean is None or bn.running_var is None:
+            raise TypeError(
+                "QuantConv2d cannot fold a BatchNorm2d without running statistics "
+                "(track_running_stats=False)"
+            )
+        return bn, bn.running_mean, bn.running_var
+
     def _bn_factor(self) -> torch.Tensor:
-        assert self.bn is not None
-        gamma = self.bn.weight if self.bn.affine else torch.ones_like(self.bn.running_var)
-        return gamma / torch.sqrt(self.bn.running_var + self.bn.eps)
+        bn, _, running_var = self._bn_stats()
+        gamma = bn.weight if bn.affine else torch.ones_like(running_var)
+        return gamma / torch.sqrt(running_var + bn.eps)
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The deployable float weight and bias, with BatchNorm folded in (eval-mode statistics)."""
         w, b = self.conv.weight, self.conv.bias
         if self.bn is None:
             return w, b
+        bn, running_mean, _ = self._bn_stats()
         factor = self._bn_factor()
-        beta = self.bn.bias if self.bn.affine else torch.zeros_like(factor)
+        beta = bn.bias if bn.affine else torch.zeros_like(factor)
         bias = b if b is not None else torch.zeros_like(factor)
-        return w * factor.reshape(-1, 1, 1, 1), (bias - self.bn.running_mean) * factor + beta
+        return w * factor.reshape(-1, 1, 1, 1), (bias - running_mean) * factor + beta
 
     def _conv(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         c = self.conv

@@ -17,6 +17,9 @@ from quanta.quant.qparams import QParams, choose_qparams
 
 __all__ = ["MinMaxObserver", "MovingAverageMinMaxObserver", "Observer"]
 
+# One batch's extremes: scalars per tensor, arrays of one value per channel otherwise.
+_Extremes = tuple[np.float64, np.float64] | tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+
 
 @dataclass
 class Observer:
@@ -32,10 +35,16 @@ class Observer:
     nonfinite: int = 0
     batches: int = 0
 
-    def _batch_range(self, x: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray] | None:
+    def _batch_range(self, x: npt.ArrayLike) -> _Extremes | None:
         x = np.asarray(x)
         if x.size == 0:
             return None
+        if self.axis is None:
+            # NOTE: fast path for the usual all-finite tensor: min and max are finite only if
+            # no NaN or Inf is present (NaN propagates through min/max), so one pass suffices.
+            lo, hi = x.min(), x.max()
+            if np.isfinite(lo) and np.isfinite(hi):
+                return np.float64(lo), np.float64(hi)
         finite = np.isfinite(x)
         if not finite.all():
             self.nonfinite += int(x.size - finite.sum())

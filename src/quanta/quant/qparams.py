@@ -149,7 +149,7 @@ def choose_qparams(
     if lo.shape != hi.shape:
         raise QuantaError(f"rmin shape {lo.shape} differs from rmax shape {hi.shape}")
     if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        raise QuantaError(f"range must be finite to choose a scale, got [{rmin}, {rmax}]")
+        raise QuantaError(f"range must be finite to choose a scale, got [{rmin!s}, {rmax!s}]")
     if axis is None and lo.ndim != 0:
         raise QuantaError(
             f"per-tensor qparams need scalar rmin/rmax, got shape {lo.shape}; pass axis="

@@ -71,13 +71,13 @@ def explain(
         )
     if "static" in results:
         r = results["static"]
-        q = r.kernels.all.get("QuantizeLinear", 0)
-        dq = r.kernels.all.get("DequantizeLinear", 0)
+        n_q = r.kernels.all.get("QuantizeLinear", 0)
+        n_dq = r.kernels.all.get("DequantizeLinear", 0)
         lines.append(
             f"static is {base.size_bytes / r.size_bytes:.2f}× smaller and {_speed_text(r, base)}, "
             f"accuracy {_acc(r, base)}. After fusion ONNX Runtime ran "
             f"{format_ops(dict(r.kernels.int8))} on int8 data; the only conversions left are "
-            f"{q} QuantizeLinear and {dq} DequantizeLinear at the model's edges, so the "
+            f"{n_q} QuantizeLinear and {n_dq} DequantizeLinear at the model's edges, so the "
             "quantize/dequantize overhead is paid once per inference, not per layer."
             + (f" {notes['static']}" if "static" in notes else "")
         )

@@ -53,7 +53,7 @@ class KernelCounts:
         for value in graph.input:
             dtype[value.name] = value.type.tensor_type.elem_type
         for node in graph.node:
-            out_type = onnx.TensorProto.FLOAT
+            out_type: int = onnx.TensorProto.FLOAT
             if node.op_type in INTEGER_OPS:
                 self.int8[node.op_type] += 1
                 k = _OUTPUT_ZP.get(node.op_type)

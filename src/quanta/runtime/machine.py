@@ -18,7 +18,8 @@ def describe_machine() -> str:
                 model = line.split(":", 1)[1].strip()
             elif line.startswith("flags") and ":" in line:
                 flags = set(line.split(":", 1)[1].split())
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    known = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+    isa: list[str] = [f for f in known if f in flags]
     if flags and not {"avx512_vnni", "avx_vnni"} & flags:
         isa.append("no VNNI")
     import onnxruntime

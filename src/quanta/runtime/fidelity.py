@@ -1,0 +1,77 @@
+"""How closely a quantized model reproduces its float reference, output by output.
+
+- top-1 agreement: share of samples whose argmax (over the last axis) is the same; also on the
+  samples where the reference is *confident* (softmax top-1 probability >= 0.5), where a
+  disagreement is a real change of answer rather than a coin toss between near-equal classes;
+- cosine similarity per sample (mean and minimum), for embeddings and logits alike;
+- maximum absolute error;
+- SQNR in dB: ``10 log10(sum(ref^2) / sum((out - ref)^2))`` over the whole output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Fidelity", "fidelity"]
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    samples: int
+    top1_agreement: float | None
+    top1_agreement_confident: float | None
+    confident_samples: int
+    cosine_mean: float
+    cosine_min: float
+    max_abs_error: float
+    sqnr_db: float
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def fidelity(
+    output: np.ndarray, reference: np.ndarray, *, classifier: bool | None = None
+) -> Fidelity:
+    """Compare ``output`` with ``reference`` (same shape, samples on axis 0).
+
+    ``classifier`` (default: the last axis has more than one entry and the output is 2-D) adds
+    the top-1 agreements.
+    """
+    out = np.asarray(output, np.float64).reshape(len(output), -1)  # (N, D)
+    ref = np.asarray(reference, np.float64).reshape(len(reference), -1)  # (N, D)
+    if out.shape != ref.shape:
+        raise ValueError(f"output shape {out.shape} differs from reference shape {ref.shape}")
+    norms = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1)
+    cos = np.where(norms > 0, (out * ref).sum(axis=1) / np.maximum(norms, 1e-300), 1.0)
+    noise = float(((out - ref) ** 2).sum())
+    signal = float((ref**2).sum())
+    sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-300) / noise)
+    if classifier is None:
+        classifier = np.asarray(output).ndim == 2 and ref.shape[1] > 1
+    top1 = top1_conf = None
+    n_conf = 0
+    if classifier:
+        same = out.argmax(1) == ref.argmax(1)
+        top1 = float(same.mean())
+        confident = _softmax(ref).max(axis=1) >= 0.5
+        n_conf = int(confident.sum())
+        top1_conf = float(same[confident].mean()) if n_conf else None
+    return Fidelity(
+        samples=len(out),
+        top1_agreement=top1,
+        top1_agreement_confident=top1_conf,
+        confident_samples=n_conf,
+        cosine_mean=float(cos.mean()),
+        cosine_min=float(cos.min()),
+        max_abs_error=float(np.abs(out - ref).max()),
+        sqnr_db=sqnr,
+    )
