@@ -75,20 +75,46 @@ class CalibrationData:
                     f"{value.name!r} expects {shape}"
                 )
 
-    def batches(self, model: onnx.ModelProto) -> Iterator[dict[str, np.ndarray]]:
+    def batches(
+        self, model: onnx.ModelProto, batch_size: int | None = None
+    ) -> Iterator[dict[str, np.ndarray]]:
         initializers = {t.name for t in model.graph.initializer}
         dynamic = all(
             not i.type.tensor_type.shape.dim[0].HasField("dim_value")
             for i in model.graph.input
             if i.name not in initializers and i.type.tensor_type.shape.dim
         )
-        step = self.batch_size if dynamic else 1
+        step = (batch_size or self.batch_size) if dynamic else 1
         for start in range(0, self.count, step):
             stop = min(start + step, self.count)
             yield {name: a[start:stop] for name, a in self.arrays.items()}
 
-    def num_batches(self, model: onnx.ModelProto) -> int:
-        return sum(1 for _ in self.batches(model))
+    def num_batches(self, model: onnx.ModelProto, batch_size: int | None = None) -> int:
+        return sum(1 for _ in self.batches(model, batch_size))
+
+
+# NOTE: the observed tensors of one batch are all in memory at once (ONNX Runtime returns them
+# together); a CNN at 224x224 holds ~25 MB of activations per image, so batches are sized to
+# stay near this budget whatever the model.
+BATCH_BYTES = 256 * 2**20
+
+
+def _bytes_per_sample(model: onnx.ModelProto, tensors: Sequence[str]) -> int:
+    """Bytes of the observed tensors for one sample, from the inferred shapes (unknown: 1)."""
+    shapes = {
+        v.name: v.type.tensor_type.shape.dim
+        for v in [*model.graph.value_info, *model.graph.output, *model.graph.input]
+    }
+    total = 0
+    for name in tensors:
+        dims = shapes.get(name)
+        if dims is None:
+            continue
+        size = 4
+        for d in list(dims)[1:]:
+            size *= d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+        total += size
+    return max(total, 1)
 
 
 def collect_ranges(
@@ -121,8 +147,9 @@ def collect_ranges(
     )
     observers = {name: make_observer() for name in tensors}
     names = list(tensors)
-    total = data.num_batches(model)
-    for i, feeds in enumerate(data.batches(model)):
+    batch = max(1, min(data.batch_size, BATCH_BYTES // _bytes_per_sample(model, names)))
+    total = data.num_batches(model, batch)
+    for i, feeds in enumerate(data.batches(model, batch)):
         feeds = {
             k: v.astype(np.float32, copy=False) if v.dtype == np.float64 else v
             for k, v in feeds.items()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import onnx
 
 from quanta.errors import ModelError
+from quanta.graph.canonicalize import canonicalize
+from quanta.graph.fold_bn import fold_batchnorm
 
 __all__ = ["prepare", "QUANTIZED_OPS"]
 
@@ -30,7 +32,9 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
 
     - refuses a model that is already quantized (quantizing twice compounds the error);
     - gives every node a unique name (handlers, warnings and reports refer to nodes by name);
-    - runs ONNX shape inference so that passes know each tensor's element type.
+    - runs ONNX shape inference so that passes know each tensor's element type and rank;
+    - folds BatchNormalization into the Conv before it;
+    - rewrites op spellings into the ones with int8 kernels (``quanta.graph.canonicalize``).
     """
     found = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
     if found:
@@ -47,9 +51,16 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
             name = f"{name}_{i}"
         node.name = name
         seen.add(name)
+    prepared = _infer(prepared)
+    if fold_batchnorm(prepared) + canonicalize(prepared):
+        del prepared.graph.value_info[:]
+        prepared = _infer(prepared)
+    return prepared
+
+
+def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        prepared = onnx.shape_inference.infer_shapes(prepared, data_prop=True)
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - the inference raises several error types
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"ONNX shape inference failed on the model: {first}") from exc
-    return prepared

@@ -1,23 +1,25 @@
 """Static (full-integer) quantization to QDQ: int8 weights and calibrated int8 activations.
 
-The pass plans every node with its op handler, calibrates the activation tensors the plan needs
-in one ONNX Runtime run, then rewrites the graph:
+The pass plans every node (``quanta.graph.planner``), calibrates the activation tensors the plan
+needs in one ONNX Runtime run, then rewrites the graph:
 
-- a Relu after Conv/Gemm/MatMul is absorbed: the producer's output is quantized with the Relu's
-  range (zero point at qmin), which clamps negatives as the Relu did;
+- a Relu/Clip after Conv/Gemm/MatMul/Add is absorbed: the producer's output is quantized with
+  the activation's range, whose saturation clamps as the activation did;
 - weights become int8 initializers + DequantizeLinear (symmetric, per output channel);
 - biases become int32 with scale ``s_in * s_w`` + DequantizeLinear;
 - each quantized activation ``T`` gets ``QuantizeLinear -> DequantizeLinear`` right after its
   producer; the producer writes ``T_prequant`` and the DequantizeLinear writes ``T``, so consumers
   and graph outputs keep their names.
 
-ONNX Runtime then fuses the QDQ groups into integer kernels (QLinearConv, QGemm, int8 MaxPool).
+ONNX Runtime then fuses the QDQ groups into integer kernels (QLinearConv, QGemm, QLinearAdd,
+int8 MaxPool, ...).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
@@ -25,9 +27,10 @@ from quanta.errors import ModelError
 from quanta.graph.calibrate import CalibrationData, collect_ranges
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.index import GraphIndex
-from quanta.graph.ops import FLOAT_IS_FINE, REGISTRY, OpPlan
+from quanta.graph.ops import MAX_RANGE_RATIO
+from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
-from quanta.graph.result import FloatNode, QuantizeResult
+from quanta.graph.result import QuantizeResult
 from quanta.graph.rewrite import (
     Names,
     dequantize_node,
@@ -36,50 +39,30 @@ from quanta.graph.rewrite import (
     quantize_weight,
     remove_unused,
 )
-from quanta.quant import QParams
+from quanta.quant import Observer, QParams
 
-__all__ = ["apply_qdq", "plan_static", "quantize_static"]
+__all__ = ["apply_qdq", "quantize_static", "mismatched_concats"]
 
 
-def plan_static(
-    model: onnx.ModelProto,
-) -> tuple[dict[str, OpPlan], dict[str, str], list[FloatNode]]:
-    """Plan each node; return (plans by node name, quantized tensor -> tensor whose range it
-    uses, nodes left float)."""
-    index = GraphIndex(model)
-    plans: dict[str, OpPlan] = {}
-    source: dict[str, str] = {}  # quantized tensor -> the tensor whose calibrated range it takes
-    float_nodes: list[FloatNode] = []
-    absorbed: set[str] = set()
+def mismatched_concats(
+    model: onnx.ModelProto, plan: StaticPlan, ranges: dict[str, Observer]
+) -> dict[str, str]:
+    """Concat nodes whose inputs' ranges differ too much to share one output scale."""
+    out: dict[str, str] = {}
     for node in model.graph.node:
-        if node.name in absorbed:
+        if node.op_type != "Concat" or node.name not in plan.plans:
             continue
-        handler = REGISTRY.get(node.op_type)
-        if handler is None:
-            if node.op_type not in FLOAT_IS_FINE and node.domain in ("", "ai.onnx"):
-                reason = f"quanta has no int8 handler for {node.op_type}"
-                float_nodes.append(FloatNode(node.name, node.op_type, reason))
-            continue
-        plan = handler(node, index)
-        if isinstance(plan, str):
-            float_nodes.append(FloatNode(node.name, node.op_type, plan))
-            continue
-        if plan.requires_quantized_input and node.input[0] not in source:
-            continue
-        for i in plan.activations:
-            source.setdefault(node.input[i], node.input[i])
-        out = node.output[0]
-        if plan.fuse_relu:
-            relu = index.sole_consumer(out)
-            assert relu is not None  # the handler checked it
-            absorbed.add(relu.name)
-            out = relu.output[0]
-        if plan.output == "own":
-            source[out] = out
-        elif plan.output == "shared":
-            source[out] = source[node.input[0]]
-        plans[node.name] = plan
-    return plans, source, float_nodes
+        widths = []
+        for name in node.input:
+            lo, hi = ranges[plan.source[name]].range()
+            widths.append(float(np.max(hi) - np.min(lo)))
+        narrow, wide = min(widths), max(widths)
+        if narrow <= 0 or wide / narrow > MAX_RANGE_RATIO:
+            out[node.name] = (
+                f"kept float: its inputs' ranges differ {wide / max(narrow, 1e-30):.0f}x (limit "
+                f"{MAX_RANGE_RATIO:.0f}x), one int8 scale would erase the narrow ones"
+            )
+    return out
 
 
 def quantize_static(
@@ -89,7 +72,7 @@ def quantize_static(
     *,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> QuantizeResult:
-    """Quantize ``model`` to int8 QDQ, calibrating activation ranges (min-max) on ``data``.
+    """Quantize ``model`` to int8 QDQ, calibrating activation ranges on ``data``.
 
     Args:
         model: a float ONNX model (opset >= 13; older ones are upgraded by ``load_model``).
@@ -102,88 +85,68 @@ def quantize_static(
     """
     config = config or QuantizeConfig()
     model = prepare(model)
-    plans, source, float_nodes = plan_static(model)
-    if not plans:
+    plan = plan_static(model)
+    if not plan.plans:
         raise ModelError("no node of this model can be quantized (no Conv, Gemm or MatMul found)")
-    ranges = collect_ranges(model, sorted(set(source.values())), data, on_batch=on_batch)
+    ranges = collect_ranges(model, plan.calibrated_tensors(), data, on_batch=on_batch)
+    exclude = mismatched_concats(model, plan, ranges)
+    if exclude:
+        plan = plan_static(model, exclude=exclude)
     act_type = config.activation_type
-    qparams = {t: ranges[src].qparams(act_type) for t, src in source.items()}
-    apply_qdq(model, plans, qparams, per_channel=config.per_channel)
+    qparams = {t: ranges[src].qparams(act_type) for t, src in plan.source.items()}
+    apply_qdq(model, plan, qparams, per_channel=config.per_channel)
     onnx.checker.check_model(model)
     notes = [f"calibrated {len(ranges)} activation tensors on {data.count} samples (min-max)"]
-    return QuantizeResult(model, float_nodes, notes)
+    return QuantizeResult(model, plan.float_nodes, notes)
 
 
 def apply_qdq(
-    model: onnx.ModelProto,
-    plans: dict[str, OpPlan],
-    qparams: dict[str, QParams],
-    *,
-    per_channel: bool,
+    model: onnx.ModelProto, plan: StaticPlan, qparams: dict[str, QParams], *, per_channel: bool
 ) -> None:
+    """Rewrite ``model`` in place: fused activations out, int8 weights, QDQ pairs in."""
     index = GraphIndex(model)
     names = Names(model)
     graph = model.graph
     new_inits: list[onnx.TensorProto] = []
     head: list[onnx.NodeProto] = []  # weight DQs and QDQ of graph inputs go first
-    absorbed: set[str] = set()
+    absorbed = set(plan.fused.values())
+    by_name = {node.name: node for node in graph.node}
+
+    def add_dequantized(q: np.ndarray, qp: QParams, base: str) -> str:
+        q_name = names.fresh(f"{base}_quantized")
+        new_inits.append(numpy_helper.from_array(q, q_name))
+        dq, inits = dequantize_node(q_name, qp, names.fresh(f"{base}_dequantized"), base, names)
+        new_inits.extend(inits)
+        head.append(dq)
+        return dq.output[0]
 
     for node in graph.node:
-        plan = plans.get(node.name)
-        if plan is None:
+        op_plan = plan.plans.get(node.name)
+        if op_plan is None:
             continue
-        if plan.fuse_relu:
-            relu = index.sole_consumer(node.output[0])
-            assert relu is not None
-            node.output[0] = relu.output[0]
-            absorbed.add(relu.name)
+        if node.name in plan.fused:
+            node.output[0] = by_name[plan.fused[node.name]].output[0]
         weight_qp: QParams | None = None
-        for i, axis in plan.weights:
+        for i, axis in op_plan.weights:
             w = index.constant(node.input[i])
             q, weight_qp = quantize_weight(w, axis if per_channel else None)
-            base = node.input[i]
-            q_name = names.fresh(f"{base}_quantized")
-            new_inits.append(numpy_helper.from_array(q, q_name))
-            dq, inits = dequantize_node(
-                q_name, weight_qp, names.fresh(f"{base}_dequantized"), base, names
-            )
-            new_inits.extend(inits)
-            head.append(dq)
-            node.input[i] = dq.output[0]
-        if plan.bias is not None and weight_qp is not None:
-            b = index.constant(node.input[plan.bias])
-            in_qp = qparams[node.input[0]]
-            q, bias_qp = quantize_bias(b, in_qp.scale, weight_qp)
-            base = node.input[plan.bias]
-            q_name = names.fresh(f"{base}_quantized")
-            new_inits.append(numpy_helper.from_array(q, q_name))
-            dq, inits = dequantize_node(
-                q_name, bias_qp, names.fresh(f"{base}_dequantized"), base, names
-            )
-            new_inits.extend(inits)
-            head.append(dq)
-            node.input[plan.bias] = dq.output[0]
+            node.input[i] = add_dequantized(q, weight_qp, node.input[i])
+        if op_plan.bias is not None and weight_qp is not None:
+            b = index.constant(node.input[op_plan.bias])
+            q, bias_qp = quantize_bias(b, qparams[node.input[0]].scale, weight_qp)
+            node.input[op_plan.bias] = add_dequantized(q, bias_qp, node.input[op_plan.bias])
 
     def qdq(tensor: str, source_name: str, dest: str) -> list[onnx.NodeProto]:
-        qp = qparams[tensor]
-        q_name = names.fresh(f"{tensor}_quantized")
-        inits, s, z = qparams_initializers(qp, tensor, names)
+        inits, s, z = qparams_initializers(qparams[tensor], tensor, names)
         new_inits.extend(inits)
-        quant = helper.make_node(
-            "QuantizeLinear",
-            [source_name, s, z],
-            [q_name],
-            name=names.fresh(f"{tensor}_QuantizeLinear"),
-        )
-        deq = helper.make_node(
-            "DequantizeLinear",
-            [q_name, s, z],
-            [dest],
-            name=names.fresh(f"{tensor}_DequantizeLinear"),
-        )
-        return [quant, deq]
+        q_name = names.fresh(f"{tensor}_quantized")
+        return [
+            helper.make_node("QuantizeLinear", [source_name, s, z], [q_name],
+                             name=names.fresh(f"{tensor}_QuantizeLinear")),
+            helper.make_node("DequantizeLinear", [q_name, s, z], [dest],
+                             name=names.fresh(f"{tensor}_DequantizeLinear")),
+        ]  # fmt: skip
 
-    body: list[onnx.NodeProto] = []
     graph_inputs = set(index.graph_inputs)
     for tensor in qparams:
         if tensor in graph_inputs:
@@ -193,6 +156,7 @@ def apply_qdq(
                     if name == tensor:
                         user.input[k] = dest
             head.extend(qdq(tensor, tensor, dest))
+    body: list[onnx.NodeProto] = []
     for node in graph.node:
         if node.name in absorbed:
             continue

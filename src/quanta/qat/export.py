@@ -22,8 +22,9 @@ from torch import nn
 
 from quanta.errors import ModelError
 from quanta.graph.model_io import save_model
+from quanta.graph.planner import plan_static
 from quanta.graph.prepare import prepare
-from quanta.graph.static import apply_qdq, plan_static
+from quanta.graph.static import apply_qdq
 from quanta.graph.uint8_input import with_uint8_input
 from quanta.models.export import to_onnx_model
 from quanta.qat.modules import ActivationQuantizer
@@ -86,8 +87,9 @@ def qat_to_onnx_model(
             m.fake_quant = s
         model.train(was_training)
     prepared = prepare(float_proto)
-    plans, source, _ = plan_static(prepared)
-    needed = sorted(set(source.values()))
+    plan = plan_static(prepared)
+    source = plan.source
+    needed = plan.calibrated_tensors()
     values = _onnx_values(prepared, needed, {input_name: sample.numpy()})
     qparams: dict[str, QParams] = {}
     notes: list[str] = []
@@ -105,7 +107,7 @@ def qat_to_onnx_model(
             used.add(match[0])
             qparams[tensor] = match[2]
     full = {t: qparams[src] for t, src in source.items()}
-    apply_qdq(prepared, plans, full, per_channel=_per_channel(model))
+    apply_qdq(prepared, plan, full, per_channel=_per_channel(model))
     onnx.checker.check_model(prepared)
     if uint8_input:
         prepared = with_uint8_input(prepared)
@@ -156,8 +158,9 @@ def _match(
     """The first unused quantizer whose input equals ``value`` (float32 tolerance)."""
     for item in captured:
         name, seen, _ = item
-        if name in used or seen.shape != value.shape:
+        if name in used or seen.size != value.size or len(seen) != len(value):
             continue
+        seen = seen.reshape(value.shape)  # e.g. (N, C, 1, 1) pooled beside its flattened (N, C)
         tol = 1e-4 * (1.0 + float(np.abs(seen).max(initial=0.0)))
         if np.allclose(seen, value, rtol=0.0, atol=tol):
             return item

@@ -29,7 +29,9 @@ def qparams_tensors(
 class _FakeQuantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, zero_point, qmin, qmax):  # type: ignore[no-untyped-def,override]
-        q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
+        q = torch.round(x / scale) + zero_point
+        q = torch.where(torch.isnan(q), zero_point, q)  # NaN -> zero point, as quanta.quant
+        q = torch.clamp(q, qmin, qmax)
         ctx.save_for_backward(x, scale, zero_point)
         ctx.bounds = (qmin, qmax)
         return (q - zero_point) * scale

@@ -81,15 +81,23 @@ def prepare_qat(model: nn.Module, config: QATConfig | None = None) -> fx.GraphMo
             end = node
             bn = None
             user = _sole_user(node)
-            if (
-                isinstance(layer, nn.Conv2d)
-                and user is not None
-                and user.op == "call_module"
-                and isinstance(modules[str(user.target)], nn.BatchNorm2d)
-            ):
-                bn = modules[str(user.target)]
-                user.replace_all_uses_with(node)
-                graph.erase_node(user)
+            candidate = (
+                modules[str(user.target)] if user is not None and user.op == "call_module" else None
+            )
+            if isinstance(layer, nn.Conv2d) and isinstance(candidate, nn.BatchNorm2d):
+                assert user is not None
+                if candidate.running_mean is None or candidate.running_var is None:
+                    # NOTE: without running statistics there is no inference-time affine map
+                    # to fold; the BatchNorm stays a float op after the int8 conv.
+                    warnings.warn(
+                        f"QAT: {user.name!r} (BatchNorm2d without running statistics) is not "
+                        "folded and stays float",
+                        stacklevel=2,
+                    )
+                else:
+                    bn = candidate
+                    user.replace_all_uses_with(node)
+                    graph.erase_node(user)
             wrapped: nn.Module = (
                 QuantConv2d(layer, bn, config.per_channel)
                 if isinstance(layer, nn.Conv2d)

@@ -15,6 +15,8 @@ from quanta.graph.ops.plan import OpPlan
 def plan_passthrough(node: onnx.NodeProto, index: GraphIndex) -> OpPlan | str:
     if not index.is_float(node.input[0]):
         return "its input is not float32"
+    if index.is_constant(node.input[0]):
+        return "its data is a constant (e.g. an embedding table), not an activation"
     if node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1]:
         return "it also returns argmax indices"
     return OpPlan(output="shared", requires_quantized_input=True)

@@ -24,8 +24,9 @@ class OpPlan:
         bias: index of a constant bias input, quantized int32 with scale ``s_in * s_w``.
         output: ``"own"`` (calibrated range), ``"shared"`` (same scale and zero point as input 0,
             for ops that only move values: MaxPool, Reshape, ...) or None (stays float).
-        fuse_relu: absorb a following Relu: quantize the op's output with the Relu's range
-            (zero point at qmin), which clamps negatives exactly as the Relu did.
+        fuse_relu: absorb a following Relu or Clip (ReLU6): quantize the op's output with the
+            activation's range, whose saturation clamps exactly as the activation did (a Relu's
+            range starts at 0, so the zero point sits at qmin and negatives map to 0).
         requires_quantized_input: run in int8 only when input 0 is already quantized
             (a lone MaxPool between float ops gains nothing from int8).
     """
@@ -49,7 +50,31 @@ def get_attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
     return default
 
 
-def relu_follows(node: onnx.NodeProto, index: GraphIndex) -> bool:
-    """Whether the node's only consumer is a Relu (so the pair can run as one int8 op)."""
+def fusable_activation(node: onnx.NodeProto, index: GraphIndex) -> onnx.NodeProto | None:
+    """The Relu or Clip that is the node's only consumer, if int8 saturation can replace it.
+
+    A Clip qualifies when its bounds are constants with ``min <= 0 <= max``: calibrated on the
+    Clip's output, the quantized range lies inside ``[min, max]`` and contains 0, so saturating
+    to it clamps as the Clip did.
+    """
     user = index.sole_consumer(node.output[0])
-    return user is not None and user.op_type == "Relu"
+    if user is None:
+        return None
+    if user.op_type == "Relu":
+        return user
+    if user.op_type != "Clip":
+        return None
+    bounds = []
+    for k, default in ((1, -float("inf")), (2, float("inf"))):
+        if len(user.input) > k and user.input[k]:
+            if not index.is_constant(user.input[k]):
+                return None
+            bounds.append(float(index.constant(user.input[k]).reshape(-1)[0]))
+        else:
+            bounds.append(default)
+    return user if bounds[0] <= 0.0 <= bounds[1] else None
+
+
+def relu_follows(node: onnx.NodeProto, index: GraphIndex) -> bool:
+    """Whether a Relu/Clip that int8 saturation can replace follows the node."""
+    return fusable_activation(node, index) is not None
