@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from quanta.quant.calibration_methods import (
+    RANGE_METHODS,
+    entropy_range,
+    minmax_range,
+    mse_range,
+    percentile_range,
+)
+from quanta.quant.histogram import HistogramObserver
 from quanta.quant.observers import MinMaxObserver, MovingAverageMinMaxObserver, Observer
 from quanta.quant.primitives import (
     dequantize,
@@ -21,10 +29,16 @@ __all__ = [
     "fake_quantize",
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
+    "HistogramObserver",
     # building blocks
     "DTYPES",
     "MIN_SCALE",
     "Observer",
+    "RANGE_METHODS",
+    "entropy_range",
+    "minmax_range",
+    "mse_range",
+    "percentile_range",
     "qrange",
     "quantize_multiplier",
     "round_half_to_even",
