@@ -9,9 +9,9 @@ import onnx
 import onnxruntime as ort
 
 from quanta.errors import DataError
-from quanta.quant import MinMaxObserver, Observer
+from quanta.quant import MeanObserver, MinMaxObserver, Observer
 
-__all__ = ["CalibrationData", "collect_ranges"]
+__all__ = ["CalibrationData", "collect_ranges", "collect_statistics"]
 
 
 class CalibrationData:
@@ -125,16 +125,35 @@ def collect_ranges(
     make_observer: Callable[[], Observer] = MinMaxObserver,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, Observer]:
-    """Run ``model`` over ``data`` and return one observer per name in ``tensors``.
+    """Run ``model`` over ``data`` and return one range observer per name in ``tensors``."""
+    ranges, _ = collect_statistics(
+        model, tensors, data, make_observer=make_observer, on_batch=on_batch
+    )
+    return ranges
+
+
+def collect_statistics(
+    model: onnx.ModelProto,
+    tensors: Sequence[str],
+    data: CalibrationData,
+    *,
+    channel_means: Mapping[str, int] | None = None,
+    make_observer: Callable[[], Observer] = MinMaxObserver,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, Observer], dict[str, MeanObserver]]:
+    """Range observers for ``tensors`` and per-channel means for ``channel_means`` (tensor ->
+    channel axis), from one run of ``model`` over ``data``.
 
     The model is copied with each tensor added as a graph output, so ONNX Runtime keeps it; one
     batch at a time flows through, so memory holds one batch of activations, never the data set.
     """
+    channel_means = dict(channel_means or {})
     data.check_inputs(model)
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)
     existing = {o.name for o in augmented.graph.output}
-    for name in tensors:
+    names = list(dict.fromkeys([*tensors, *channel_means]))
+    for name in names:
         if name not in existing:
             augmented.graph.output.append(
                 onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
@@ -146,7 +165,7 @@ def collect_ranges(
         augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
     observers = {name: make_observer() for name in tensors}
-    names = list(tensors)
+    means = {name: MeanObserver(axis=axis) for name, axis in channel_means.items()}
     batch = max(1, min(data.batch_size, BATCH_BYTES // _bytes_per_sample(model, names)))
     total = data.num_batches(model, batch)
     for i, feeds in enumerate(data.batches(model, batch)):
@@ -160,7 +179,10 @@ def collect_ranges(
             first = str(exc).strip().splitlines()[0]
             raise DataError(f"the model could not run on calibration batch {i}: {first}") from exc
         for name, value in zip(names, outputs, strict=True):
-            observers[name].update(value)
+            if name in observers:
+                observers[name].update(value)
+            if name in means:
+                means[name].update(value)
         if on_batch is not None:
             on_batch(i + 1, total)
-    return observers
+    return observers, means

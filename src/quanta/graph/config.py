@@ -7,9 +7,10 @@ from typing import Literal
 
 from quanta.errors import InputError
 
-__all__ = ["QuantizeConfig", "MODES", "ACTIVATION_TYPES"]
+__all__ = ["QuantizeConfig", "MODES", "METHODS", "ACTIVATION_TYPES"]
 
 MODES = ("static", "dynamic", "fp16")
+METHODS = ("minmax", "percentile", "entropy", "mse")
 ACTIVATION_TYPES = ("int8", "uint8")
 
 
@@ -22,6 +23,12 @@ class QuantizeConfig:
             activation ranges computed at run time), "fp16" (float16 weights).
         per_channel: one weight scale per output channel (default) or one per tensor.
         activation_type: "int8" (S8S8, ORT's recommended QDQ default) or "uint8".
+        method: how activation ranges are chosen from calibration data: "minmax" (the extremes),
+            "percentile" (cut ``percentile`` % tails), "entropy" (KL divergence, as TensorRT),
+            "mse" (least expected quantization error).
+        percentile: the kept percentile for ``method="percentile"``.
+        bias_correction: correct each layer's bias for its weight rounding error, using the
+            mean of its input over the calibration data.
         samples: use at most this many calibration samples (None: all).
         batch_size: calibration samples fed to ONNX Runtime at once (dynamic batch models).
     """
@@ -29,6 +36,9 @@ class QuantizeConfig:
     mode: Literal["static", "dynamic", "fp16"] = "static"
     per_channel: bool = True
     activation_type: Literal["int8", "uint8"] = "int8"
+    method: Literal["minmax", "percentile", "entropy", "mse"] = "minmax"
+    percentile: float = 99.999
+    bias_correction: bool = True
     samples: int | None = None
     batch_size: int = 100
 
@@ -41,6 +51,12 @@ class QuantizeConfig:
             raise InputError(
                 f"--activation-type {self.activation_type!r} is not known; expected int8 or uint8"
             )
+        if self.method not in METHODS:
+            raise InputError(
+                f"--method {self.method!r} is not known; expected one of {', '.join(METHODS)}"
+            )
+        if not 50.0 < self.percentile <= 100.0:
+            raise InputError(f"--percentile must be in (50, 100], got {self.percentile}")
         if self.samples is not None and self.samples < 1:
             raise InputError(f"--samples must be >= 1, got {self.samples}")
         if self.batch_size < 1:

@@ -17,14 +17,16 @@ int8 MaxPool, ...).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from quanta.errors import ModelError
-from quanta.graph.calibrate import CalibrationData, collect_ranges
+from quanta.graph.bias_correction import MEAN_AXIS, bias_shift
+from quanta.graph.calibrate import CalibrationData, collect_statistics
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import MAX_RANGE_RATIO
@@ -39,7 +41,7 @@ from quanta.graph.rewrite import (
     quantize_weight,
     remove_unused,
 )
-from quanta.quant import Observer, QParams
+from quanta.quant import HistogramObserver, MinMaxObserver, Observer, QParams, dequantize
 
 __all__ = ["apply_qdq", "quantize_static", "mismatched_concats"]
 
@@ -65,6 +67,13 @@ def mismatched_concats(
     return out
 
 
+def observer_factory(config: QuantizeConfig) -> Callable[[], Observer]:
+    """Min-max needs only the extremes; the other methods choose from a streamed histogram."""
+    if config.method == "minmax":
+        return MinMaxObserver
+    return partial(HistogramObserver, method=config.method, percentile=config.percentile)
+
+
 def quantize_static(
     model: onnx.ModelProto,
     data: CalibrationData,
@@ -88,22 +97,56 @@ def quantize_static(
     plan = plan_static(model)
     if not plan.plans:
         raise ModelError("no node of this model can be quantized (no Conv, Gemm or MatMul found)")
-    ranges = collect_ranges(model, plan.calibrated_tensors(), data, on_batch=on_batch)
+    index = GraphIndex(model)
+    mean_axes = (
+        {
+            node.input[0]: MEAN_AXIS[node.op_type]
+            for node in model.graph.node
+            if node.name in plan.plans
+            and node.op_type in MEAN_AXIS
+            and plan.plans[node.name].weights
+        }
+        if config.bias_correction
+        else {}
+    )
+    ranges, means = collect_statistics(
+        model, plan.calibrated_tensors(), data, channel_means=mean_axes,
+        make_observer=observer_factory(config), on_batch=on_batch,
+    )  # fmt: skip
+    del index
     exclude = mismatched_concats(model, plan, ranges)
     if exclude:
         plan = plan_static(model, exclude=exclude)
     act_type = config.activation_type
     qparams = {t: ranges[src].qparams(act_type) for t, src in plan.source.items()}
-    apply_qdq(model, plan, qparams, per_channel=config.per_channel)
+    input_means = {name: obs.mean() for name, obs in means.items()}
+    corrected = apply_qdq(
+        model, plan, qparams, per_channel=config.per_channel, input_means=input_means
+    )
     onnx.checker.check_model(model)
-    notes = [f"calibrated {len(ranges)} activation tensors on {data.count} samples (min-max)"]
+    notes = [
+        f"calibrated {len(ranges)} activation tensors on {data.count} samples ({config.method})"
+    ]
+    if corrected:
+        notes.append(f"bias correction applied to {corrected} layers")
     return QuantizeResult(model, plan.float_nodes, notes)
 
 
 def apply_qdq(
-    model: onnx.ModelProto, plan: StaticPlan, qparams: dict[str, QParams], *, per_channel: bool
-) -> None:
-    """Rewrite ``model`` in place: fused activations out, int8 weights, QDQ pairs in."""
+    model: onnx.ModelProto,
+    plan: StaticPlan,
+    qparams: dict[str, QParams],
+    *,
+    per_channel: bool,
+    input_means: Mapping[str, np.ndarray] | None = None,
+) -> int:
+    """Rewrite ``model`` in place: fused activations out, int8 weights, QDQ pairs in.
+
+    With ``input_means`` (per-channel means of weighted nodes' inputs), biases are corrected for
+    the weight rounding error (``quanta.graph.bias_correction``). Returns how many were.
+    """
+    input_means = input_means or {}
+    corrected = 0
     index = GraphIndex(model)
     names = Names(model)
     graph = model.graph
@@ -127,14 +170,29 @@ def apply_qdq(
         if node.name in plan.fused:
             node.output[0] = by_name[plan.fused[node.name]].output[0]
         weight_qp: QParams | None = None
+        shift = None
         for i, axis in op_plan.weights:
             w = index.constant(node.input[i])
             q, weight_qp = quantize_weight(w, axis if per_channel else None)
+            if node.input[0] in input_means and i == 1:
+                shift = bias_shift(node, w, dequantize(q, weight_qp), input_means[node.input[0]])
             node.input[i] = add_dequantized(q, weight_qp, node.input[i])
-        if op_plan.bias is not None and weight_qp is not None:
-            b = index.constant(node.input[op_plan.bias])
+        bias_index = op_plan.bias
+        if shift is not None and bias_index is None and node.op_type in ("Conv", "Gemm"):
+            # A layer without bias gets one to carry the correction.
+            while len(node.input) < 3:
+                node.input.append("")
+            bias_index = 2
+        if bias_index is not None and weight_qp is not None:
+            name = node.input[bias_index]
+            b = index.constant(name).astype(np.float64) if name else np.zeros(len(shift))  # type: ignore[arg-type]
+            if shift is not None:
+                b = b + shift
+                corrected += 1
             q, bias_qp = quantize_bias(b, qparams[node.input[0]].scale, weight_qp)
-            node.input[op_plan.bias] = add_dequantized(q, bias_qp, node.input[op_plan.bias])
+            node.input[bias_index] = add_dequantized(
+                q, bias_qp, name or names.fresh(f"{node.name}_bias")
+            )
 
     def qdq(tensor: str, source_name: str, dest: str) -> list[onnx.NodeProto]:
         inits, s, z = qparams_initializers(qparams[tensor], tensor, names)
@@ -171,3 +229,4 @@ def apply_qdq(
     graph.initializer.extend(new_inits)
     del graph.value_info[:]
     remove_unused(model)
+    return corrected

@@ -10,7 +10,12 @@ from quanta.quant.calibration_methods import (
     percentile_range,
 )
 from quanta.quant.histogram import HistogramObserver
-from quanta.quant.observers import MinMaxObserver, MovingAverageMinMaxObserver, Observer
+from quanta.quant.observers import (
+    MeanObserver,
+    MinMaxObserver,
+    MovingAverageMinMaxObserver,
+    Observer,
+)
 from quanta.quant.primitives import (
     dequantize,
     fake_quantize,
@@ -30,6 +35,7 @@ __all__ = [
     "MinMaxObserver",
     "MovingAverageMinMaxObserver",
     "HistogramObserver",
+    "MeanObserver",
     # building blocks
     "DTYPES",
     "MIN_SCALE",

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from quanta.errors import QuantaError
 from quanta.quant.qparams import QParams, choose_qparams
 
-__all__ = ["MinMaxObserver", "MovingAverageMinMaxObserver", "Observer"]
+__all__ = ["MeanObserver", "MinMaxObserver", "MovingAverageMinMaxObserver", "Observer"]
 
 # One batch's extremes: scalars per tensor, arrays of one value per channel otherwise.
 _Extremes = tuple[np.float64, np.float64] | tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
@@ -122,3 +122,33 @@ class MovingAverageMinMaxObserver(Observer):
             ema_hi = np.where(seen_hi, d * self.max_val + (1 - d) * hi, hi)
             self.min_val = np.where(np.isfinite(lo), ema_lo, self.min_val)
             self.max_val = np.where(np.isfinite(hi), ema_hi, self.max_val)
+
+
+@dataclass
+class MeanObserver:
+    """Running mean of a tensor per channel (``axis``), over every other axis and all batches.
+
+    Bias correction uses it: the expected input of a layer times its weight quantization error
+    is the shift that rounding the weights adds to the layer's output.
+    """
+
+    axis: int = 1
+    total: npt.NDArray[np.float64] | None = None
+    count: int = 0
+
+    def update(self, x: npt.ArrayLike) -> None:
+        x = np.asarray(x)
+        if x.ndim == 0 or x.size == 0:
+            return
+        axis = self.axis % x.ndim
+        moved = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis]).astype(np.float64)  # (rest, C)
+        finite = np.isfinite(moved).all(axis=1)
+        moved = moved[finite]
+        s = moved.sum(axis=0)
+        self.total = s if self.total is None else self.total + s
+        self.count += len(moved)
+
+    def mean(self) -> npt.NDArray[np.float64]:
+        if self.total is None or self.count == 0:
+            raise QuantaError("mean observer saw no finite values; feed it at least one batch")
+        return self.total / self.count
