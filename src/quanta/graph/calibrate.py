@@ -89,6 +89,12 @@ class CalibrationData:
             stop = min(start + step, self.count)
             yield {name: a[start:stop] for name, a in self.arrays.items()}
 
+    def head(self, model: onnx.ModelProto, count: int) -> dict[str, np.ndarray]:
+        """The first ``count`` samples as one feed (the model's batch dimension must be dynamic;
+        otherwise the first sample alone)."""
+        first = next(self.batches(model, max(1, min(count, self.count))))
+        return {k: v.astype(np.float32, copy=False) if v.dtype == np.float64 else v for k, v in first.items()}
+
     def num_batches(self, model: onnx.ModelProto, batch_size: int | None = None) -> int:
         return sum(1 for _ in self.batches(model, batch_size))
 

@@ -29,6 +29,10 @@ class QuantizeConfig:
         percentile: the kept percentile for ``method="percentile"``.
         bias_correction: correct each layer's bias for its weight rounding error, using the
             mean of its input over the calibration data.
+        min_fidelity: keep the nodes whose quantization costs the most accuracy float until the
+            quantized model's outputs reach this mean cosine similarity to the float model's on
+            ``holdout_samples`` calibration samples (None: quantize every node it can).
+        holdout_samples: calibration samples used to measure fidelity.
         samples: use at most this many calibration samples (None: all).
         batch_size: calibration samples fed to ONNX Runtime at once (dynamic batch models).
     """
@@ -39,6 +43,8 @@ class QuantizeConfig:
     method: Literal["minmax", "percentile", "entropy", "mse"] = "minmax"
     percentile: float = 99.999
     bias_correction: bool = True
+    min_fidelity: float | None = 0.995
+    holdout_samples: int = 32
     samples: int | None = None
     batch_size: int = 100
 
@@ -57,6 +63,10 @@ class QuantizeConfig:
             )
         if not 50.0 < self.percentile <= 100.0:
             raise InputError(f"--percentile must be in (50, 100], got {self.percentile}")
+        if self.min_fidelity is not None and not 0.0 < self.min_fidelity <= 1.0:
+            raise InputError(f"--min-fidelity must be in (0, 1], got {self.min_fidelity}")
+        if self.holdout_samples < 1:
+            raise InputError(f"holdout samples must be >= 1, got {self.holdout_samples}")
         if self.samples is not None and self.samples < 1:
             raise InputError(f"--samples must be >= 1, got {self.samples}")
         if self.batch_size < 1:

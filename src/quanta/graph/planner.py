@@ -38,6 +38,18 @@ class StaticPlan:
     def calibrated_tensors(self) -> list[str]:
         return sorted(set(self.source.values()))
 
+    def possible_sources(self, model: onnx.ModelProto) -> list[str]:
+        """Every tensor that could need its own range if some planned nodes were kept float:
+        the calibrated ones, plus the activation inputs and outputs of every planned node."""
+        by_name = {n.name: n for n in model.graph.node}
+        names = set(self.source.values())
+        for name, op_plan in self.plans.items():
+            node = by_name[name]
+            names.update(node.input[i] for i in op_plan.activations)
+            last = by_name[self.fused[name]] if name in self.fused else node
+            names.update(o for o in last.output if o)
+        return sorted(names)
+
 
 def plan_static(
     model: onnx.ModelProto,

@@ -33,6 +33,7 @@ from quanta.graph.ops import MAX_RANGE_RATIO
 from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
 from quanta.graph.result import QuantizeResult
+from quanta.graph.sensitivity import run_model, search_float_nodes
 from quanta.graph.rewrite import (
     Names,
     dequantize_node,
@@ -80,8 +81,12 @@ def quantize_static(
     config: QuantizeConfig | None = None,
     *,
     on_batch: Callable[[int, int], None] | None = None,
+    on_search: Callable[[int, int], None] | None = None,
 ) -> QuantizeResult:
     """Quantize ``model`` to int8 QDQ, calibrating activation ranges on ``data``.
+
+    With ``config.min_fidelity`` set, the nodes whose quantization costs the most output
+    fidelity are kept float until the target is met (``quanta.graph.sensitivity``).
 
     Args:
         model: a float ONNX model (opset >= 13; older ones are upgraded by ``load_model``).
@@ -97,7 +102,6 @@ def quantize_static(
     plan = plan_static(model)
     if not plan.plans:
         raise ModelError("no node of this model can be quantized (no Conv, Gemm or MatMul found)")
-    index = GraphIndex(model)
     mean_axes = (
         {
             node.input[0]: MEAN_AXIS[node.op_type]
@@ -109,26 +113,60 @@ def quantize_static(
         if config.bias_correction
         else {}
     )
+    observed = plan.possible_sources(model) if config.min_fidelity is not None else plan.calibrated_tensors()
     ranges, means = collect_statistics(
-        model, plan.calibrated_tensors(), data, channel_means=mean_axes,
+        model, observed, data, channel_means=mean_axes,
         make_observer=observer_factory(config), on_batch=on_batch,
     )  # fmt: skip
-    del index
     exclude = mismatched_concats(model, plan, ranges)
     if exclude:
         plan = plan_static(model, exclude=exclude)
     act_type = config.activation_type
-    qparams = {t: ranges[src].qparams(act_type) for t, src in plan.source.items()}
     input_means = {name: obs.mean() for name, obs in means.items()}
-    corrected = apply_qdq(
-        model, plan, qparams, per_channel=config.per_channel, input_means=input_means
-    )
+    prepared = model
+
+    def build(extra: dict[str, str]) -> tuple[onnx.ModelProto, StaticPlan, int]:
+        out = onnx.ModelProto()
+        out.CopyFrom(prepared)
+        p = plan_static(out, exclude={**exclude, **extra}) if extra or exclude else plan
+        qp = {t: ranges[src].qparams(act_type) for t, src in p.source.items()}
+        n = apply_qdq(out, p, qp, per_channel=config.per_channel, input_means=input_means)
+        return out, p, n
+
+    model, plan, corrected = build({})
+    notes = []
+    if config.min_fidelity is not None:
+        feeds = data.head(prepared, config.holdout_samples)
+        reference = run_model(prepared, feeds)
+        candidates = [
+            n.name for n in prepared.graph.node
+            if n.name in plan.plans and n.op_type in ("Conv", "Gemm", "MatMul")
+        ]  # fmt: skip
+        fallback = search_float_nodes(
+            lambda extra: build(extra)[0], candidates, list(plan.plans), feeds, reference,
+            target=config.min_fidelity, on_step=on_search,
+        )  # fmt: skip
+        if fallback.kept_float:
+            model, plan, _ = build(fallback.kept_float)
+        n_feed = len(next(iter(feeds.values())))
+        notes.append(
+            f"fidelity on {n_feed} held-out calibration samples (mean output cosine to float): "
+            f"{fallback.fidelity_before:.4f} fully int8"
+            + (
+                f", {fallback.fidelity_after:.4f} with {len(fallback.kept_float)} node(s) kept "
+                f"float (target {config.min_fidelity}, {fallback.evaluations} evaluations)"
+                if fallback.kept_float
+                else f" (target {config.min_fidelity} met)"
+            )
+        )
     onnx.checker.check_model(model)
-    notes = [
-        f"calibrated {len(ranges)} activation tensors on {data.count} samples ({config.method})"
-    ]
+    notes.insert(
+        0,
+        f"calibrated {len(plan.calibrated_tensors())} activation tensors on {data.count} samples "
+        f"({config.method})",
+    )
     if corrected:
-        notes.append(f"bias correction applied to {corrected} layers")
+        notes.insert(1, f"bias correction applied to {corrected} layers")
     return QuantizeResult(model, plan.float_nodes, notes)
 
 
