@@ -93,7 +93,10 @@ class CalibrationData:
         """The first ``count`` samples as one feed (the model's batch dimension must be dynamic;
         otherwise the first sample alone)."""
         first = next(self.batches(model, max(1, min(count, self.count))))
-        return {k: v.astype(np.float32, copy=False) if v.dtype == np.float64 else v for k, v in first.items()}
+        return {
+            k: v.astype(np.float32, copy=False) if v.dtype == np.float64 else v
+            for k, v in first.items()
+        }
 
     def num_batches(self, model: onnx.ModelProto, batch_size: int | None = None) -> int:
         return sum(1 for _ in self.batches(model, batch_size))

@@ -51,19 +51,69 @@ class StaticPlan:
         return sorted(names)
 
 
+# Ops whose int8 kernel can write float32 directly (QGemm, MatMulIntegerToFloat): when no int8
+# consumer reads their output, it stays float32 instead of paying a requantization and a
+# DequantizeLinear for nothing.
+FLOAT_OUTPUT_OK = frozenset({"Gemm", "MatMul"})
+# Ops that gain nothing from int8 unless their output feeds an int8 consumer.
+USEFUL_ONLY_IF_READ = frozenset({"Add", "Mul", "Concat", "GlobalAveragePool", "AveragePool"})
+UNREAD = "kept float: no int8 consumer reads its output, so int8 would add error and buy nothing"
+
+
 def plan_static(
     model: onnx.ModelProto,
     *,
     exclude: Collection[str] = (),
     float_outputs: Collection[str] = (),
+    prune: bool = True,
 ) -> StaticPlan:
     """Plan every node of a prepared model (see ``quanta.graph.prepare``).
 
+    After the first pass, quantization that nothing uses is pruned until the plan is stable:
+    a Gemm/MatMul whose output no int8 node reads writes float32 (the logits, or a projection
+    followed by a float bias add and LayerNorm in a transformer), and an Add/Mul/Concat/pool
+    whose output no int8 node reads stays float altogether (a residual add before a LayerNorm
+    would otherwise squeeze a wide-range sum onto 8 bits for no speed gain).
+
     Args:
         exclude: names of nodes to keep float (a dict maps each to the reason shown).
-        float_outputs: tensors an int8 node should produce in float32 rather than int8 (e.g.
-            the logits: ONNX Runtime's QGemm writes float32 directly, at no extra cost).
+        float_outputs: tensors an int8 node should produce in float32 rather than int8.
+        prune: drop the quantization nothing reads (off for QAT export, which mirrors the
+            points where training quantized, the logits included).
     """
+    by_name = {n.name: n for n in model.graph.node}
+    reasons = {name: exclude_reason(exclude, name) for name in exclude}
+    floats = set(float_outputs)
+    while True:
+        plan = _plan_once(model, reasons, floats)
+        if not prune:
+            return plan
+        read: set[str] = set()
+        for name, op_plan in plan.plans.items():
+            node = by_name[name]
+            read.update(node.input[i] for i in op_plan.activations)
+            if op_plan.output == "shared":
+                read.add(node.input[0])
+        changed = False
+        for name, op_plan in plan.plans.items():
+            node = by_name[name]
+            last = by_name[plan.fused[name]] if name in plan.fused else node
+            outs = [o for o in last.output if o and o in plan.source]
+            if not outs or any(o in read for o in outs):
+                continue
+            if node.op_type in FLOAT_OUTPUT_OK:
+                floats.update(outs)
+                changed = True
+            elif node.op_type in USEFUL_ONLY_IF_READ and name not in reasons:
+                reasons[name] = UNREAD
+                changed = True
+        if not changed:
+            return plan
+
+
+def _plan_once(
+    model: onnx.ModelProto, exclude: dict[str, str], float_outputs: set[str]
+) -> StaticPlan:
     index = GraphIndex(model)
     plan = StaticPlan()
     absorbed: set[str] = set()
@@ -97,9 +147,11 @@ def plan_static(
         if op_plan.fuse_relu:
             activation = fusable_activation(node, index)
             assert activation is not None  # the handler checked it
-            absorbed.add(activation.name)
-            plan.fused[node.name] = activation.name
-            outputs = [activation.output[0]]
+            if activation.output[0] not in float_outputs:
+                # a float output keeps its activation as a float op
+                absorbed.add(activation.name)
+                plan.fused[node.name] = activation.name
+                outputs = [activation.output[0]]
         if op_plan.output == "own":
             for out in outputs:
                 if out not in float_outputs:
@@ -111,7 +163,7 @@ def plan_static(
     return plan
 
 
-def exclude_reason(exclude: Collection[str], name: str) -> str:
+def exclude_reason(exclude: Collection[str], name: str) -> str:  # noqa: D103
     if isinstance(exclude, dict):
         return str(exclude[name])
     return "kept float on request"

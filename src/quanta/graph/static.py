@@ -113,7 +113,11 @@ def quantize_static(
         if config.bias_correction
         else {}
     )
-    observed = plan.possible_sources(model) if config.min_fidelity is not None else plan.calibrated_tensors()
+    observed = (
+        plan.possible_sources(model)
+        if config.min_fidelity is not None
+        else plan.calibrated_tensors()
+    )
     ranges, means = collect_statistics(
         model, observed, data, channel_means=mean_axes,
         make_observer=observer_factory(config), on_batch=on_batch,
@@ -138,9 +142,10 @@ def quantize_static(
     if config.min_fidelity is not None:
         feeds = data.head(prepared, config.holdout_samples)
         reference = run_model(prepared, feeds)
+        # Every node that computes (not the value movers, which follow their input's grid).
         candidates = [
             n.name for n in prepared.graph.node
-            if n.name in plan.plans and n.op_type in ("Conv", "Gemm", "MatMul")
+            if n.name in plan.plans and plan.plans[n.name].output != "shared"
         ]  # fmt: skip
         fallback = search_float_nodes(
             lambda extra: build(extra)[0], candidates, list(plan.plans), feeds, reference,

@@ -87,7 +87,7 @@ def qat_to_onnx_model(
             m.fake_quant = s
         model.train(was_training)
     prepared = prepare(float_proto)
-    plan = plan_static(prepared)
+    plan = plan_static(prepared, prune=False)  # quantize exactly where training did
     source = plan.source
     needed = plan.calibrated_tensors()
     values = _onnx_values(prepared, needed, {input_name: sample.numpy()})
