@@ -10,8 +10,8 @@ from quanta.errors import InputError
 __all__ = ["QuantizeConfig", "MODES", "METHODS", "ACTIVATION_TYPES"]
 
 MODES = ("static", "dynamic", "fp16")
-METHODS = ("minmax", "percentile", "entropy", "mse")
-ACTIVATION_TYPES = ("int8", "uint8")
+METHODS = ("auto", "minmax", "percentile", "entropy", "mse")
+ACTIVATION_TYPES = ("auto", "int8", "uint8")
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,13 @@ class QuantizeConfig:
         mode: "static" (int8 weights and activations, calibrated), "dynamic" (int8 weights,
             activation ranges computed at run time), "fp16" (float16 weights).
         per_channel: one weight scale per output channel (default) or one per tensor.
-        activation_type: "int8" (S8S8, ORT's recommended QDQ default) or "uint8".
+        activation_type: "int8" (S8S8, ORT's recommended QDQ default), "uint8", or "auto":
+            int8 unless ONNX Runtime fuses more of the model into integer kernels with uint8
+            (counted in the graph it builds).
         method: how activation ranges are chosen from calibration data: "minmax" (the extremes),
             "percentile" (cut ``percentile`` % tails), "entropy" (KL divergence, as TensorRT),
-            "mse" (least expected quantization error).
+            "mse" (least expected quantization error), or "auto": each of these scored by the
+            quantized model's output fidelity on held-out calibration samples, best kept.
         percentile: the kept percentile for ``method="percentile"``.
         bias_correction: correct each layer's bias for its weight rounding error, using the
             mean of its input over the calibration data.
@@ -39,11 +42,11 @@ class QuantizeConfig:
 
     mode: Literal["static", "dynamic", "fp16"] = "static"
     per_channel: bool = True
-    activation_type: Literal["int8", "uint8"] = "int8"
-    method: Literal["minmax", "percentile", "entropy", "mse"] = "minmax"
-    percentile: float = 99.999
+    activation_type: Literal["auto", "int8", "uint8"] = "auto"
+    method: Literal["auto", "minmax", "percentile", "entropy", "mse"] = "auto"
+    percentile: float = 99.99
     bias_correction: bool = True
-    min_fidelity: float | None = 0.995
+    min_fidelity: float | None = 0.997
     holdout_samples: int = 32
     samples: int | None = None
     batch_size: int = 100
@@ -55,7 +58,8 @@ class QuantizeConfig:
             )
         if self.activation_type not in ACTIVATION_TYPES:
             raise InputError(
-                f"--activation-type {self.activation_type!r} is not known; expected int8 or uint8"
+                f"--activation-type {self.activation_type!r} is not known; expected auto, int8 "
+                "or uint8"
             )
         if self.method not in METHODS:
             raise InputError(

@@ -95,7 +95,7 @@ def plan_static(
             if op_plan.output == "shared":
                 read.add(node.input[0])
         changed = False
-        for name, op_plan in plan.plans.items():
+        for name in plan.plans:
             node = by_name[name]
             last = by_name[plan.fused[name]] if name in plan.fused else node
             outs = [o for o in last.output if o and o in plan.source]

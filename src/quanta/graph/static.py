@@ -17,8 +17,10 @@ int8 MaxPool, ...).
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Mapping
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -33,7 +35,6 @@ from quanta.graph.ops import MAX_RANGE_RATIO
 from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
 from quanta.graph.result import QuantizeResult
-from quanta.graph.sensitivity import run_model, search_float_nodes
 from quanta.graph.rewrite import (
     Names,
     dequantize_node,
@@ -42,9 +43,13 @@ from quanta.graph.rewrite import (
     quantize_weight,
     remove_unused,
 )
+from quanta.graph.sensitivity import mean_cosine, run_model, search_float_nodes
 from quanta.quant import HistogramObserver, MinMaxObserver, Observer, QParams, dequantize
 
 __all__ = ["apply_qdq", "quantize_static", "mismatched_concats"]
+
+# Float ops that matter for speed when ONNX Runtime leaves them unfused.
+FLOAT_COMPUTE = ("Conv", "FusedConv", "MatMul", "Gemm", "FusedGemm", "Add", "Mul", "FusedMatMul")
 
 
 def mismatched_concats(
@@ -68,11 +73,50 @@ def mismatched_concats(
     return out
 
 
+# Range methods tried by ``method="auto"``, in order of preference on a tie.
+AUTO_METHODS = ("minmax", "percentile", "mse", "entropy")
+
+
 def observer_factory(config: QuantizeConfig) -> Callable[[], Observer]:
     """Min-max needs only the extremes; the other methods choose from a streamed histogram."""
     if config.method == "minmax":
         return MinMaxObserver
-    return partial(HistogramObserver, method=config.method, percentile=config.percentile)
+    method = "minmax" if config.method == "auto" else config.method
+    return partial(HistogramObserver, method=method, percentile=config.percentile)
+
+
+def _qparams(observer: Observer, dtype: str, method: str, percentile: float) -> QParams:
+    if isinstance(observer, HistogramObserver):
+        options = {"percentile": percentile} if method == "percentile" else {}
+        return observer.qparams(dtype, method=method, **options)
+    return observer.qparams(dtype)
+
+
+def _fastest_activation_type(
+    build: Callable[..., tuple[onnx.ModelProto, StaticPlan, int]], notes: list[str]
+) -> str:
+    """int8 unless ONNX Runtime leaves fewer ops float with uint8 activations.
+
+    On x86, ONNX Runtime fuses some QDQ patterns only for uint8 activations (a tensor read by
+    several int8 nodes, as in residual blocks, keeps its consumers float with int8); counting
+    the float compute ops in the graph it actually builds decides, without timing noise.
+    """
+    from quanta.runtime.kernels import count_kernels  # runtime is a leaf: no import cycle
+
+    left = {}
+    for dtype in ("int8", "uint8"):
+        with tempfile.TemporaryDirectory(prefix="quanta-act-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            onnx.save_model(build({}, activation_type=dtype)[0], path)
+            counts = count_kernels(path)
+        left[dtype] = sum(counts.all[op] - counts.int8.get(op, 0) for op in FLOAT_COMPUTE)
+    best = "uint8" if left["uint8"] < left["int8"] else "int8"
+    notes.append(
+        f"{best} activations: ONNX Runtime leaves {left[best]} compute op(s) float with {best}, "
+        f"{left['uint8' if best == 'int8' else 'int8']} with "
+        f"{'uint8' if best == 'int8' else 'int8'}"
+    )
+    return best
 
 
 def quantize_static(
@@ -125,23 +169,52 @@ def quantize_static(
     exclude = mismatched_concats(model, plan, ranges)
     if exclude:
         plan = plan_static(model, exclude=exclude)
-    act_type = config.activation_type
     input_means = {name: obs.mean() for name, obs in means.items()}
     prepared = model
+    # "auto" choices start from min-max / int8 and are settled below by measurement.
+    choice = {
+        "method": "minmax" if config.method == "auto" else config.method,
+        "activation_type": "int8" if config.activation_type == "auto" else config.activation_type,
+    }
 
-    def build(extra: dict[str, str]) -> tuple[onnx.ModelProto, StaticPlan, int]:
+    weights: dict[tuple[str, int | None], tuple[np.ndarray, QParams]] = {}  # same in every build
+
+    def build(extra: dict[str, str], **override: str) -> tuple[onnx.ModelProto, StaticPlan, int]:
+        opts = {**choice, **override}
         out = onnx.ModelProto()
         out.CopyFrom(prepared)
         p = plan_static(out, exclude={**exclude, **extra}) if extra or exclude else plan
-        qp = {t: ranges[src].qparams(act_type) for t, src in p.source.items()}
-        n = apply_qdq(out, p, qp, per_channel=config.per_channel, input_means=input_means)
+        qp = {
+            t: _qparams(ranges[src], opts["activation_type"], opts["method"], config.percentile)
+            for t, src in p.source.items()
+        }
+        n = apply_qdq(
+            out, p, qp, per_channel=config.per_channel, input_means=input_means,
+            weight_cache=weights,
+        )  # fmt: skip
         return out, p, n
 
-    model, plan, corrected = build({})
-    notes = []
-    if config.min_fidelity is not None:
-        feeds = data.head(prepared, config.holdout_samples)
+    notes: list[str] = []
+    if config.activation_type == "auto":
+        choice["activation_type"] = _fastest_activation_type(build, notes)
+    feeds = data.head(prepared, config.holdout_samples)
+    n_feed = len(next(iter(feeds.values())))
+    reference: list[np.ndarray] = []
+    if config.method == "auto" or config.min_fidelity is not None:
         reference = run_model(prepared, feeds)
+    if config.method == "auto":
+        scores = {
+            m: mean_cosine(run_model(build({}, method=m)[0], feeds), reference)
+            for m in AUTO_METHODS
+        }
+        choice["method"] = max(AUTO_METHODS, key=lambda m: scores[m])  # ties: first listed
+        notes.append(
+            f"method {choice['method']} chosen by output fidelity on {n_feed} held-out samples ("
+            + ", ".join(f"{m} {v:.4f}" for m, v in scores.items())
+            + ")"
+        )
+    model, plan, corrected = build({})
+    if config.min_fidelity is not None:
         # Every node that computes (not the value movers, which follow their input's grid).
         candidates = [
             n.name for n in prepared.graph.node
@@ -153,7 +226,6 @@ def quantize_static(
         )  # fmt: skip
         if fallback.kept_float:
             model, plan, _ = build(fallback.kept_float)
-        n_feed = len(next(iter(feeds.values())))
         notes.append(
             f"fidelity on {n_feed} held-out calibration samples (mean output cosine to float): "
             f"{fallback.fidelity_before:.4f} fully int8"
@@ -168,7 +240,7 @@ def quantize_static(
     notes.insert(
         0,
         f"calibrated {len(plan.calibrated_tensors())} activation tensors on {data.count} samples "
-        f"({config.method})",
+        f"({choice['method']}, {choice['activation_type']} activations)",
     )
     if corrected:
         notes.insert(1, f"bias correction applied to {corrected} layers")
@@ -182,6 +254,7 @@ def apply_qdq(
     *,
     per_channel: bool,
     input_means: Mapping[str, np.ndarray] | None = None,
+    weight_cache: dict[tuple[str, int | None], tuple[np.ndarray, QParams]] | None = None,
 ) -> int:
     """Rewrite ``model`` in place: fused activations out, int8 weights, QDQ pairs in.
 
@@ -216,9 +289,22 @@ def apply_qdq(
         shift = None
         for i, axis in op_plan.weights:
             w = index.constant(node.input[i])
-            q, weight_qp = quantize_weight(w, axis if per_channel else None)
+            key = (node.input[i], axis if per_channel else None)
+            if weight_cache is not None and key in weight_cache:
+                q, weight_qp = weight_cache[key]
+            else:
+                q, weight_qp = quantize_weight(w, key[1])
+                if weight_cache is not None:
+                    weight_cache[key] = (q, weight_qp)
             if node.input[0] in input_means and i == 1:
-                shift = bias_shift(node, w, dequantize(q, weight_qp), input_means[node.input[0]])
+                shift_key = ("shift:" + node.name, None)
+                if weight_cache is not None and shift_key in weight_cache:
+                    shift = weight_cache[shift_key][0]
+                else:
+                    mean = input_means[node.input[0]]
+                    shift = bias_shift(node, w, dequantize(q, weight_qp), mean)
+                    if weight_cache is not None and shift is not None:
+                        weight_cache[shift_key] = (shift, weight_qp)
             node.input[i] = add_dequantized(q, weight_qp, node.input[i])
         bias_index = op_plan.bias
         if shift is not None and bias_index is None and node.op_type in ("Conv", "Gemm"):

@@ -55,6 +55,9 @@ class _State(NamedTuple):
     max_val: float
 
 
+MAX_HISTOGRAM_VALUES = 1 << 20
+
+
 @dataclass(eq=False)
 class HistogramObserver(Observer):
     """Per-tensor exact min/max and a signed ``bins``-bin histogram, for activation calibration.
@@ -195,7 +198,18 @@ class HistogramObserver(Observer):
         if self.bin_width == 0:
             self.counts[0] += values.size
         else:
-            self.counts += np.bincount(self._index(values), minlength=self.bins)
+            # NOTE: a very large batch (a CNN's early feature maps: 10^7 values) is histogrammed
+            # from an evenly strided sample of at most MAX_HISTOGRAM_VALUES values, each
+            # weighted by the stride, so the counts keep the batch's total; min and max above
+            # stay exact. Shapes of activation distributions need far fewer samples than that.
+            step = -(-values.size // MAX_HISTOGRAM_VALUES)
+            if step > 1:
+                sample = values[::step]
+                self.counts += np.bincount(self._index(sample), minlength=self.bins) * (
+                    values.size / sample.size
+                )
+            else:
+                self.counts += np.bincount(self._index(values), minlength=self.bins)
         self._set_range(lo, hi)
 
     def merge(self, other: HistogramObserver) -> None:
