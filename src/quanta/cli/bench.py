@@ -21,6 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--batch", default="1,256", help="batch sizes to time, e.g. 1,256 (default)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument(
+        "--reference",
+        help="float model to compare each model's outputs with (top-1 agreement, cosine, max "
+        "error, SQNR)",
+    )  # fmt: skip
     p.set_defaults(handler=run)
 
 
@@ -39,13 +44,16 @@ def parse_batches(value: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from quanta.cli.datasets import eval_set
     from quanta.graph import load_model
-    from quanta.report import bench_table
+    from quanta.report import bench_table, fidelity_table
     from quanta.runtime import bench_models, describe_machine
 
     if args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     batches = parse_batches(args.batch)
-    json_path = check_output_path(args.json, *args.models) if args.json else None
+    inputs = [*args.models, *([args.reference] if args.reference else [])]
+    json_path = check_output_path(args.json, *inputs) if args.json else None
+    if args.reference:
+        load_model(args.reference)
     first = load_model(args.models[0])
     for path in args.models[1:]:
         load_model(path)  # fail early, with a clear message, on a bad file
@@ -54,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
     with err.status("benchmarking") as status:
         results = bench_models(
             args.models, data, batches=batches, threads=args.threads,
-            on_step=lambda msg: status.update(msg),
+            on_step=lambda msg: status.update(msg), reference=args.reference,
         )  # fmt: skip
     machine = describe_machine()
     out.print(bench_table(results, title=f"{len(data):,} samples from {data.source}; {machine}"))
+    if args.reference:
+        out.print(fidelity_table(results, title=f"fidelity against {args.reference}"))
     if json_path:
         doc = {
             "data": {"source": data.source, "samples": len(data)},

@@ -24,7 +24,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="npz with one array per model input (keyed by input name, samples on axis 0)",
     )
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor")
-    p.add_argument("--activation-type", default="int8", help="int8 | uint8 (default int8)")
+    p.add_argument(
+        "--activation-type", default="auto",
+        help="auto | int8 | uint8 (default auto: int8 unless ONNX Runtime runs more of the model "
+        "in integer kernels with uint8)",
+    )  # fmt: skip
+    p.add_argument(
+        "--method", default="auto",
+        help="activation range: auto | minmax | percentile | entropy | mse (default auto: the "
+        "one whose model is closest to float on held-out calibration samples)",
+    )  # fmt: skip
+    p.add_argument("--percentile", type=float, default=99.99,
+                   help="kept percentile for --method percentile (default 99.99)")  # fmt: skip
+    p.add_argument(
+        "--min-fidelity", type=float, default=0.997,
+        help="keep the most damaging nodes float until the outputs' mean cosine to the float "
+        "model reaches this on held-out calibration samples (default 0.997)",
+    )  # fmt: skip
+    p.add_argument("--no-fallback", action="store_true",
+                   help="quantize every node quanta can, whatever the fidelity")  # fmt: skip
+    p.add_argument("--no-bias-correction", action="store_true",
+                   help="do not correct biases for weight rounding")  # fmt: skip
     p.add_argument("--samples", type=int, help="use at most N calibration samples")
     p.set_defaults(handler=run)
 
@@ -45,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode,
         per_channel=not args.per_tensor,
         activation_type=args.activation_type,
+        method=args.method,
+        percentile=args.percentile,
+        bias_correction=not args.no_bias_correction,
+        min_fidelity=None if args.no_fallback else args.min_fidelity,
         samples=args.samples,
     )
     if args.calibration and config.mode != "static":
@@ -79,16 +103,23 @@ def run(args: argparse.Namespace) -> int:
             )
         with progress() as bar:
             task = bar.add_task("calibrating", total=None)
+
+            def on_search(done: int, total: int) -> None:
+                bar.update(task, description="measuring each node's cost", completed=done,
+                           total=total)  # fmt: skip
+
             result = quantize_static(
                 model, data, config,
                 on_batch=lambda done, total: bar.update(task, completed=done, total=total),
+                on_search=on_search,
             )  # fmt: skip
     elif config.mode == "dynamic":
         result = quantize_dynamic(model, config)
     else:
         result = quantize_fp16(model, config)
     for node in result.float_nodes:
-        err.print(f"[yellow]warning:[/] {node}")
+        measured = "kept float:" in node.reason
+        err.print(f"{'[cyan]note:[/]' if measured else '[yellow]warning:[/]'} {node}")
     save_model(result.model, output)
     before, after = Path(args.model).stat().st_size, output.stat().st_size
     for note in result.notes:

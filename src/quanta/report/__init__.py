@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from quanta.report.table import bench_markdown, bench_rows, bench_table, format_ops
+from quanta.report.table import (
+    bench_markdown,
+    bench_rows,
+    bench_table,
+    fidelity_table,
+    format_ops,
+)
 
-__all__ = ["bench_table", "bench_markdown", "bench_rows", "format_ops"]
+__all__ = ["bench_table", "bench_markdown", "bench_rows", "fidelity_table", "format_ops"]

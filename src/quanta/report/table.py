@@ -64,3 +64,23 @@ def bench_markdown(results: Sequence[BenchResult]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def fidelity_table(results: Sequence[BenchResult], title: str | None = None) -> Table:
+    """Per model and output: top-1 agreement (all / confident), cosine, max error, SQNR."""
+    table = Table(title=title, header_style="bold")
+    for h in ("model", "output", "top-1 agree", "top-1 agree (confident)", "cosine mean",
+              "cosine min", "max abs err", "SQNR dB"):  # fmt: skip
+        table.add_column(h, justify="left" if h in ("model", "output") else "right")
+    for r in results:
+        for output, f in r.extra.get("fidelity", {}).items():  # type: ignore[union-attr]
+            pct = lambda v: "—" if v is None else f"{100 * v:.2f} %"  # noqa: E731
+            conf = pct(f["top1_agreement_confident"])
+            if f["top1_agreement_confident"] is not None:
+                conf += f" of {f['confident_samples']}"
+            table.add_row(
+                r.name, output, pct(f["top1_agreement"]), conf, f"{f['cosine_mean']:.4f}",
+                f"{f['cosine_min']:.4f}", f"{f['max_abs_error']:.4g}",
+                "∞" if f["sqnr_db"] is None else f"{f['sqnr_db']:.1f}",
+            )  # fmt: skip
+    return table

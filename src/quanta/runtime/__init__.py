@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from quanta.runtime.bench import BenchResult, EvalSet, bench_models
+from quanta.runtime.fidelity import Fidelity, fidelity
 from quanta.runtime.kernels import INTEGER_OPS, KernelCounts, count_kernels
 from quanta.runtime.machine import describe_machine
 from quanta.runtime.measure import Latency, accuracy, interleaved_latency, predict
@@ -16,7 +17,9 @@ __all__ = [
     "make_session",
     "count_kernels",
     "describe_machine",
+    "fidelity",
     # building blocks
+    "Fidelity",
     "INTEGER_OPS",
     "KernelCounts",
     "Latency",

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from quanta.errors import DataError
+from quanta.runtime.fidelity import fidelity
 from quanta.runtime.kernels import KernelCounts, count_kernels
-from quanta.runtime.measure import Latency, accuracy, interleaved_latency
+from quanta.runtime.measure import Latency, accuracy, interleaved_latency, predict_all
 from quanta.runtime.session import make_session
 
 __all__ = ["EvalSet", "BenchResult", "bench_models"]
@@ -53,6 +54,7 @@ class BenchResult:
             "int8_ops": dict(sorted(self.kernels.int8.items())),
             "ops": dict(sorted(self.kernels.all.items())),
             "threads": self.threads,
+            **({"fidelity": self.extra["fidelity"]} if "fidelity" in self.extra else {}),
         }
 
 
@@ -93,11 +95,22 @@ def bench_models(
     names: Sequence[str] | None = None,
     budget_s: float = 2.0,
     on_step: Callable[[str], None] | None = None,
+    reference: str | os.PathLike[str] | None = None,
 ) -> list[BenchResult]:
-    """Measure every model on the same data; latency is timed interleaved across models."""
+    """Measure every model on the same data; latency is timed interleaved across models.
+
+    With ``reference`` (the float model), each result's ``extra["fidelity"]`` maps every output
+    name to its fidelity against the reference's output (``quanta.runtime.fidelity``).
+    """
     names = list(names) if names is not None else [Path(p).stem for p in paths]
     sessions = [make_session(p, threads=threads) for p in paths]
     feeds = [_feeds_for(s, data) for s in sessions]
+    ref_outputs: dict[str, np.ndarray] | None = None
+    if reference is not None:
+        if on_step:
+            on_step("reference outputs")
+        ref_session = make_session(reference, threads=threads)
+        ref_outputs = predict_all(ref_session, _feeds_for(ref_session, data))
     results = []
     for name, path, session, feed in zip(names, paths, sessions, feeds, strict=True):
         if on_step:
@@ -114,6 +127,17 @@ def bench_models(
                 threads=threads,
             )
         )
+        if ref_outputs is not None:
+            outputs = predict_all(session, feed)
+            missing = [k for k in ref_outputs if k not in outputs]
+            if missing:
+                raise DataError(
+                    f"{os.fspath(path)!r} has outputs {sorted(outputs)}; the reference has "
+                    f"{sorted(ref_outputs)} (missing {missing})"
+                )
+            results[-1].extra["fidelity"] = {
+                k: fidelity(outputs[k], v).as_dict() for k, v in ref_outputs.items()
+            }
     for batch in batches:
         if on_step:
             on_step(f"latency at batch {batch}")

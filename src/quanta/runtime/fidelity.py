@@ -29,7 +29,14 @@ class Fidelity:
     sqnr_db: float
 
     def as_dict(self) -> dict[str, float | int | None]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        """JSON-ready: floats rounded to 6 digits, an infinite SQNR (identical outputs) as None."""
+        out: dict[str, float | int | None] = {}
+        for k, v in self.__dict__.items():
+            if isinstance(v, float):
+                out[k] = round(float(v), 6) if np.isfinite(v) else None
+            else:
+                out[k] = v
+        return out
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

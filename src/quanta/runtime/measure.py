@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["Latency", "predict", "accuracy", "interleaved_latency"]
+__all__ = ["Latency", "predict", "predict_all", "accuracy", "interleaved_latency"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,20 @@ def predict(
         feeds = {k: v[start : start + batch_size] for k, v in inputs.items()}
         chunks.append(session.run([name], feeds)[0])
     return np.concatenate(chunks)
+
+
+def predict_all(
+    session: ort.InferenceSession, inputs: Mapping[str, np.ndarray], *, batch_size: int = 64
+) -> dict[str, np.ndarray]:
+    """Every output over all samples, by name, computed ``batch_size`` samples at a time."""
+    n = len(next(iter(inputs.values())))
+    names = [o.name for o in session.get_outputs()]
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for start in range(0, n, batch_size):
+        feeds = {k: v[start : start + batch_size] for k, v in inputs.items()}
+        for name, value in zip(names, session.run(names, feeds), strict=True):
+            chunks[name].append(value)
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
 def accuracy(
