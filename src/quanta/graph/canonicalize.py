@@ -35,7 +35,7 @@ def canonicalize(model: onnx.ModelProto) -> int:
     }
     count = 0
     for i, node in enumerate(model.graph.node):
-        if _spatial_mean(node, index, ranks.get(node.input[0])):
+        if node.op_type == "ReduceMean" and _spatial_mean(node, index, ranks.get(node.input[0])):
             pool = helper.make_node(
                 "GlobalAveragePool", [node.input[0]], [node.output[0]], name=node.name
             )

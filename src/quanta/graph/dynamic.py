@@ -82,7 +82,10 @@ def quantize_dynamic(
 def _dynamic_matmul_refusal(node: onnx.NodeProto, index: GraphIndex) -> str | None:
     """Why this Gemm/MatMul cannot become DynamicQuantizeMatMul, or None if it can."""
     if not index.is_constant(node.input[1]):
-        return "its weight is not a constant"
+        return (
+            "both operands are activations (as in attention); dynamic int8 quantizes constant "
+            "weights only"
+        )
     rank = index.constant(node.input[1]).ndim
     if rank != 2:
         return f"its constant weight has rank {rank}; int8 MatMulInteger weights need rank 2"

@@ -24,9 +24,9 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
     index = GraphIndex(model)
     names = Names(model)
     graph = model.graph
-    removed: set[str] = set()
+    removed: set[int] = set()  # positions of folded BatchNormalization nodes (names may be empty)
     new_inits: list[onnx.TensorProto] = []
-    for bn in list(graph.node):
+    for position, bn in enumerate(graph.node):
         if bn.op_type != "BatchNormalization" or len([o for o in bn.output if o]) != 1:
             continue
         conv = index.producer.get(bn.input[0])
@@ -60,9 +60,9 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
         else:
             conv.input.append(b_name)
         conv.output[0] = bn.output[0]
-        removed.add(bn.name)
+        removed.add(position)
     if removed:
-        kept = [n for n in graph.node if n.name not in removed]
+        kept = [n for j, n in enumerate(graph.node) if j not in removed]
         del graph.node[:]
         graph.node.extend(kept)
         graph.initializer.extend(new_inits)

@@ -77,6 +77,32 @@ def mismatched_concats(
 AUTO_METHODS = ("minmax", "percentile", "mse", "entropy")
 
 
+def _readers_of(
+    model: onnx.ModelProto, plan: StaticPlan, concats: dict[str, str]
+) -> dict[str, str]:
+    """The int8 nodes that read a kept-float Concat's output: they must stay float too, or the
+    QuantizeLinear they put on it recreates the single shared scale (ONNX Runtime would even fuse
+    the Concat back into QLinearConcat)."""
+    outputs = {
+        o: name
+        for n in model.graph.node
+        if n.name in concats
+        for o, name in [(n.output[0], n.name)]
+    }
+    readers = {}
+    for node in model.graph.node:
+        op_plan = plan.plans.get(node.name)
+        if op_plan is None or node.name in concats:
+            continue
+        read = [node.input[i] for i in op_plan.activations]
+        if op_plan.output == "shared":
+            read.append(node.input[0])
+        for name in read:
+            if name in outputs:
+                readers[node.name] = f"kept float: it reads {outputs[name]!r}, a Concat kept float"
+    return readers
+
+
 def observer_factory(config: QuantizeConfig) -> Callable[[], Observer]:
     """Min-max needs only the extremes; the other methods choose from a streamed histogram."""
     if config.method == "minmax":
@@ -168,6 +194,7 @@ def quantize_static(
     )  # fmt: skip
     exclude = mismatched_concats(model, plan, ranges)
     if exclude:
+        exclude.update(_readers_of(model, plan, exclude))
         plan = plan_static(model, exclude=exclude)
     input_means = {name: obs.mean() for name, obs in means.items()}
     prepared = model
@@ -225,7 +252,7 @@ def quantize_static(
             target=config.min_fidelity, on_step=on_search,
         )  # fmt: skip
         if fallback.kept_float:
-            model, plan, _ = build(fallback.kept_float)
+            model, plan, corrected = build(fallback.kept_float)
         notes.append(
             f"fidelity on {n_feed} held-out calibration samples (mean output cosine to float): "
             f"{fallback.fidelity_before:.4f} fully int8"

@@ -14,6 +14,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine; two all-zero rows agree (1.0), one all-zero row against another does not
+    (0.0): an output that collapsed to zero must never look perfect."""
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    both_zero = (na == 0) & (nb == 0)
+    cos = (a * b).sum(axis=1) / np.maximum(na * nb, 1e-300)
+    return np.where(both_zero, 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
+
+
 __all__ = ["Fidelity", "fidelity"]
 
 
@@ -57,8 +67,7 @@ def fidelity(
     ref = np.asarray(reference, np.float64).reshape(len(reference), -1)  # (N, D)
     if out.shape != ref.shape:
         raise ValueError(f"output shape {out.shape} differs from reference shape {ref.shape}")
-    norms = np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1)
-    cos = np.where(norms > 0, (out * ref).sum(axis=1) / np.maximum(norms, 1e-300), 1.0)
+    cos = _cosines(out, ref)
     noise = float(((out - ref) ** 2).sum())
     signal = float((ref**2).sum())
     sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-300) / noise)
