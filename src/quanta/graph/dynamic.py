@@ -28,6 +28,7 @@ from quanta.graph.ops import get_attr
 from quanta.graph.prepare import prepare
 from quanta.graph.result import FloatNode, QuantizeResult
 from quanta.graph.rewrite import Names, quantize_weight, remove_unused, weight_only_decoder
+from quanta.graph.weight_only import compress_float_weights
 
 __all__ = ["quantize_dynamic"]
 
@@ -70,12 +71,18 @@ def quantize_dynamic(
     graph.initializer.extend(new_inits)
     del graph.value_info[:]
     remove_unused(model)
+    compressed = compress_float_weights(model, per_channel=config.per_channel)
     onnx.checker.check_model(model)
     notes = [
         f"{counts['matmul']} Gemm/MatMul run as int8 DynamicQuantizeMatMul",
         f"{counts['weight_only']} Conv keep float arithmetic with int8 weights "
         "(ConvInteger is slower than float Conv on x86)",
     ]
+    if compressed:
+        notes.append(
+            f"{compressed} more weight tensors (embedding tables, float MatMul/Gemm weights) stored "
+            "as int8, decoded to float when the session starts"
+        )
     return QuantizeResult(model, float_nodes, notes)
 
 

@@ -44,6 +44,7 @@ from quanta.graph.rewrite import (
     remove_unused,
 )
 from quanta.graph.sensitivity import mean_cosine, run_model, search_float_nodes
+from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import HistogramObserver, MinMaxObserver, Observer, QParams, dequantize
 
 __all__ = ["apply_qdq", "quantize_static", "mismatched_concats"]
@@ -219,6 +220,8 @@ def quantize_static(
             out, p, qp, per_channel=config.per_channel, input_means=input_means,
             weight_cache=weights,
         )  # fmt: skip
+        # nodes that compute in float still store int8 weights (what the search measures ships)
+        compress_float_weights(out, per_channel=config.per_channel, input_means=input_means)
         return out, p, n
 
     notes: list[str] = []

@@ -1,0 +1,92 @@
+"""Int8 storage for the weights of nodes that compute in float.
+
+A node kept float (by measurement, or because int8 would be slower) still needn't cost four bytes
+per weight in the file: its weight is stored as int8 with one scale per output channel (per row
+for an embedding table) and decoded by ``Cast -> Mul``, which ONNX Runtime folds into a float
+constant when the session starts (``quanta.graph.rewrite.weight_only_decoder``). The arithmetic
+stays float; only the weight rounding remains, and bias correction takes that out of the mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from quanta.graph.bias_correction import bias_shift
+from quanta.graph.index import GraphIndex
+from quanta.graph.ops import get_attr
+from quanta.graph.rewrite import Names, quantize_weight, remove_unused, weight_only_decoder
+from quanta.quant import dequantize
+
+__all__ = ["compress_float_weights", "MIN_ELEMENTS"]
+
+# NOTE: small tensors (a bias, a LayerNorm scale) are a rounding error of the file size.
+MIN_ELEMENTS = 1024
+
+
+def _weight_axis(node: onnx.NodeProto, rank: int) -> tuple[int, int] | None:
+    """(input index of the weight, its output-channel axis) for the ops this pass covers."""
+    if node.op_type == "Conv":
+        return 1, 0
+    if node.op_type == "Gemm" and rank == 2:
+        return 1, 0 if get_attr(node, "transB", 0) else 1
+    if node.op_type == "MatMul" and rank == 2:
+        return 1, 1
+    if node.op_type == "Gather" and int(get_attr(node, "axis", 0)) == 0:  # type: ignore[arg-type]
+        return 0, 0  # an embedding table: one scale per row
+    return None
+
+
+def compress_float_weights(
+    model: onnx.ModelProto,
+    *,
+    per_channel: bool = True,
+    input_means: Mapping[str, np.ndarray] | None = None,
+) -> int:
+    """Store every remaining float weight of Conv/Gemm/MatMul/Gather as int8, in place.
+
+    Weights already quantized by another pass are no longer constants and are left alone.
+    Returns how many weights were compressed.
+    """
+    input_means = input_means or {}
+    index = GraphIndex(model)
+    names = Names(model)
+    head: list[onnx.NodeProto] = []
+    new_inits: list[onnx.TensorProto] = []
+    count = 0
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul", "Gather") or len(node.input) < 2:
+            continue
+        slot = node.input[0] if node.op_type == "Gather" else node.input[1]
+        if not index.is_constant(slot) or not index.is_float(slot):
+            continue
+        w = index.constant(slot)
+        spec = _weight_axis(node, w.ndim)
+        if spec is None or w.size < MIN_ELEMENTS:
+            continue
+        k, axis = spec
+        q, qp = quantize_weight(w, axis if per_channel else None)
+        decode, inits = weight_only_decoder(q, qp, slot, names)
+        head.extend(decode)
+        new_inits.extend(inits)
+        node.input[k] = decode[-1].output[0]
+        count += 1
+        mean = input_means.get(node.input[0]) if node.op_type in ("Conv", "Gemm") else None
+        has_bias = len(node.input) > 2 and node.input[2] and index.is_constant(node.input[2])
+        if mean is not None and has_bias:
+            shift = bias_shift(node, w, dequantize(q, qp), mean)
+            if shift is not None:
+                b = index.constant(node.input[2]).astype(np.float64) + shift
+                b_name = names.fresh(f"{node.input[2]}_corrected")
+                new_inits.append(numpy_helper.from_array(b.astype(np.float32), b_name))
+                node.input[2] = b_name
+    if count:
+        nodes = [*head, *model.graph.node]
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        model.graph.initializer.extend(new_inits)
+        remove_unused(model)
+    return count
