@@ -80,7 +80,8 @@ def quantize_dynamic(
     ]
     if compressed:
         notes.append(
-            f"{compressed} more weight tensors (embedding tables, float MatMul/Gemm weights) stored "
+            f"{compressed} more weight tensors (embedding tables, float MatMul/Gemm weights) "
+            "stored "
             "as int8, decoded to float when the session starts"
         )
     return QuantizeResult(model, float_nodes, notes)
