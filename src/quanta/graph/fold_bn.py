@@ -30,7 +30,9 @@ def fold_batchnorm(model: onnx.ModelProto) -> int:
         if bn.op_type != "BatchNormalization" or len([o for o in bn.output if o]) != 1:
             continue
         conv = index.producer.get(bn.input[0])
-        if conv is None or conv.op_type != "Conv" or index.sole_consumer(conv.output[0]) is not bn:
+        if conv is None or conv.op_type != "Conv":
+            continue
+        if id(index.sole_consumer(conv.output[0])) != id(bn):  # (id: keeps bn typed for mypy)
             continue
         if not all(index.is_constant(n) for n in bn.input[1:5]) or not index.is_constant(
             conv.input[1]

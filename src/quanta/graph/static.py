@@ -114,8 +114,9 @@ def observer_factory(config: QuantizeConfig) -> Callable[[], Observer]:
 
 def _qparams(observer: Observer, dtype: str, method: str, percentile: float) -> QParams:
     if isinstance(observer, HistogramObserver):
-        options = {"percentile": percentile} if method == "percentile" else {}
-        return observer.qparams(dtype, method=method, **options)
+        if method == "percentile":
+            return observer.qparams(dtype, method=method, percentile=percentile)
+        return observer.qparams(dtype, method=method)
     return observer.qparams(dtype)
 
 
@@ -200,7 +201,7 @@ def quantize_static(
     input_means = {name: obs.mean() for name, obs in means.items()}
     prepared = model
     # "auto" choices start from min-max / int8 and are settled below by measurement.
-    choice = {
+    choice: dict[str, str] = {
         "method": "minmax" if config.method == "auto" else config.method,
         "activation_type": "int8" if config.activation_type == "auto" else config.activation_type,
     }

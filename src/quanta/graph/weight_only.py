@@ -35,7 +35,7 @@ def _weight_axis(node: onnx.NodeProto, rank: int) -> tuple[int, int] | None:
         return 1, 0 if get_attr(node, "transB", 0) else 1
     if node.op_type == "MatMul" and rank == 2:
         return 1, 1
-    if node.op_type == "Gather" and int(get_attr(node, "axis", 0)) == 0:  # type: ignore[arg-type]
+    if node.op_type == "Gather" and int(get_attr(node, "axis", 0)) == 0:
         return 0, 0  # an embedding table: one scale per row
     return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 from rich.table import Table
 
@@ -73,7 +74,8 @@ def fidelity_table(results: Sequence[BenchResult], title: str | None = None) -> 
               "cosine min", "max abs err", "SQNR dB"):  # fmt: skip
         table.add_column(h, justify="left" if h in ("model", "output") else "right")
     for r in results:
-        for output, f in r.extra.get("fidelity", {}).items():  # type: ignore[union-attr]
+        per_output = cast(dict[str, dict[str, Any]], r.extra.get("fidelity", {}))
+        for output, f in per_output.items():
             pct = lambda v: "—" if v is None else f"{100 * v:.2f} %"  # noqa: E731
             conf = pct(f["top1_agreement_confident"])
             if f["top1_agreement_confident"] is not None:

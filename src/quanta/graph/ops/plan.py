@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import onnx
 
@@ -43,7 +43,7 @@ class OpPlan:
 Handler = Callable[[onnx.NodeProto, GraphIndex], "OpPlan | str"]
 
 
-def get_attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
+def get_attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     for attr in node.attribute:
         if attr.name == name:
             return onnx.helper.get_attribute_value(attr)
