@@ -29,6 +29,7 @@ import io
 import os
 import re
 import subprocess
+import warnings
 import sys
 import zipfile
 from pathlib import Path
@@ -195,11 +196,14 @@ def _sentences(modules: tuple[str, ...]) -> list[str]:
     seen: set[str] = set()
     out = []
     for name in modules:
-        mod = importlib.import_module(name)
-        docs = [inspect.getdoc(mod) or ""]
-        for _, member in sorted(inspect.getmembers(mod)):
-            if inspect.isfunction(member) or inspect.isclass(member):
-                docs.append(inspect.getdoc(member) or "")
+        with warnings.catch_warnings():
+            # inspect.getmembers touches typing's deprecated aliases (typing.io, typing.re)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            mod = importlib.import_module(name)
+            docs = [inspect.getdoc(mod) or ""]
+            for _, member in sorted(inspect.getmembers(mod)):
+                if inspect.isfunction(member) or inspect.isclass(member):
+                    docs.append(inspect.getdoc(member) or "")
         for doc in docs:
             text = re.sub(r"\s+", " ", doc)
             for s in re.split(r"(?<=[.!?])\s+", text):
