@@ -29,8 +29,8 @@ import io
 import os
 import re
 import subprocess
-import warnings
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 

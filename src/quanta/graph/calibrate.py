@@ -11,7 +11,7 @@ import onnxruntime as ort
 from quanta.errors import DataError
 from quanta.quant import MeanObserver, MinMaxObserver, Observer
 
-__all__ = ["CalibrationData", "collect_ranges", "collect_statistics"]
+__all__ = ["CalibrationData", "collect_ranges", "collect_statistics", "session_with_outputs"]
 
 
 class CalibrationData:
@@ -126,6 +126,29 @@ def _bytes_per_sample(model: onnx.ModelProto, tensors: Sequence[str]) -> int:
     return max(total, 1)
 
 
+def session_with_outputs(
+    model: onnx.ModelProto,
+    names: Sequence[str],
+    level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+) -> ort.InferenceSession:
+    """A session on a copy of ``model`` whose graph outputs also include the float tensors
+    ``names``, so that ONNX Runtime keeps and returns them (the caller's model is untouched)."""
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    existing = {o.name for o in augmented.graph.output}
+    for name in names:
+        if name not in existing:
+            augmented.graph.output.append(
+                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+            )
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
 def collect_ranges(
     model: onnx.ModelProto,
     tensors: Sequence[str],
@@ -158,21 +181,8 @@ def collect_statistics(
     """
     channel_means = dict(channel_means or {})
     data.check_inputs(model)
-    augmented = onnx.ModelProto()
-    augmented.CopyFrom(model)
-    existing = {o.name for o in augmented.graph.output}
     names = list(dict.fromkeys([*tensors, *channel_means]))
-    for name in names:
-        if name not in existing:
-            augmented.graph.output.append(
-                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-            )
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = session_with_outputs(model, names)
     observers = {name: make_observer() for name in tensors}
     means = {name: MeanObserver(axis=axis) for name, axis in channel_means.items()}
     batch = max(1, min(data.batch_size, BATCH_BYTES // _bytes_per_sample(model, names)))

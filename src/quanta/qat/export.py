@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from quanta.errors import ModelError
+from quanta.graph.calibrate import session_with_outputs
 from quanta.graph.model_io import save_model
 from quanta.graph.planner import plan_static
 from quanta.graph.prepare import prepare
@@ -135,20 +136,7 @@ def _per_channel(model: nn.Module) -> bool:
 def _onnx_values(
     model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    augmented = onnx.ModelProto()
-    augmented.CopyFrom(model)
-    outputs = {o.name for o in augmented.graph.output}
-    for name in names:
-        if name not in outputs:
-            augmented.graph.output.append(
-                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-            )
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = session_with_outputs(model, names, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     return dict(zip(names, session.run(names, feeds), strict=True))
 
 
