@@ -8,7 +8,8 @@ dynamic_ops.py`` prints the figures on your CPU):
   ``DynamicQuantizeMatMul`` kernel: int8 weights are 4x less memory to stream and the u8 x s8
   product is faster than float32 at every batch size we measured.
 - Conv keeps float arithmetic and stores its weight as int8 ("weight-only"): ONNX Runtime's
-  ``ConvInteger`` has no fast kernel on x86 and made LeNet 2.5-4x slower than float, so dynamic
+  ``ConvInteger`` has no fast kernel on x86: ORT's dynamic LeNet ran 1.8x (batch 1) to 6.6x
+  (batch 256) slower than float here (benchmarks/results/dynamic_ops.md), so dynamic
   int8 convolution would make the model smaller *and* slower. The int8 weight is decoded by
   ``Cast -> Mul(scale)``, which ONNX Runtime constant-folds when the session starts, so the Conv
   sees a float constant and keeps its fastest (NCHWc) kernels. A ``DequantizeLinear`` would do
