@@ -131,3 +131,15 @@ def test_as_dict_rounds_to_six_digits() -> None:
         "confident_samples": 0, "cosine_mean": 0.123457, "cosine_min": -0.5,
         "max_abs_error": 2.0, "sqnr_db": 12.345679,
     }  # fmt: skip
+
+
+def test_bench_reports_top1_only_for_class_scores() -> None:
+    from quanta.runtime.bench import EvalSet, _is_classifier
+
+    emb = np.zeros((4, 384), np.float32)
+    unlabelled = EvalSet({"x": emb}, None, "test")
+    labelled = EvalSet({"x": emb}, np.zeros(4, np.int64), "test")
+    assert not _is_classifier("sentence_embedding", emb, unlabelled)  # an embedding
+    assert _is_classifier("logits", emb, unlabelled)  # named as class scores
+    assert _is_classifier("output", emb, labelled)  # the data has labels
+    assert not _is_classifier("logits", np.zeros((4, 1), np.float32), labelled)  # one column

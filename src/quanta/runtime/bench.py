@@ -86,6 +86,13 @@ def _feeds_for(session, data: EvalSet) -> dict[str, np.ndarray]:  # type: ignore
     return feeds
 
 
+def _is_classifier(name: str, value: np.ndarray, data: EvalSet) -> bool:
+    if value.ndim != 2 or value.shape[1] < 2:
+        return False
+    lowered = name.lower()
+    return data.labels is not None or any(w in lowered for w in ("logit", "score", "prob"))
+
+
 def bench_models(
     paths: Sequence[str | os.PathLike[str]],
     data: EvalSet,
@@ -135,8 +142,12 @@ def bench_models(
                     f"{os.fspath(path)!r} has outputs {sorted(outputs)}; the reference has "
                     f"{sorted(ref_outputs)} (missing {missing})"
                 )
+            # NOTE: top-1 agreement means something for class scores, not for an embedding's
+            # largest dimension: it is reported when the data has labels or the output is named
+            # as logits/scores/probabilities.
             results[-1].extra["fidelity"] = {
-                k: fidelity(outputs[k], v).as_dict() for k, v in ref_outputs.items()
+                k: fidelity(outputs[k], v, classifier=_is_classifier(k, v, data)).as_dict()
+                for k, v in ref_outputs.items()
             }
     for batch in batches:
         if on_step:
