@@ -11,7 +11,8 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from tiny_graphs import make_model as tiny_model
 
 from quanta.graph import prepare
 from quanta.graph.canonicalize import canonicalize
@@ -27,20 +28,7 @@ def make_model(
     inits: dict[str, np.ndarray],
     x_shape: list[int | str] | None = None,
 ) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes,
-        "passes",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape or ["N", 3, 6, 6])],
-        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in outputs.items()],
-        [
-            numpy_helper.from_array(v if v.dtype == np.int64 else v.astype(np.float32), k)
-            for k, v in inits.items()
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 10
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return tiny_model(nodes, {"x": x_shape or ["N", 3, 6, 6]}, outputs, inits, "passes")
 
 
 def run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:

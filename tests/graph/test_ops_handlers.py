@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from tiny_graphs import make_model, rand
 
 from quanta.graph import CalibrationData, QuantizeConfig, prepare, quantize_static, save_model
 from quanta.graph.index import GraphIndex
@@ -19,31 +20,7 @@ from quanta.graph.static import mismatched_concats
 from quanta.quant import MinMaxObserver
 from quanta.runtime import KernelCounts, count_kernels, make_session
 
-OPSET = 20
 QMIN = {"int8": -128, "uint8": 0}
-
-
-def make_model(
-    nodes: list[onnx.NodeProto],
-    inputs: dict[str, list[int | str]],
-    outputs: dict[str, list[int | str]],
-    inits: dict[str, np.ndarray],
-) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes,
-        "handlers",
-        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in inputs.items()],
-        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in outputs.items()],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 10
-    onnx.checker.check_model(model, full_check=True)
-    return model
-
-
-def rand(*shape: int, seed: int, std: float = 0.5) -> np.ndarray:
-    return np.random.default_rng(seed).normal(0.0, std, shape).astype(np.float32)
 
 
 def config(activation_type: str = "int8") -> QuantizeConfig:

@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
+from tiny_graphs import make_model
 
 from quanta.graph import CalibrationData, QuantizeConfig, prepare, quantize_static
 from quanta.graph.planner import UNREAD, plan_static
 
-OPSET = 20
 # Fixed choices: no "auto" search and no fallback, so only the planner decides.
 PLAIN = QuantizeConfig(method="minmax", activation_type="int8", min_fidelity=None)
-
-
-def make_model(
-    nodes: list[onnx.NodeProto],
-    inputs: dict[str, list[int | str]],
-    outputs: dict[str, list[int | str]],
-    inits: dict[str, np.ndarray],
-) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes,
-        "pruning",
-        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in inputs.items()],
-        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v) for k, v in outputs.items()],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 10
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def rand(*shape: int, seed: int = 0) -> np.ndarray:

@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from tiny_graphs import make_model as tiny_model
 
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
 from quanta.graph.sensitivity import mean_cosine, run_model, search_float_nodes
@@ -18,17 +19,7 @@ OPSET = 20
 def make_model(
     nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], width: int = 4
 ) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes,
-        "sensitivity",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 10
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return tiny_model(nodes, {"x": ["N", 8]}, {"y": ["N", width]}, inits, "sensitivity")
 
 
 def rand(*shape: int, seed: int, std: float = 0.5) -> np.ndarray:
