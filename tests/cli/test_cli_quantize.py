@@ -92,8 +92,26 @@ def test_static_flags_reach_the_config(
     assert "on 5 samples" in err
     model = load_model(out_path)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    assert inits["conv.weight_scale"].shape == ()  # --per-tensor
-    assert inits["image_zero_point"].dtype == np.uint8  # --activation-type uint8
+    assert inits["conv.weight_s"].shape == ()  # --per-tensor
+    assert inits["image_zp"].dtype == np.uint8  # --activation-type uint8
+
+
+def test_no_compact_stores_every_parameter(
+    run: Run, model_path: Path, calib_path: Path, tmp_path: Path
+) -> None:
+    paths = {flag: tmp_path / f"int8{flag}.onnx" for flag in ("", "--no-compact")}
+    for flag, path in paths.items():
+        code, _, err = run(
+            "quantize", model_path, "-o", path, "--calibration", calib_path, "--no-fallback",
+            *([flag] if flag else []),
+        )  # fmt: skip
+        assert code == 0, err
+    plain, small = load_model(paths["--no-compact"]), load_model(paths[""])
+    assert paths[""].stat().st_size < paths["--no-compact"].stat().st_size
+    for model, muls in ((plain, 0), (small, 2)):  # Conv and Gemm bias scales
+        assert Counter(n.op_type for n in model.graph.node)["Mul"] == muls
+    dqs = [n for n in plain.graph.node if n.op_type == "DequantizeLinear"]
+    assert all(len(n.input) == 3 for n in dqs)
 
 
 @pytest.mark.parametrize(("mode", "op"), [("dynamic", "MatMulInteger"), ("fp16", "Cast")])

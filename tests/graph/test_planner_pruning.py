@@ -36,7 +36,7 @@ def producer(model: onnx.ModelProto, tensor: str) -> onnx.NodeProto:
 
 
 def quantized_tensors(model: onnx.ModelProto) -> set[str]:
-    """Tensors read by a QuantizeLinear (the producer's ``*_prequant`` or a graph input)."""
+    """Tensors read by a QuantizeLinear (the producer's ``*_pre`` or a graph input)."""
     return {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
 
 
@@ -57,11 +57,11 @@ def test_gemm_float_output_in_the_quantized_graph() -> None:
     q = quantize_static(two_gemms(), CalibrationData({"x": x}), PLAIN).model
     # The Gemm writes the graph output itself: no QuantizeLinear/DequantizeLinear after it.
     assert producer(q, "y").op_type == "Gemm"
-    # h keeps its QDQ pair: fc1 writes h_prequant, a DequantizeLinear writes h.
+    # h keeps its QDQ pair: fc1 writes h_pre, a DequantizeLinear writes h.
     assert producer(q, "h").op_type == "DequantizeLinear"
     quantized = quantized_tensors(q)
     assert "x" in quantized
-    assert any(t.startswith("h_prequant") for t in quantized)
+    assert any(t.startswith("h_pre") for t in quantized)
     assert not any(t.startswith("y") for t in quantized)
 
 

@@ -14,6 +14,7 @@ from onnx.reference import ReferenceEvaluator
 
 from quanta.errors import ModelError
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static, save_model
+from quanta.graph.compact import expand_qdq
 from quanta.runtime import count_kernels, describe_machine, make_session
 
 MakeConvnet = Callable[..., onnx.ModelProto]
@@ -42,8 +43,11 @@ def axis_of(dq: onnx.NodeProto) -> int | None:
 
 
 def qparams_of(model: onnx.ModelProto, q_or_dq: onnx.NodeProto) -> tuple[np.ndarray, np.ndarray]:
-    c = consts(model)
-    return c[q_or_dq.input[1]], c[q_or_dq.input[2]]
+    """Scale and zero point, whether stored or (compact form) computed / left implicit."""
+    plain = expand_qdq(model)
+    same = node(plain, q_or_dq.name)
+    c = consts(plain)
+    return c[same.input[1]], c[same.input[2]]
 
 
 def quantize(

@@ -45,6 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="quantize every node quanta can, whatever the fidelity")  # fmt: skip
     p.add_argument("--no-bias-correction", action="store_true",
                    help="do not correct biases for weight rounding")  # fmt: skip
+    p.add_argument(
+        "--no-compact", action="store_true",
+        help="write every scale and zero point as its own initializer (larger file; for QDQ "
+        "readers that do not fold constants). Default: all-zero zero points are left out and "
+        "bias scales are computed in the graph as input scale x weight scale",
+    )  # fmt: skip
     p.add_argument("--samples", type=int, help="use at most N calibration samples")
     p.set_defaults(handler=run)
 
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         bias_correction=not args.no_bias_correction,
         min_fidelity=None if args.no_fallback else args.min_fidelity,
         samples=args.samples,
+        compact=not args.no_compact,
     )
     if args.calibration and config.mode != "static":
         raise InputError(f"--calibration is only used with --mode static, not --mode {config.mode}")

@@ -38,6 +38,9 @@ class QuantizeConfig:
         holdout_samples: calibration samples used to measure fidelity.
         samples: use at most this many calibration samples (None: all).
         batch_size: calibration samples fed to ONNX Runtime at once (dynamic batch models).
+        compact: store only the quantization parameters that carry information (no all-zero
+            zero points; bias scales computed in the graph as ``s_in * s_w``), see
+            ``quanta.graph.compact``. False writes every scale and zero point as an initializer.
     """
 
     mode: Literal["static", "dynamic", "fp16"] = "static"
@@ -50,6 +53,7 @@ class QuantizeConfig:
     holdout_samples: int = 32
     samples: int | None = None
     batch_size: int = 100
+    compact: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

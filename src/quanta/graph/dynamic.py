@@ -123,18 +123,16 @@ def _dynamic_matmul(
         w = w.T  # (N, K) -> (K, N): MatMulInteger takes B as (K, N)
     q, qp = quantize_weight(np.ascontiguousarray(w), 1 if per_channel else None)
     base = node.input[1]
-    w_name = names.fresh(f"{base}_quantized")
-    w_scale = names.fresh(f"{base}_scale")
-    w_zp = names.fresh(f"{base}_zero_point")
+    w_name = names.fresh(f"{base}_q")
+    w_scale = names.fresh(f"{base}_s")
+    w_zp = names.fresh(f"{base}_zp")
     new_inits += [
         numpy_helper.from_array(q, w_name),
         numpy_helper.from_array(qp.scale, w_scale),
         numpy_helper.from_array(qp.zero_point.astype(np.int8), w_zp),
     ]
     out = node.output[0]
-    a_q, a_scale, a_zp = (
-        names.fresh(f"{out}_{s}") for s in ("input_quantized", "input_scale", "input_zp")
-    )
+    a_q, a_scale, a_zp = (names.fresh(f"{out}_{s}") for s in ("x_q", "x_s", "x_zp"))
     acc, acc_f, scale, prod = (
         names.fresh(f"{out}_{s}") for s in ("int32", "float", "scale", "matmul")
     )

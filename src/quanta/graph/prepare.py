@@ -26,6 +26,8 @@ QUANTIZED_OPS = frozenset(
     }
 )
 
+_EXPORTER_RECORDS = ("pkg.torch.export.",)
+
 
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return a prepared copy of ``model``; the caller's proto is never modified.
@@ -44,6 +46,12 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
         )
     prepared = onnx.ModelProto()
     prepared.CopyFrom(model)
+    # The exporter's record of its parameters and buffers (torch.export's graph signature, about
+    # 30 KB on MobileNetV2) no longer describes the graph once BatchNorm is folded and weights
+    # are replaced; model-level metadata (author, licence, ...) is kept.
+    stale = [p for p in prepared.graph.metadata_props if p.key.startswith(_EXPORTER_RECORDS)]
+    for prop in stale:
+        prepared.graph.metadata_props.remove(prop)
     seen: set[str] = set()
     for i, node in enumerate(prepared.graph.node):
         name = node.name or f"{node.op_type}_{i}"

@@ -1,4 +1,11 @@
-"""Building blocks of the quantization passes: fresh names, weight and bias tensors, QDQ nodes."""
+"""Building blocks of the quantization passes: fresh names, weight and bias tensors, QDQ nodes.
+
+Names of what the passes add, after the tensor ``T`` they belong to: ``T_q`` the integer tensor,
+``T_s`` its scale, ``T_zp`` its zero point, ``T_dq`` the dequantized float tensor, ``T_pre`` a
+producer's float output before its QuantizeLinear, ``T_w`` a weight decoded from int8; nodes
+``T_Q`` / ``T_DQ``. Short on purpose: a per-channel model has hundreds of them, each written
+several times, and they count in the file size users compare.
+"""
 
 from __future__ import annotations
 
@@ -60,8 +67,8 @@ def qparams_initializers(
     qp: QParams, base: str, names: Names
 ) -> tuple[list[onnx.TensorProto], str, str]:
     """Scale and zero-point initializers for a Q/DQ node; returns them and their names."""
-    scale_name = names.fresh(f"{base}_scale")
-    zp_name = names.fresh(f"{base}_zero_point")
+    scale_name = names.fresh(f"{base}_s")
+    zp_name = names.fresh(f"{base}_zp")
     scale = numpy_helper.from_array(np.asarray(qp.scale, np.float32), scale_name)
     zp = numpy_helper.from_array(np.asarray(qp.zero_point, qp.storage_type), zp_name)
     return [scale, zp], scale_name, zp_name
@@ -76,7 +83,7 @@ def dequantize_node(
         "DequantizeLinear",
         [q_name, s, z],
         [out],
-        name=names.fresh(f"{base}_DequantizeLinear"),
+        name=names.fresh(f"{base}_DQ"),
         axis=qp.axis,
     )
     return node, inits
@@ -92,10 +99,10 @@ def weight_only_decoder(
     """
     if np.any(qp.zero_point != 0):
         raise ValueError("weight-only decoding needs symmetric weights (zero point 0)")
-    q_name = names.fresh(f"{base}_quantized")
-    scale_name = names.fresh(f"{base}_scale")
-    cast_out = names.fresh(f"{base}_cast")
-    out = names.fresh(f"{base}_decoded")
+    q_name = names.fresh(f"{base}_q")
+    scale_name = names.fresh(f"{base}_s")
+    cast_out = names.fresh(f"{base}_c")
+    out = names.fresh(f"{base}_w")
     scale = np.asarray(qp.scale, np.float32).reshape(qp.broadcast_shape(q.ndim))
     inits = [numpy_helper.from_array(q, q_name), numpy_helper.from_array(scale, scale_name)]
     nodes = [

@@ -29,6 +29,7 @@ from onnx import helper, numpy_helper
 from quanta.errors import ModelError
 from quanta.graph.bias_correction import MEAN_AXIS, bias_shift
 from quanta.graph.calibrate import CalibrationData, collect_statistics
+from quanta.graph.compact import compact_qdq
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import MAX_RANGE_RATIO
@@ -267,6 +268,8 @@ def quantize_static(
                 else f" (target {config.min_fidelity} met)"
             )
         )
+    if config.compact:
+        compact_qdq(model)
     onnx.checker.check_model(model)
     notes.insert(
         0,
@@ -303,9 +306,9 @@ def apply_qdq(
     by_name = {node.name: node for node in graph.node}
 
     def add_dequantized(q: np.ndarray, qp: QParams, base: str) -> str:
-        q_name = names.fresh(f"{base}_quantized")
+        q_name = names.fresh(f"{base}_q")
         new_inits.append(numpy_helper.from_array(q, q_name))
-        dq, inits = dequantize_node(q_name, qp, names.fresh(f"{base}_dequantized"), base, names)
+        dq, inits = dequantize_node(q_name, qp, names.fresh(f"{base}_dq"), base, names)
         new_inits.extend(inits)
         head.append(dq)
         return dq.output[0]
@@ -357,18 +360,18 @@ def apply_qdq(
     def qdq(tensor: str, source_name: str, dest: str) -> list[onnx.NodeProto]:
         inits, s, z = qparams_initializers(qparams[tensor], tensor, names)
         new_inits.extend(inits)
-        q_name = names.fresh(f"{tensor}_quantized")
+        q_name = names.fresh(f"{tensor}_q")
         return [
             helper.make_node("QuantizeLinear", [source_name, s, z], [q_name],
-                             name=names.fresh(f"{tensor}_QuantizeLinear")),
+                             name=names.fresh(f"{tensor}_Q")),
             helper.make_node("DequantizeLinear", [q_name, s, z], [dest],
-                             name=names.fresh(f"{tensor}_DequantizeLinear")),
+                             name=names.fresh(f"{tensor}_DQ")),
         ]  # fmt: skip
 
     graph_inputs = set(index.graph_inputs)
     for tensor in qparams:
         if tensor in graph_inputs:
-            dest = names.fresh(f"{tensor}_dequantized")
+            dest = names.fresh(f"{tensor}_dq")
             for user in index.consumers[tensor]:
                 for k, name in enumerate(user.input):
                     if name == tensor:
@@ -381,7 +384,7 @@ def apply_qdq(
         body.append(node)
         for k, out in enumerate(node.output):
             if out in qparams and out not in graph_inputs:
-                pre = names.fresh(f"{out}_prequant")
+                pre = names.fresh(f"{out}_pre")
                 node.output[k] = pre
                 body.extend(qdq(out, pre, out))
     del graph.node[:]

@@ -35,7 +35,7 @@ def with_uint8_input(model: onnx.ModelProto, *, scale: float = 1.0 / 255.0) -> o
         for k, name in enumerate(node.input):
             if name == value.name:
                 node.input[k] = float_name
-    s_name, z_name = names.fresh(f"{value.name}_scale"), names.fresh(f"{value.name}_zero_point")
+    s_name, z_name = names.fresh(f"{value.name}_s"), names.fresh(f"{value.name}_zp")
     graph.initializer.extend(
         [
             numpy_helper.from_array(np.array(scale, np.float32), s_name),
@@ -44,7 +44,7 @@ def with_uint8_input(model: onnx.ModelProto, *, scale: float = 1.0 / 255.0) -> o
     )
     dq = helper.make_node(
         "DequantizeLinear", [value.name, s_name, z_name], [float_name],
-        name=names.fresh(f"{value.name}_DequantizeLinear"),
+        name=names.fresh(f"{value.name}_DQ"),
     )  # fmt: skip
     nodes = [dq, *graph.node]
     del graph.node[:]

@@ -22,6 +22,7 @@ from torch import nn
 
 from quanta.errors import ModelError
 from quanta.graph.calibrate import session_with_outputs
+from quanta.graph.compact import compact_qdq
 from quanta.graph.model_io import save_model
 from quanta.graph.planner import plan_static
 from quanta.graph.prepare import prepare
@@ -65,6 +66,7 @@ def qat_to_onnx_model(
     input_name: str = "image",
     output_name: str = "logits",
     uint8_input: bool = False,
+    compact: bool = True,
 ) -> tuple[onnx.ModelProto, list[str]]:
     """The QDQ ONNX model of a trained QAT model, and notes on how ranges were matched.
 
@@ -73,6 +75,8 @@ def qat_to_onnx_model(
         sample: a few real inputs (e.g. 64 training images); used to match tensors, never to
             change ranges.
         uint8_input: make the input raw uint8 values (see ``quanta.graph.with_uint8_input``).
+        compact: drop all-zero zero points and compute bias scales in the graph
+            (``quanta.graph.compact``); False keeps every parameter as an initializer.
     """
     was_training = model.training
     states = [(m, m.fake_quant) for m in model.modules() if hasattr(m, "fake_quant")]
@@ -109,6 +113,8 @@ def qat_to_onnx_model(
             qparams[tensor] = match[2]
     full = {t: qparams[src] for t, src in source.items()}
     apply_qdq(prepared, plan, full, per_channel=_per_channel(model))
+    if compact:
+        compact_qdq(prepared)
     onnx.checker.check_model(prepared)
     if uint8_input:
         prepared = with_uint8_input(prepared)
@@ -121,9 +127,10 @@ def export_qat_onnx(
     sample: torch.Tensor,
     *,
     uint8_input: bool = False,
+    compact: bool = True,
 ) -> tuple[onnx.ModelProto, list[str]]:
     """``qat_to_onnx_model``, written atomically to ``path``."""
-    proto, notes = qat_to_onnx_model(model, sample, uint8_input=uint8_input)
+    proto, notes = qat_to_onnx_model(model, sample, uint8_input=uint8_input, compact=compact)
     save_model(proto, path)
     return proto, notes
 

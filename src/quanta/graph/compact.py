@@ -1,0 +1,137 @@
+"""Smaller QDQ files: store only the quantization parameters that carry information.
+
+A per-channel QDQ model stores, beside each int8 weight, a float32 weight scale, an int32 bias,
+the bias scale ``s_in * s_w`` (float32) and zero points for weight and bias (all zero). On a
+depthwise-heavy network such as MobileNetV2 that is several bytes per output channel beside
+nine bytes of weights. Two of those tensors say nothing the graph does not already know:
+
+- all-zero zero points: ``DequantizeLinear``'s zero point is optional and defaults to 0. They
+  are dropped for int32 biases and for weights read by Conv. ONNX Runtime (1.32, measured) fuses
+  Gemm and MatMul into QGemm / QLinearMatMul only when the weight's zero point is explicit, so
+  those keep it.
+- the bias scale: it is by definition the product of the input's and the weight's scales,
+  which are already in the file. It is computed in the graph by a ``Mul`` of the two
+  initializers; ONNX Runtime folds that constant when the session starts, before its QDQ
+  fusion, and the product in float32 is bit-identical to the one the bias was quantized with
+  (checked here: a bias scale that is not exactly that product is left alone).
+
+The arithmetic of the model is unchanged. Readers that require every scale to be an
+initializer get the plain form with ``QuantizeConfig(compact=False)`` / ``--no-compact``, or
+from a compact file with ``expand_qdq``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from quanta.graph.rewrite import Names, remove_unused
+
+__all__ = ["compact_qdq", "expand_qdq"]
+
+# op type -> (input, weight, bias) positions of the ops whose bias is int32 at scale s_in * s_w
+_BIASED = {"Conv": (0, 1, 2), "Gemm": (0, 1, 2)}
+# ops that accept a weight DequantizeLinear without an explicit zero point and still fuse
+_WEIGHT_ZP_OPTIONAL = frozenset({"Conv"})
+
+
+def compact_qdq(model: onnx.ModelProto) -> int:
+    """Rewrite ``model`` in place as described above; returns how many tensors were dropped."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    names = Names(model)
+    before = len(graph.initializer)
+
+    def constant(name: str) -> np.ndarray | None:
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    def dq_of(name: str) -> onnx.NodeProto | None:
+        node = producer.get(name)
+        return node if node is not None and node.op_type == "DequantizeLinear" else None
+
+    products: list[onnx.NodeProto] = []
+    for node in graph.node:
+        where = _BIASED.get(node.op_type)
+        if where is None or len(node.input) <= where[2]:
+            continue
+        x_dq, w_dq, b_dq = (dq_of(node.input[k]) for k in where)
+        if x_dq is None or w_dq is None or b_dq is None:
+            continue
+        s_x, s_w, s_b = (constant(dq.input[1]) for dq in (x_dq, w_dq, b_dq))
+        if s_x is None or s_w is None or s_b is None or len(readers[b_dq.input[1]]) != 1:
+            continue
+        product = np.multiply(s_x, s_w, dtype=np.float32)
+        if product.shape != s_b.shape or not np.array_equal(product, s_b):
+            continue
+        # the product takes the stored scale's name, so the DequantizeLinear reads it unchanged
+        graph.initializer.remove(inits.pop(b_dq.input[1]))
+        products.append(
+            helper.make_node(
+                "Mul", [x_dq.input[1], w_dq.input[1]], [b_dq.input[1]],
+                name=names.fresh(f"{b_dq.input[1]}_Mul"),
+            )
+        )  # fmt: skip
+
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3:
+            continue
+        q, zp = constant(node.input[0]), constant(node.input[2])
+        if q is None or zp is None or zp.any() or len(readers[node.input[2]]) != 1:
+            continue
+        users = readers.get(node.output[0], [])
+        if q.dtype == np.int32 or (
+            q.dtype == np.int8 and users and all(u.op_type in _WEIGHT_ZP_OPTIONAL for u in users)
+        ):
+            del node.input[2]
+
+    nodes = products + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    remove_unused(model)
+    return before - len(graph.initializer)
+
+
+def expand_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with every DequantizeLinear's scale and zero point an initializer.
+
+    The inverse of ``compact_qdq`` for readers (and tests) that want plain QDQ: scale products
+    are evaluated in float32 as ONNX Runtime folds them, and absent zero points become explicit
+    zeros of the quantized tensor's type and the scale's shape.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    inits = {t.name: t for t in graph.initializer}
+    dq_scales = {n.input[1] for n in graph.node if n.op_type == "DequantizeLinear"}
+    names = Names(out)
+    kept: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if (
+            node.op_type == "Mul"
+            and node.output[0] in dq_scales
+            and all(name in inits for name in node.input)
+        ):
+            a, b = (numpy_helper.to_array(inits[name]) for name in node.input)
+            product = numpy_helper.from_array(np.multiply(a, b, dtype=np.float32), node.output[0])
+            graph.initializer.append(product)
+            inits[product.name] = product
+        else:
+            kept.append(node)
+    for node in kept:
+        if node.op_type != "DequantizeLinear" or len(node.input) > 2 or node.input[0] not in inits:
+            continue
+        dtype = numpy_helper.to_array(inits[node.input[0]]).dtype
+        shape = numpy_helper.to_array(inits[node.input[1]]).shape
+        zp = numpy_helper.from_array(np.zeros(shape, dtype), names.fresh(f"{node.input[0]}_zp"))
+        graph.initializer.append(zp)
+        node.input.append(zp.name)
+    del graph.node[:]
+    graph.node.extend(kept)
+    remove_unused(out)
+    return out
