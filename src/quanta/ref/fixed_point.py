@@ -1,0 +1,101 @@
+"""Integer requantization, the gemmlowp / TFLite way: no float at run time.
+
+A real multiplier ``M = s_in * s_w / s_out`` is stored as a 32-bit integer ``M0`` in
+``[2**30, 2**31)`` and a shift ``n`` with ``M = M0 * 2**-(31 + n)``
+(``quanta.quant.quantize_multiplier``). Applying it to an int32 accumulator ``acc`` is
+
+1. ``acc << max(-n, 0)`` (only when ``M >= 1``),
+2. ``SaturatingRoundingDoublingHighMul(acc, M0)``: the high 32 bits of ``2 * acc * M0``, rounded
+   to nearest with ties away from zero,
+3. ``RoundingDivideByPOT(x, max(n, 0))``: an arithmetic right shift rounded to nearest, ties away
+   from zero.
+
+Rounding differs from ONNX Runtime's kernels, which multiply the accumulator by a float32 ``M``
+and round half to even: the two agree except on (rare) exact or near ties, where they differ by
+one quantization step. All arithmetic below is on int64 arrays holding int32 values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from quanta.quant import quantize_multiplier
+
+__all__ = [
+    "INT32_MAX",
+    "INT32_MIN",
+    "multiply_by_quantized_multiplier",
+    "quantize_multipliers",
+    "requantize",
+    "rounding_divide_by_pot",
+    "saturating_rounding_doubling_high_mul",
+]
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+IntArray = npt.NDArray[np.int64]
+
+
+def saturating_rounding_doubling_high_mul(a: npt.ArrayLike, b: npt.ArrayLike) -> IntArray:
+    """gemmlowp's ``SaturatingRoundingDoublingHighMul`` on int32 values (held in int64).
+
+    ``round(a * b / 2**31)`` with ties away from zero; the one overflowing case
+    ``a == b == INT32_MIN`` saturates to ``INT32_MAX``.
+    """
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    ab = a * b  # |a*b| <= 2**62: exact in int64
+    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    total = ab + nudge
+    # C's division truncates toward zero; numpy's // floors, so divide the magnitude.
+    high = np.sign(total) * (np.abs(total) >> 31)
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), np.int64(INT32_MAX), high)
+
+
+def rounding_divide_by_pot(x: npt.ArrayLike, exponent: npt.ArrayLike) -> IntArray:
+    """gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded, ties away from zero."""
+    x, exponent = np.asarray(x, np.int64), np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(
+    acc: npt.ArrayLike, m0: npt.ArrayLike, shift: npt.ArrayLike
+) -> IntArray:
+    """``acc * M`` rounded, for ``M = m0 * 2**-(31 + shift)`` (TFLite's
+    ``MultiplyByQuantizedMultiplier``); ``m0`` and ``shift`` broadcast against ``acc``."""
+    acc, shift = np.asarray(acc, np.int64), np.asarray(shift, np.int64)
+    left = np.maximum(-shift, 0)
+    right = np.minimum(np.maximum(shift, 0), 62)  # beyond 62 every int32 rounds to 0 anyway
+    shifted = np.clip(acc << left, INT32_MIN, INT32_MAX)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, m0), right)
+
+
+def quantize_multipliers(multipliers: npt.ArrayLike) -> tuple[IntArray, IntArray]:
+    """``quantize_multiplier`` over an array: ``(M0, shift)`` arrays of the same shape."""
+    flat = np.asarray(multipliers, np.float64).ravel()
+    pairs = [quantize_multiplier(float(m)) for m in flat]
+    shape = np.shape(multipliers)
+    m0 = np.array([p[0] for p in pairs], np.int64).reshape(shape)
+    shift = np.array([p[1] for p in pairs], np.int64).reshape(shape)
+    return m0, shift
+
+
+def requantize(
+    acc: npt.ArrayLike,
+    multiplier: npt.ArrayLike,
+    zero_point: int,
+    qmin: int,
+    qmax: int,
+) -> IntArray:
+    """An int32 accumulator to the output grid: ``clamp(Z + acc * M, qmin, qmax)``, integers only.
+
+    ``multiplier`` is the real ``M`` (scalar, or one per channel broadcasting against ``acc``);
+    it is turned into ``(M0, shift)`` once, as a converter would at build time. The clamp is also
+    where a fused ReLU / ReLU6 happens: their bounds are the ends of the output range.
+    """
+    m0, shift = quantize_multipliers(multiplier)
+    scaled = multiply_by_quantized_multiplier(np.clip(acc, INT32_MIN, INT32_MAX), m0, shift)
+    return np.clip(scaled + zero_point, qmin, qmax)

@@ -1,0 +1,56 @@
+"""Conv (regular, grouped, depthwise) as QLinearConv: int8 x int8 -> int32, zero-point cross terms.
+
+With ``x`` the input integers (zero point ``zx``), ``w`` the weights (per output channel
+``zw[o]``) and ``K`` the terms of one output (``C_in/group * kh * kw``):
+
+    acc[o] = sum(x * w) - zw[o] * sum(x) - zx * sum(w[o]) + K * zx * zw[o] + bias[o]
+
+which is ``sum((x - zx) * (w - zw))`` with only raw 8-bit products inside the sum. Padding is
+filled with ``zx`` (real 0). The accumulator's unit is ``s_x * s_w[o]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quanta.ref.ops import (
+    NotInteger,
+    OpContext,
+    accumulator,
+    per_tensor,
+    register,
+    spatial_attrs,
+    windows,
+)
+from quanta.ref.tensor import QTensor, exact_einsum
+
+
+@register("Conv", data_inputs=(0, 1, 2))
+def conv(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
+    x = per_tensor(inputs[0], "Conv input")
+    w = inputs[1]
+    if w is None or w.q.ndim != 4:
+        raise NotInteger("Conv weight is not a quantized 2-D kernel")
+    if w.qp.axis not in (None, 0):
+        raise NotInteger("Conv weight is quantized along an axis other than the output channels")
+    bias = inputs[2] if len(inputs) > 2 else None
+    group = int(ctx.attrs.get("group", 1))
+    m, cg, kh, kw = w.q.shape
+    strides, pads, dilations = spatial_attrs(ctx, (kh, kw))
+    zx = int(x.zero_point.reshape(-1)[0])
+    zw = np.broadcast_to(w.qp.zero_point.astype(np.int64).reshape(-1), (m,))
+    win = windows(x.q, (kh, kw), strides, pads, dilations, fill=zx)  # N, C, OH, OW, kh, kw
+    n, _, oh, ow = win.shape[:4]
+    win = win.reshape(n, group, cg, oh, ow, kh, kw)
+    wg = w.q.reshape(group, m // group, cg, kh, kw)
+    products = exact_einsum("ngcijkl,gockl->ngoij", win, wg, depth=cg * kh * kw)
+    sum_x = win.sum(axis=(2, 5, 6))  # N, g, OH, OW
+    sum_w = w.q.reshape(m, -1).sum(axis=1)  # M
+    k = cg * kh * kw
+    acc = products.reshape(n, m, oh, ow)
+    acc = acc - zw[None, :, None, None] * np.repeat(sum_x, m // group, axis=1)
+    acc = acc - zx * sum_w[None, :, None, None] + k * zx * zw[None, :, None, None]
+    if bias is not None:
+        acc = acc + bias.centered().reshape(1, m, 1, 1)
+    scale = np.float32(x.qp.scale) * w.qp.scale.astype(np.float32)
+    return [accumulator(acc, scale, 1 if scale.ndim == 1 else None)]

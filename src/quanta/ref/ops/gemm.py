@@ -1,0 +1,73 @@
+"""Gemm and MatMul as QGemm / QLinearMatMul: 8-bit products in int32 with zero-point cross terms.
+
+For ``A`` (zero point ``za``) times ``B`` (zero point ``zb``, per output column when B is a
+per-channel weight) over ``K`` terms:
+
+    acc = A @ B - zb * rowsum(A) - za * colsum(B) + K * za * zb (+ bias)
+
+The accumulator's unit is ``s_a * s_b`` (per output column with per-channel B).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quanta.ref.ops import NotInteger, OpContext, accumulator, per_tensor, register
+from quanta.ref.tensor import QTensor, int_matmul
+
+
+def _product(a: QTensor, b: QTensor, b_axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The int32 ``(A - za) @ (B - zb)`` and its unit; ``b_axis`` is B's per-column axis."""
+    za = int(a.zero_point.reshape(-1)[0])
+    n = b.q.shape[-1]
+    if b_axis is None:
+        zb = np.int64(b.qp.zero_point.reshape(-1)[0])
+        scale = np.float32(a.qp.scale) * np.float32(b.qp.scale)
+    else:
+        zb = b.qp.zero_point.astype(np.int64).reshape(n)
+        scale = np.float32(a.qp.scale) * b.qp.scale.astype(np.float32)
+    k = a.q.shape[-1]
+    acc = int_matmul(a.q, b.q)
+    acc = acc - zb * a.q.sum(axis=-1, keepdims=True) - za * b.q.sum(axis=-2, keepdims=True)
+    return acc + k * za * zb, scale
+
+
+@register("Gemm", data_inputs=(0, 1, 2))
+def gemm(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
+    if ctx.attrs.get("alpha", 1.0) != 1.0 or ctx.attrs.get("beta", 1.0) != 1.0:
+        raise NotInteger("Gemm with alpha or beta other than 1")
+    a = per_tensor(inputs[0], "Gemm input A")
+    b = inputs[1]
+    if b is None or b.q.ndim != 2:
+        raise NotInteger("Gemm input B is not a quantized matrix")
+    if ctx.attrs.get("transA", 0):
+        a = QTensor(a.q.T, a.qp)
+    trans_b = bool(ctx.attrs.get("transB", 0))
+    b_axis = None
+    if b.qp.axis is not None:
+        # the per-channel axis must run along the output columns: 0 with transB, 1 without
+        if b.qp.axis % 2 != (0 if trans_b else 1):
+            raise NotInteger("Gemm weight is quantized along its reduction axis")
+        b_axis = 1
+    if trans_b:
+        b = QTensor(b.q.T, b.qp)
+    acc, scale = _product(a, b, b_axis)
+    c = inputs[2] if len(inputs) > 2 else None
+    if c is not None:
+        acc = acc + c.centered().reshape(1, -1) if c.q.ndim <= 1 else acc + c.centered()
+    return [accumulator(acc, scale, 1 if b_axis is not None else None)]
+
+
+@register("MatMul", data_inputs=(0, 1))
+def matmul(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
+    a = per_tensor(inputs[0], "MatMul input A")
+    b = inputs[1]
+    if b is None or a.q.ndim < 2 or b.q.ndim < 2:
+        raise NotInteger("MatMul needs quantized operands of rank >= 2")
+    b_axis = None
+    if b.qp.axis is not None:
+        if b.q.ndim != 2 or b.qp.axis % 2 != 1:
+            raise NotInteger("MatMul B is per-axis along something other than its columns")
+        b_axis = a.q.ndim - 1
+    acc, scale = _product(a, b, b_axis)
+    return [accumulator(acc, scale, b_axis)]
