@@ -9,6 +9,14 @@ report says whether a model is integer-only.
 
 from quanta.ref.executor import ReferenceRun, run_reference
 from quanta.ref.tensor import QTensor
-from quanta.ref.verify import OutputAgreement, verify
+from quanta.ref.verify import Agreement, OutputAgreement, VerifyReport, verify
 
-__all__ = ["OutputAgreement", "QTensor", "ReferenceRun", "run_reference", "verify"]
+__all__ = [
+    "Agreement",
+    "OutputAgreement",
+    "QTensor",
+    "ReferenceRun",
+    "VerifyReport",
+    "run_reference",
+    "verify",
+]

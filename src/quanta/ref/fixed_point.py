@@ -10,9 +10,16 @@ A real multiplier ``M = s_in * s_w / s_out`` is stored as a 32-bit integer ``M0`
 3. ``RoundingDivideByPOT(x, max(n, 0))``: an arithmetic right shift rounded to nearest, ties away
    from zero.
 
-Rounding differs from ONNX Runtime's kernels, which multiply the accumulator by a float32 ``M``
-and round half to even: the two agree except on (rare) exact or near ties, where they differ by
-one quantization step. All arithmetic below is on int64 arrays holding int32 values.
+That is gemmlowp's and TFLite's reference arithmetic ("double rounding"): step 2 rounds to an
+integer before step 3 rounds again, so a value a hair below ``k + 0.5`` can become exactly
+``k + 0.5`` after step 2 and round up. ``rounding="single"`` (TFLite's
+``TFLITE_SINGLE_ROUNDING``) instead computes ``(acc * M0) >> (31 + n)`` in 64 bits with one
+rounding, ties away from zero: the correctly rounded result whenever ``M0`` represents ``M``.
+
+ONNX Runtime's kernels multiply the accumulator by a float32 ``M`` and round half to even:
+they agree with single rounding except within float32 error of a tie, and with double
+rounding except also on those double-rounding cases. Both are one quantization step.
+All arithmetic below is on int64 arrays holding int32 values.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from quanta.quant import quantize_multiplier
 __all__ = [
     "INT32_MAX",
     "INT32_MIN",
+    "ROUNDINGS",
     "multiply_by_quantized_multiplier",
     "quantize_multipliers",
     "requantize",
@@ -61,15 +69,30 @@ def rounding_divide_by_pot(x: npt.ArrayLike, exponent: npt.ArrayLike) -> IntArra
     return (x >> exponent) + (remainder > threshold)
 
 
+ROUNDINGS = ("double", "single")
+
+
 def multiply_by_quantized_multiplier(
-    acc: npt.ArrayLike, m0: npt.ArrayLike, shift: npt.ArrayLike
+    acc: npt.ArrayLike, m0: npt.ArrayLike, shift: npt.ArrayLike, rounding: str = "double"
 ) -> IntArray:
     """``acc * M`` rounded, for ``M = m0 * 2**-(31 + shift)`` (TFLite's
-    ``MultiplyByQuantizedMultiplier``); ``m0`` and ``shift`` broadcast against ``acc``."""
+    ``MultiplyByQuantizedMultiplier``); ``m0`` and ``shift`` broadcast against ``acc``.
+
+    ``rounding``: "double" (gemmlowp, TFLite's default) or "single" (one rounding of the
+    64-bit product, ties away from zero).
+    """
     acc, shift = np.asarray(acc, np.int64), np.asarray(shift, np.int64)
     left = np.maximum(-shift, 0)
-    right = np.minimum(np.maximum(shift, 0), 62)  # beyond 62 every int32 rounds to 0 anyway
     shifted = np.clip(acc << left, INT32_MIN, INT32_MAX)
+    if rounding == "single":
+        total = np.minimum(np.maximum(shift, 0) + 31, 62)
+        product = shifted * np.asarray(m0, np.int64)  # |.| < 2**62
+        half = np.int64(1) << (total - 1)
+        magnitude = (np.abs(product) + half) >> total
+        return np.sign(product) * magnitude
+    if rounding != "double":
+        raise ValueError(f"rounding {rounding!r}; expected one of {ROUNDINGS}")
+    right = np.minimum(np.maximum(shift, 0), 62)  # beyond 62 every int32 rounds to 0 anyway
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, m0), right)
 
 
@@ -89,6 +112,7 @@ def requantize(
     zero_point: int,
     qmin: int,
     qmax: int,
+    rounding: str = "double",
 ) -> IntArray:
     """An int32 accumulator to the output grid: ``clamp(Z + acc * M, qmin, qmax)``, integers only.
 
@@ -97,5 +121,7 @@ def requantize(
     where a fused ReLU / ReLU6 happens: their bounds are the ends of the output range.
     """
     m0, shift = quantize_multipliers(multiplier)
-    scaled = multiply_by_quantized_multiplier(np.clip(acc, INT32_MIN, INT32_MAX), m0, shift)
+    scaled = multiply_by_quantized_multiplier(
+        np.clip(acc, INT32_MIN, INT32_MAX), m0, shift, rounding
+    )
     return np.clip(scaled + zero_point, qmin, qmax)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quanta.runtime.bench import BenchResult, EvalSet, bench_models
+from quanta.runtime.bench import BenchResult, EvalSet, bench_models, feeds_for
 from quanta.runtime.fidelity import Fidelity, fidelity
 from quanta.runtime.kernels import INTEGER_OPS, KernelCounts, count_kernels
 from quanta.runtime.machine import describe_machine
@@ -19,6 +19,7 @@ __all__ = [
     "describe_machine",
     "fidelity",
     # building blocks
+    "feeds_for",
     "Fidelity",
     "INTEGER_OPS",
     "KernelCounts",

@@ -15,7 +15,7 @@ from quanta.runtime.kernels import KernelCounts, count_kernels
 from quanta.runtime.measure import Latency, accuracy, interleaved_latency, predict_all
 from quanta.runtime.session import make_session
 
-__all__ = ["EvalSet", "BenchResult", "bench_models"]
+__all__ = ["EvalSet", "BenchResult", "bench_models", "feeds_for"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,7 +58,7 @@ class BenchResult:
         }
 
 
-def _feeds_for(session, data: EvalSet) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def feeds_for(session, data: EvalSet) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
     """Map the data's arrays onto the session's inputs, cast to the dtypes the session expects."""
     feeds = {}
     names = [i.name for i in session.get_inputs()]
@@ -111,13 +111,13 @@ def bench_models(
     """
     names = list(names) if names is not None else [Path(p).stem for p in paths]
     sessions = [make_session(p, threads=threads) for p in paths]
-    feeds = [_feeds_for(s, data) for s in sessions]
+    feeds = [feeds_for(s, data) for s in sessions]
     ref_outputs: dict[str, np.ndarray] | None = None
     if reference is not None:
         if on_step:
             on_step("reference outputs")
         ref_session = make_session(reference, threads=threads)
-        ref_outputs = predict_all(ref_session, _feeds_for(ref_session, data))
+        ref_outputs = predict_all(ref_session, feeds_for(ref_session, data))
     results = []
     for name, path, session, feed in zip(names, paths, sessions, feeds, strict=True):
         if on_step:

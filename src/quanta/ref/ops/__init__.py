@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import helper
 
@@ -39,6 +40,7 @@ class OpContext:
     node: onnx.NodeProto
     constants: dict[str, np.ndarray]
     out: QParams | None = None  # the grid of the QuantizeLinear reading the output, if any
+    rounding: str = "double"  # of fixed-point multiplications (quanta.ref.fixed_point)
     attrs: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,7 +65,9 @@ class _Entry:
 KERNELS: dict[str, _Entry] = {}
 
 
-def register(*op_types: str, data_inputs: Sequence[int] | None = (0,)) -> Callable[[Kernel], Kernel]:
+def register(
+    *op_types: str, data_inputs: Sequence[int] | None = (0,)
+) -> Callable[[Kernel], Kernel]:
     def wrap(kernel: Kernel) -> Kernel:
         for op in op_types:
             KERNELS[op] = _Entry(kernel, data_inputs)
@@ -72,10 +76,12 @@ def register(*op_types: str, data_inputs: Sequence[int] | None = (0,)) -> Callab
     return wrap
 
 
-def accumulator(q: np.ndarray, scale: np.ndarray | float, axis: int | None) -> QTensor:
+def accumulator(q: np.ndarray, scale: npt.ArrayLike, axis: int | None) -> QTensor:
     """An int32 sum whose unit is worth ``scale`` (per ``axis`` when an array)."""
     scale = np.asarray(scale, np.float32)
-    return QTensor(q.astype(np.int64), QParams(scale, np.zeros(scale.shape, np.int32), "int32", axis))
+    return QTensor(
+        q.astype(np.int64), QParams(scale, np.zeros(scale.shape, np.int32), "int32", axis)
+    )
 
 
 def per_tensor(t: QTensor | None, what: str) -> QTensor:

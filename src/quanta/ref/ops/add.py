@@ -23,9 +23,9 @@ from quanta.ref.tensor import QTensor
 LEFT_SHIFT = 20
 
 
-def _rescaled(t: QTensor, multiplier: float) -> np.ndarray:
+def _rescaled(t: QTensor, multiplier: float, rounding: str) -> np.ndarray:
     m0, shift = quantize_multipliers(multiplier)
-    return multiply_by_quantized_multiplier(t.centered() << LEFT_SHIFT, m0, shift)
+    return multiply_by_quantized_multiplier(t.centered() << LEFT_SHIFT, m0, shift, rounding)
 
 
 @register("Add", data_inputs=(0, 1))
@@ -33,5 +33,5 @@ def add(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
     a, b = per_tensor(inputs[0], "Add input A"), per_tensor(inputs[1], "Add input B")
     sa, sb = float(a.qp.scale), float(b.qp.scale)
     twice_max = 2.0 * max(sa, sb)
-    acc = _rescaled(a, sa / twice_max) + _rescaled(b, sb / twice_max)
+    acc = _rescaled(a, sa / twice_max, ctx.rounding) + _rescaled(b, sb / twice_max, ctx.rounding)
     return [accumulator(acc, np.float32(twice_max / 2**LEFT_SHIFT), None)]

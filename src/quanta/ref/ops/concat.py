@@ -22,7 +22,10 @@ def concat(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
     z = int(out.zero_point)
     on_grid = [
         p.q if same_grid(p.qp, out)
-        else requantize(p.centered(), float(p.qp.scale) / float(out.scale), z, out.qmin, out.qmax)
+        else requantize(
+            p.centered(), float(p.qp.scale) / float(out.scale), z, out.qmin, out.qmax,
+            ctx.rounding,
+        )
         for p in parts
     ]  # fmt: skip
     return [QTensor(np.concatenate(on_grid, axis=int(ctx.attrs["axis"])), out)]

@@ -20,9 +20,11 @@ def _product(a: QTensor, b: QTensor, b_axis: int | None) -> tuple[np.ndarray, np
     """The int32 ``(A - za) @ (B - zb)`` and its unit; ``b_axis`` is B's per-column axis."""
     za = int(a.zero_point.reshape(-1)[0])
     n = b.q.shape[-1]
+    zb: np.ndarray
+    scale: np.ndarray
     if b_axis is None:
-        zb = np.int64(b.qp.zero_point.reshape(-1)[0])
-        scale = np.float32(a.qp.scale) * np.float32(b.qp.scale)
+        zb = np.asarray(b.qp.zero_point.reshape(-1)[0], np.int64)
+        scale = np.asarray(np.float32(a.qp.scale) * np.float32(b.qp.scale), np.float32)
     else:
         zb = b.qp.zero_point.astype(np.int64).reshape(n)
         scale = np.float32(a.qp.scale) * b.qp.scale.astype(np.float32)

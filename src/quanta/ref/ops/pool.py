@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from quanta.ref.ops import NotInteger, OpContext, accumulator, per_tensor, register, spatial_attrs, windows
+from quanta.ref.ops import (
+    NotInteger,
+    OpContext,
+    accumulator,
+    per_tensor,
+    register,
+    spatial_attrs,
+    windows,
+)
 from quanta.ref.tensor import QTensor
 
 

@@ -95,14 +95,17 @@ def gather(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
 def slice_(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
     x = _input(inputs, "Slice")
     starts, ends = _required(ctx, 1), _required(ctx, 2)
-    axes = ctx.constant(3)
-    steps = ctx.constant(4)
-    axes = list(range(len(starts))) if axes is None else [int(a) % x.q.ndim for a in axes]
-    steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
+    given_axes, given_steps = ctx.constant(3), ctx.constant(4)
+    axes = (
+        list(range(len(starts))) if given_axes is None else [int(a) % x.q.ndim for a in given_axes]
+    )
+    steps = [1] * len(starts) if given_steps is None else [int(s) for s in given_steps]
     index = [slice(None)] * x.q.ndim
     for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
         size = x.q.shape[axis]
-        index[axis] = slice(*slice(int(start), int(np.clip(end, -(2**62), 2**62)), step).indices(size))
+        index[axis] = slice(
+            *slice(int(start), int(np.clip(end, -(2**62), 2**62)), step).indices(size)
+        )
     return [QTensor(x.q[tuple(index)], x.qp)]
 
 

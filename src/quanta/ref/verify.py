@@ -1,0 +1,321 @@
+"""``quanta verify``: the integer reference executor beside ONNX Runtime.
+
+Two comparisons, both on integer grids:
+
+- **op by op** (the headline): every integer op is cut out of the model with its weights, input
+  DequantizeLinear and output QuantizeLinear (ONNX Runtime fuses it into the same QLinearConv /
+  QGemm / QLinearAdd kernel as in the full model) and both runtimes run it on the same integer
+  inputs. Each tensor's difference is then that op's arithmetic alone: the proof that the int8
+  graph is the integer computation it claims to be. (Exposing intermediate tensors of the full
+  model instead would change which kernels ONNX Runtime picks: it stops fusing.)
+- **end to end**: each runtime alone from the model input; a one-step difference early on can
+  move later tensors, so these figures include that propagation.
+
+An int8/uint8 tensor is compared by its integers; a float output written by an integer op
+(QGemm's float logits) by its int32 accumulator, ONNX Runtime's value being mapped back by
+``round(y / unit) + Z``.
+
+Why they differ at all: ONNX Runtime requantizes with a float32 multiplier and rounds half to
+even; the reference uses a 31-bit fixed-point multiplier and rounds ties away from zero
+(gemmlowp). They agree except where the exact result lies on or within float32 rounding of a
+tie, by one step. (On CPUs without VNNI, ONNX Runtime's u8 x s8 kernels (``vpmaddubsw``) add
+pairs of products in int16 with saturation: where that saturates the difference is larger, and
+the op-by-op figures show which op.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from quanta.graph.compact import expand_qdq
+from quanta.ref.executor import run_reference
+from quanta.ref.tensor import QTensor
+from quanta.runtime import make_session
+
+__all__ = ["Agreement", "OutputAgreement", "VerifyReport", "verify"]
+
+
+@dataclass
+class Agreement:
+    """Share of equal values and the largest difference in steps (None: a float output with
+    no integer grid, compared by value), accumulated over batches."""
+
+    equal: int = 0
+    values: int = 0
+    max_diff_steps: int | None = 0
+    max_abs_diff: float = 0.0
+
+    @property
+    def equal_fraction(self) -> float:
+        return self.equal / self.values if self.values else 1.0
+
+    def add(self, ort: np.ndarray, ref_values: np.ndarray, ref: QTensor | None) -> None:
+        ort = np.asarray(ort)
+        self.max_abs_diff = max(
+            self.max_abs_diff,
+            float(np.abs(ort.astype(np.float64) - ref_values.astype(np.float64)).max(initial=0)),
+        )
+        if ref is None:
+            differ = ort != ref_values
+            self.max_diff_steps = None
+        else:
+            steps = np.abs(_on_grid(ort, ref) - ref.q)
+            differ = steps != 0
+            if self.max_diff_steps is not None:
+                self.max_diff_steps = max(self.max_diff_steps, int(steps.max(initial=0)))
+        self.equal += int(differ.size - np.count_nonzero(differ))
+        self.values += int(differ.size)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "equal_fraction": self.equal_fraction,
+            "max_diff_steps": self.max_diff_steps,
+            "values": self.values,
+            "max_abs_diff": self.max_abs_diff,
+        }
+
+
+def _on_grid(y: np.ndarray, t: QTensor) -> np.ndarray:
+    if y.dtype.kind in "iu":
+        return y.astype(np.int64)
+    scale = t.qp.scale.astype(np.float64).reshape(t.qp.broadcast_shape(y.ndim))
+    return np.rint(y.astype(np.float64) / scale).astype(np.int64) + t.zero_point
+
+
+@dataclass
+class OutputAgreement:
+    """One output (or quantized tensor): op-by-op and end-to-end agreement."""
+
+    name: str
+    grid: str = ""
+    op_by_op: Agreement = field(default_factory=Agreement)
+    end_to_end: Agreement | None = field(default_factory=Agreement)
+
+    @property
+    def equal_fraction(self) -> float:
+        return self.op_by_op.equal_fraction
+
+    @property
+    def max_diff_steps(self) -> int | None:
+        return self.op_by_op.max_diff_steps
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "equal_fraction": self.equal_fraction,
+            "max_diff_steps": self.max_diff_steps,
+            "grid": self.grid,
+            "values": self.op_by_op.values,
+            **({"end_to_end": self.end_to_end.as_dict()} if self.end_to_end else {}),
+        }
+
+
+@dataclass
+class VerifyReport:
+    outputs: dict[str, OutputAgreement]
+    tensors: dict[str, OutputAgreement]
+    integer_ops: dict[str, int]
+    float_ops: dict[str, int]
+    float_reasons: dict[str, str]
+    samples: int
+
+    @property
+    def integer_only(self) -> bool:
+        return not self.float_ops
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "outputs": {name: o.as_dict() for name, o in self.outputs.items()},
+            "compared": "op by op: each integer op run by both runtimes on the same integer "
+            "inputs (end_to_end: each runtime alone from the model input)",
+            "samples": self.samples,
+            "integer_only": self.integer_only,
+            "integer_ops": self.integer_ops,
+            "float_ops": self.float_ops,
+            "float_reasons": self.float_reasons,
+            "tensors": {name: t.as_dict() for name, t in self.tensors.items()},
+        }
+
+
+_NUMPY = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32}
+
+
+def _grid_name(t: QTensor | None) -> str:
+    if t is None:
+        return "float (written by a float op)"
+    if t.qp.dtype == "int32":
+        return "int32 accumulator (float output of an integer op)"
+    return t.qp.dtype
+
+
+@dataclass(frozen=True)
+class _OpModel:
+    """One integer op of the model as a model of its own: int inputs -> DQ -> op -> Q -> DQ."""
+
+    node: str
+    model: onnx.ModelProto
+    inputs: list[str]  # the integer tensors (QuantizeLinear outputs / int graph inputs) it reads
+    outputs: dict[str, str]  # its graph output -> the tensor of the full model it reproduces
+
+
+def _op_models(plain: onnx.ModelProto, integer_nodes: set[str]) -> list[_OpModel]:
+    """Cut every op the reference ran with integers out of ``plain`` (expanded QDQ), with its
+    weights, its input DequantizeLinear and its output QuantizeLinear; ONNX Runtime fuses each
+    as it fuses it in the full model (QLinearConv, QGemm, QLinearAdd, ...)."""
+    graph = plain.graph
+    inits = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers.setdefault(name, []).append(n)
+    graph_outputs = {o.name for o in graph.output}
+    input_types = {i.name: i.type.tensor_type.elem_type for i in graph.input}
+    models = []
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in input_types:
+            # the edge: a float graph input quantized (float32 division, half to even)
+            back = f"{node.output[0]}__float"
+            back_dq = helper.make_node(
+                "DequantizeLinear", [node.output[0], *node.input[1:]], [back]
+            )
+            edge = helper.make_graph(
+                [node, back_dq],
+                f"edge_{node.name}",
+                [next(i for i in graph.input if i.name == node.input[0])],
+                [helper.make_empty_tensor_value_info(back)],
+                [inits[name] for name in node.input[1:] if name in inits],
+            )  # fmt: skip
+            model = helper.make_model(edge, opset_imports=list(plain.opset_import))
+            model.ir_version = plain.ir_version
+            models.append(_OpModel(node.name, model, [node.input[0]], {back: node.output[0]}))
+            continue
+        if node.name not in integer_nodes:
+            continue
+        nodes: list[onnx.NodeProto] = []
+        used_inits: set[str] = set()
+        inputs: list[onnx.ValueInfoProto] = []
+        int_inputs: list[str] = []
+        for name in node.input:
+            if not name or name in inits:
+                used_inits.add(name)
+                continue
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                if dq is not None and dq.op_type == "Constant":
+                    nodes.append(dq)
+                    continue
+                break  # a float input: not an integer group
+            nodes.append(dq)
+            used_inits.update(dq.input[1:])
+            if dq.input[0] in inits:
+                used_inits.add(dq.input[0])
+                continue
+            q = producer.get(dq.input[0])
+            elem = (
+                inits[q.input[2]].data_type if q is not None and len(q.input) > 2
+                else input_types.get(dq.input[0], onnx.TensorProto.UINT8)
+            )  # fmt: skip
+            if dq.input[0] not in int_inputs:
+                int_inputs.append(dq.input[0])
+                inputs.append(helper.make_tensor_value_info(dq.input[0], elem, None))
+        else:
+            nodes.append(node)
+            outputs: list[onnx.ValueInfoProto] = []
+            mapping: dict[str, str] = {}
+            for out in node.output:
+                users = readers.get(out, [])
+                if out in graph_outputs:
+                    outputs.append(helper.make_empty_tensor_value_info(out))
+                    mapping[out] = out
+                for q in users:
+                    if q.op_type != "QuantizeLinear":
+                        continue
+                    nodes.append(q)
+                    used_inits.update(q.input[1:])
+                    back = f"{q.output[0]}__float"
+                    nodes.append(
+                        helper.make_node("DequantizeLinear", [q.output[0], *q.input[1:]], [back])
+                    )
+                    outputs.append(helper.make_empty_tensor_value_info(back))
+                    mapping[back] = q.output[0]
+            if not outputs:
+                continue
+            sub = helper.make_graph(
+                nodes, f"op_{node.name}", inputs, outputs,
+                [inits[name] for name in sorted(used_inits) if name in inits],
+            )  # fmt: skip
+            model = helper.make_model(sub, opset_imports=list(plain.opset_import))
+            model.ir_version = plain.ir_version
+            models.append(_OpModel(node.name, model, int_inputs, mapping))
+    return models
+
+
+def verify(
+    model: onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray],
+    *,
+    batch_size: int = 64,
+    rounding: str = "single",
+) -> VerifyReport:
+    """Run ``model`` on ``feeds`` in the reference executor and in ONNX Runtime; compare."""
+    n = len(next(iter(feeds.values())))
+    outputs = [o.name for o in model.graph.output]
+    quantized = [
+        node.output[0] for node in model.graph.node
+        if node.op_type == "QuantizeLinear" and node.output[0] not in outputs
+    ]  # fmt: skip
+    session = make_session(model.SerializeToString())
+    expanded = expand_qdq(model)
+    report = VerifyReport(
+        {name: OutputAgreement(name) for name in outputs},
+        {name: OutputAgreement(name, end_to_end=None) for name in quantized},
+        {}, {}, {}, n,
+    )  # fmt: skip
+    op_sessions: list[tuple[_OpModel, object]] | None = None
+    for start in range(0, n, batch_size):
+        batch = {k: np.asarray(v[start : start + batch_size]) for k, v in feeds.items()}
+        ort = dict(zip(outputs, session.run(outputs, batch), strict=True))
+        alone = run_reference(model, batch, rounding=rounding)
+        if op_sessions is None:
+            integer_nodes = {
+                node.name for node in expanded.graph.node if alone.ran_integer(node.name)
+            }
+            op_sessions = [
+                (op, make_session(op.model.SerializeToString()))
+                for op in _op_models(expanded, integer_nodes)
+            ]
+        # each op on the reference's own inputs: ONNX Runtime's kernel against the reference's
+        ints = {**alone.quantized, **alone.int_inputs}
+        op_by_op: dict[str, np.ndarray] = {}
+        for op, op_session in op_sessions:
+            feed = {
+                name: batch[name] if name in batch and name not in ints
+                else ints[name].q.astype(_NUMPY[ints[name].qp.dtype])
+                for name in op.inputs
+            }  # fmt: skip
+            values = op_session.run(list(op.outputs), feed)  # type: ignore[attr-defined]
+            for out, value in zip(op.outputs, values, strict=True):
+                op_by_op[op.outputs[out]] = value
+        for name, agreement in report.outputs.items():
+            mine = alone.integers.get(name)
+            agreement.grid = _grid_name(mine)
+            assert agreement.end_to_end is not None
+            agreement.end_to_end.add(ort[name], alone.outputs[name], mine)
+            if name in op_by_op:
+                agreement.op_by_op.add(op_by_op[name], alone.outputs[name], mine)
+            else:  # written by a float op: no integer kernel to compare, only the end result
+                agreement.op_by_op.add(ort[name], alone.outputs[name], mine)
+        for name, agreement in report.tensors.items():
+            mine = alone.quantized[name]
+            agreement.grid = _grid_name(mine)
+            if name in op_by_op:
+                agreement.op_by_op.add(op_by_op[name], mine.real(), mine)
+        report.integer_ops = dict(alone.integer_ops)
+        report.float_ops = dict(alone.float_ops)
+        report.float_reasons = dict(alone.float_reasons)
+    return report
