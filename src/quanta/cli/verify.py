@@ -72,13 +72,19 @@ def run(args: argparse.Namespace) -> int:
             f"[bold]{name}[/bold] (output)", o.grid, f"{o.op_by_op.values:,}",
             f"{o.equal_fraction:.4%}", steps(o.max_diff_steps),
             f"{e2e.equal_fraction:.4%}" if e2e else "", steps(e2e.max_diff_steps) if e2e else "",
+            f"{e2e.cosine:.6f}" if e2e else "",
         )  # fmt: skip
     for name, t in report.tensors.items():
         table.add_row(
             name, t.grid, f"{t.op_by_op.values:,}", f"{t.equal_fraction:.4%}",
-            steps(t.max_diff_steps), "", "",
+            steps(t.max_diff_steps), "", "", "",
         )  # fmt: skip
     out.print(table)
+    if report.from_float:
+        out.print(
+            f"{len(report.from_float)} tensor(s) are quantized from the output of a float op "
+            "(no integer kernel to compare): " + ", ".join(report.from_float)
+        )
     ops = ", ".join(f"{k}×{v}" for k, v in sorted(report.integer_ops.items()))
     if report.integer_only:
         out.print(f"integer-only: yes — integer kernels: {ops}")

@@ -53,6 +53,7 @@ class ReferenceRun:
         quantized: the integers of every QuantizeLinear output, as computed here.
         int_inputs: graph inputs that are integers (raw uint8 pixels), on their grid.
         integer_nodes: names of the nodes run by integer kernels.
+        folded: op types of constant subgraphs evaluated once (weight decoding), with counts.
         lockstep: with ``substitute``, for each substituted tensor the integers computed here
             (before substitution), to compare with the substitute.
     """
@@ -66,6 +67,7 @@ class ReferenceRun:
     quantized: dict[str, QTensor] = field(default_factory=dict)
     int_inputs: dict[str, QTensor] = field(default_factory=dict)
     integer_nodes: set[str] = field(default_factory=set)
+    folded: Counter[str] = field(default_factory=Counter)
 
     def ran_integer(self, node: str) -> bool:
         return node in self.integer_nodes
@@ -196,6 +198,16 @@ def run_reference(
                 mine = ints[node.output[0]]
                 run.lockstep[node.output[0]] = mine
                 ints[node.output[0]] = QTensor(np.asarray(given).astype(np.int64), mine.qp)
+            continue
+        if node.input and all(not name or name in consts for name in node.input):
+            # a constant subgraph (an int8 weight decoded by Cast and Mul): folded, as every
+            # runtime folds it before running; not arithmetic on data
+            evaluator = ReferenceEvaluator(node, opsets=opsets)
+            values = evaluator.run(None, {name: consts[name] for name in node.input if name})
+            for name, value in zip(node.output, values, strict=False):
+                if name:
+                    consts[name] = np.asarray(value)
+            run.folded[op] += 1
             continue
         reason = _run_integer(node, consts, ints, readers, run, rounding)
         if reason is None:

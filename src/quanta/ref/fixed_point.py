@@ -6,7 +6,7 @@ A real multiplier ``M = s_in * s_w / s_out`` is stored as a 32-bit integer ``M0`
 
 1. ``acc << max(-n, 0)`` (only when ``M >= 1``),
 2. ``SaturatingRoundingDoublingHighMul(acc, M0)``: the high 32 bits of ``2 * acc * M0``, rounded
-   to nearest with ties away from zero,
+   to nearest (ties upward, by gemmlowp's nudge),
 3. ``RoundingDivideByPOT(x, max(n, 0))``: an arithmetic right shift rounded to nearest, ties away
    from zero.
 
@@ -48,7 +48,7 @@ IntArray = npt.NDArray[np.int64]
 def saturating_rounding_doubling_high_mul(a: npt.ArrayLike, b: npt.ArrayLike) -> IntArray:
     """gemmlowp's ``SaturatingRoundingDoublingHighMul`` on int32 values (held in int64).
 
-    ``round(a * b / 2**31)`` with ties away from zero; the one overflowing case
+    ``round(a * b / 2**31)``, ties upward (+0.5 -> 1, -0.5 -> 0); the one overflowing case
     ``a == b == INT32_MIN`` saturates to ``INT32_MAX``.
     """
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)

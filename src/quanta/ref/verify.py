@@ -49,6 +49,14 @@ class Agreement:
     values: int = 0
     max_diff_steps: int | None = 0
     max_abs_diff: float = 0.0
+    _dot: float = 0.0
+    _norms: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def cosine(self) -> float:
+        """Cosine similarity of all values (real, not integers) of the two runtimes."""
+        a, b = self._norms
+        return self._dot / float(np.sqrt(a * b)) if a > 0 and b > 0 else 1.0
 
     @property
     def equal_fraction(self) -> float:
@@ -56,6 +64,11 @@ class Agreement:
 
     def add(self, ort: np.ndarray, ref_values: np.ndarray, ref: QTensor | None) -> None:
         ort = np.asarray(ort)
+        x, y = ort.astype(np.float64).ravel(), ref_values.astype(np.float64).ravel()
+        if ref is not None and ort.dtype.kind in "iu":  # integers: compare the real values
+            x = (x - float(ref.qp.zero_point.reshape(-1)[0])) * float(ref.qp.scale.reshape(-1)[0])
+        self._dot += float(x @ y)
+        self._norms = (self._norms[0] + float(x @ x), self._norms[1] + float(y @ y))
         self.max_abs_diff = max(
             self.max_abs_diff,
             float(np.abs(ort.astype(np.float64) - ref_values.astype(np.float64)).max(initial=0)),
@@ -77,6 +90,7 @@ class Agreement:
             "max_diff_steps": self.max_diff_steps,
             "values": self.values,
             "max_abs_diff": self.max_abs_diff,
+            "cosine": self.cosine,
         }
 
 
@@ -122,6 +136,7 @@ class VerifyReport:
     float_ops: dict[str, int]
     float_reasons: dict[str, str]
     samples: int
+    from_float: list[str] = field(default_factory=list)
 
     @property
     def integer_only(self) -> bool:
@@ -138,6 +153,7 @@ class VerifyReport:
             "float_ops": self.float_ops,
             "float_reasons": self.float_reasons,
             "tensors": {name: t.as_dict() for name, t in self.tensors.items()},
+            "quantized_from_float": self.from_float,
         }
 
 
@@ -318,4 +334,8 @@ def verify(
         report.integer_ops = dict(alone.integer_ops)
         report.float_ops = dict(alone.float_ops)
         report.float_reasons = dict(alone.float_reasons)
+    # written by the QuantizeLinear of a float op's output: no integer op to compare
+    report.from_float = [name for name, t in report.tensors.items() if not t.op_by_op.values]
+    for name in report.from_float:
+        del report.tensors[name]
     return report
