@@ -203,8 +203,8 @@ def run_reference(
             # a constant subgraph (an int8 weight decoded by Cast and Mul): folded, as every
             # runtime folds it before running; not arithmetic on data
             evaluator = ReferenceEvaluator(node, opsets=opsets)
-            values = evaluator.run(None, {name: consts[name] for name in node.input if name})
-            for name, value in zip(node.output, values, strict=False):
+            results = evaluator.run(None, {name: consts[name] for name in node.input if name})
+            for name, value in zip(node.output, results, strict=False):
                 if name:
                     consts[name] = np.asarray(value)
             run.folded[op] += 1

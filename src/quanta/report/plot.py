@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from quanta._io import write_bytes_atomic
 from quanta.runtime import BenchResult
 
-__all__ = ["tradeoff_png"]
+__all__ = ["sqnr_png", "tradeoff_png"]
 
 
 def tradeoff_png(results: Sequence[BenchResult], path: str | os.PathLike[str], title: str) -> None:
@@ -50,6 +50,36 @@ def tradeoff_png(results: Sequence[BenchResult], path: str | os.PathLike[str], t
     buf = io.BytesIO()
     fig.tight_layout()
     # NOTE: no timestamp in the PNG metadata, so the same results give the same bytes.
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def sqnr_png(
+    layers: Sequence[tuple[str, float, float]], path: str | os.PathLike[str], title: str
+) -> None:
+    """Write a PNG (atomically): one bar per quantized tensor, its SQNR in dB against the float
+    model, in graph order; the bar's colour darkens with the layer's sensitivity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, _, _ in layers]
+    sqnr = [min(s, 80.0) if s == s else 0.0 for _, s, _ in layers]  # cap inf (exact) at 80 dB
+    worst = max((d for _, _, d in layers), default=0.0) or 1.0
+    colours = [plt.cm.Reds(0.25 + 0.75 * d / worst) for _, _, d in layers]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(layers) + 2), 4.5), dpi=110)
+    ax.bar(range(len(layers)), sqnr, color=colours, edgecolor="black", linewidth=0.3)
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels(names, rotation=90, fontsize=6)
+    ax.set_ylabel("SQNR vs float (dB, higher is better)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.text(0.99, 0.99, "darker: larger output damage when quantized alone",
+            transform=ax.transAxes, ha="right", va="top", fontsize=7, alpha=0.7)  # fmt: skip
+    buf = io.BytesIO()
+    fig.tight_layout()
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     write_bytes_atomic(path, buf.getvalue())

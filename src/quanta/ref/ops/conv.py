@@ -39,17 +39,25 @@ def conv(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
     strides, pads, dilations = spatial_attrs(ctx, (kh, kw))
     zx = int(x.zero_point.reshape(-1)[0])
     zw = np.broadcast_to(w.qp.zero_point.astype(np.int64).reshape(-1), (m,))
-    win = windows(x.q, (kh, kw), strides, pads, dilations, fill=zx)  # N, C, OH, OW, kh, kw
-    n, _, oh, ow = win.shape[:4]
-    win = win.reshape(n, group, cg, oh, ow, kh, kw)
-    wg = w.q.reshape(group, m // group, cg, kh, kw)
-    products = exact_einsum("ngcijkl,gockl->ngoij", win, wg, depth=cg * kh * kw)
-    sum_x = win.sum(axis=(2, 5, 6))  # N, g, OH, OW
-    sum_w = w.q.reshape(m, -1).sum(axis=1)  # M
     k = cg * kh * kw
-    acc = products.reshape(n, m, oh, ow)
-    acc = acc - zw[None, :, None, None] * np.repeat(sum_x, m // group, axis=1)
-    acc = acc - zx * sum_w[None, :, None, None] + k * zx * zw[None, :, None, None]
+    sum_w = w.q.reshape(m, -1).sum(axis=1)  # M
+    wg = w.q.reshape(group, m // group, cg, kh, kw)
+    # NOTE: the window view is expanded kh*kw times in float64 for the exact einsum; a few
+    # samples at a time keep that under ~64 MB (a 112x112x96 depthwise layer is 88 MB a sample)
+    per_sample = int(np.prod(x.q.shape[1:])) * kh * kw * 8
+    chunk = max(1, (64 << 20) // max(per_sample, 1))
+    parts = []
+    for start in range(0, x.q.shape[0], chunk):
+        xq = x.q[start : start + chunk]
+        win = windows(xq, (kh, kw), strides, pads, dilations, fill=zx)  # N, C, OH, OW, kh, kw
+        n, _, oh, ow = win.shape[:4]
+        win = win.reshape(n, group, cg, oh, ow, kh, kw)
+        products = exact_einsum("ngcijkl,gockl->ngoij", win, wg, depth=k)
+        sum_x = win.sum(axis=(2, 5, 6))  # N, g, OH, OW
+        acc = products.reshape(n, m, oh, ow)
+        acc = acc - zw[None, :, None, None] * np.repeat(sum_x, m // group, axis=1)
+        parts.append(acc - zx * sum_w[None, :, None, None] + k * zx * zw[None, :, None, None])
+    acc = np.concatenate(parts)
     if bias is not None:
         acc = acc + bias.centered().reshape(1, m, 1, 1)
     scale = np.float32(x.qp.scale) * w.qp.scale.astype(np.float32)
