@@ -1,4 +1,5 @@
-"""``quanta quantize``: post-training quantization of any ONNX model (static, dynamic, fp16)."""
+"""``quanta quantize``: post-training quantization of any ONNX model (static, dynamic, fp16, or
+auto: the fastest variant meeting an accuracy target)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("quantize", help="quantize an ONNX model (static, dynamic or fp16)")
     p.add_argument("model", help="the float ONNX model")
     p.add_argument("-o", "--output", required=True, help="the quantized ONNX file to write")
-    p.add_argument("--mode", default="static", help="static | dynamic | fp16 (default static)")
+    p.add_argument(
+        "--mode", default="static",
+        help="static | dynamic | fp16 | auto (default static). auto: the fastest of float, "
+        "weight-only, dynamic and static variants (with layers kept float for accuracy or "
+        "speed) that meets --max-accuracy-drop or --min-fidelity on --eval, measured here",
+    )  # fmt: skip
+    p.add_argument("--eval", help="--mode auto: EVAL.npz (inputs, optional labels) or mnist")
+    p.add_argument(
+        "--max-accuracy-drop", type=float,
+        help="--mode auto: allowed top-1 accuracy drop in percentage points (needs labels)",
+    )  # fmt: skip
     p.add_argument(
         "--calibration",
         help="npz with one array per model input (keyed by input name, samples on axis 0)",
@@ -37,9 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--percentile", type=float, default=99.99,
                    help="kept percentile for --method percentile (default 99.99)")  # fmt: skip
     p.add_argument(
-        "--min-fidelity", type=float, default=0.997,
-        help="keep the most damaging nodes float until the outputs' mean cosine to the float "
-        "model reaches this on held-out calibration samples (default 0.997)",
+        "--min-fidelity", type=float,
+        help="static: keep the most damaging nodes float until the outputs' mean cosine to the "
+        "float model reaches this on held-out calibration samples (default 0.997); auto: the "
+        "target mean cosine on --eval (default 0.99 when --eval has no labels)",
     )  # fmt: skip
     p.add_argument("--no-fallback", action="store_true",
                    help="quantize every node quanta can, whatever the fidelity")  # fmt: skip
@@ -74,18 +86,28 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         percentile=args.percentile,
         bias_correction=not args.no_bias_correction,
-        min_fidelity=None if args.no_fallback else args.min_fidelity,
+        min_fidelity=None
+        if args.no_fallback
+        else (
+            args.min_fidelity if args.min_fidelity is not None and args.mode == "static" else 0.997
+        ),
         samples=args.samples,
         compact=not args.no_compact,
     )
-    if args.calibration and config.mode != "static":
-        raise InputError(f"--calibration is only used with --mode static, not --mode {config.mode}")
+    if args.calibration and config.mode not in ("static", "auto"):
+        raise InputError(
+            f"--calibration is only used with --mode static or auto, not --mode {config.mode}"
+        )
+    if config.mode != "auto" and (args.eval or args.max_accuracy_drop is not None):
+        raise InputError("--eval and --max-accuracy-drop are only used with --mode auto")
+    if config.mode == "auto" and not args.eval:
+        raise InputError("--mode auto needs --eval EVAL.npz (or mnist) to measure accuracy on")
     output = check_output_path(
-        args.output, args.model, *([args.calibration] if args.calibration else [])
+        args.output, args.model, *[p for p in (args.calibration, args.eval) if p and p != "mnist"]
     )
     model = load_model(args.model)
     start = time.perf_counter()
-    if config.mode == "static":
+    if config.mode in ("static", "auto"):
         if args.calibration:
             names = [
                 i.name
@@ -105,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             raise InputError(
-                "--mode static needs --calibration CALIB.npz (one array per model input, keyed by "
-                "input name, samples along axis 0)"
+                f"--mode {config.mode} needs --calibration CALIB.npz (one array per model input, "
+                "keyed by input name, samples along axis 0)"
             )
         with progress() as bar:
             task = bar.add_task("calibrating", total=None)
@@ -115,25 +137,56 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(task, description="measuring each node's cost", completed=done,
                            total=total)  # fmt: skip
 
-            result = quantize_static(
-                model, data, config,
-                on_batch=lambda done, total: bar.update(task, completed=done, total=total),
-                on_search=on_search,
-            )  # fmt: skip
+            if config.mode == "auto":
+                result = _auto(
+                    args, model, data, config, lambda msg: bar.update(task, description=msg)
+                )
+            else:
+                result = quantize_static(
+                    model, data, config,
+                    on_batch=lambda done, total: bar.update(task, completed=done, total=total),
+                    on_search=on_search,
+                )  # fmt: skip
     elif config.mode == "dynamic":
         result = quantize_dynamic(model, config)
     else:
         result = quantize_fp16(model, config)
     for node in result.float_nodes:
         # a choice quanta made from measurements is a note; an op it could not quantize warns
-        measured = "quantizing it alone cost" in node.reason or "no int8 consumer" in node.reason
+        measured = "kept float" in node.reason or "no int8 consumer" in node.reason
         err.print(f"{'[cyan]note:[/]' if measured else '[yellow]warning:[/]'} {node}")
     save_model(result.model, output)
     before, after = Path(args.model).stat().st_size, output.stat().st_size
     for note in result.notes:
         err.print(note)
+    chosen = getattr(result, "chosen", "")
+    label = f"{config.mode} ({chosen})" if chosen else config.mode
     out.print(
-        f"{config.mode}: wrote {output} ({after / 1e6:.2f} MB, {before / after:.2f}× smaller) "
+        f"{label}: wrote {output} ({after / 1e6:.2f} MB, {before / after:.2f}× smaller) "
         f"in {time.perf_counter() - start:.2f} s"
     )
     return 0
+
+
+def _auto(args, model, data, config, on_step):  # type: ignore[no-untyped-def]
+    """``--mode auto``: evaluation data and target from the flags, then ``quantize_auto``."""
+    from quanta.cli.datasets import eval_set
+    from quanta.graph.auto import AutoTarget, quantize_auto
+    from quanta.runtime import feeds_for, make_session
+
+    inits = {t.name for t in model.graph.initializer}
+    ev = eval_set(args.eval, [i.name for i in model.graph.input if i.name not in inits])
+    if args.max_accuracy_drop is not None and args.min_fidelity is not None:
+        raise InputError("give one of --max-accuracy-drop and --min-fidelity, not both")
+    if args.max_accuracy_drop is None and args.min_fidelity is None:
+        target = (
+            AutoTarget(max_accuracy_drop=0.5) if ev.labels is not None
+            else AutoTarget(min_fidelity=0.99)
+        )  # fmt: skip
+        err.print(f"no target given: {target} (see --max-accuracy-drop / --min-fidelity)")
+    else:
+        target = AutoTarget(args.max_accuracy_drop, args.min_fidelity)
+    feeds = feeds_for(make_session(model.SerializeToString()), ev)
+    return quantize_auto(
+        model, data, feeds, target, labels=ev.labels, config=config, on_step=on_step
+    )

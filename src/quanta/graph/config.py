@@ -9,7 +9,7 @@ from quanta.errors import InputError
 
 __all__ = ["QuantizeConfig", "MODES", "METHODS", "ACTIVATION_TYPES"]
 
-MODES = ("static", "dynamic", "fp16")
+MODES = ("static", "dynamic", "fp16", "auto")
 METHODS = ("auto", "minmax", "percentile", "entropy", "mse")
 ACTIVATION_TYPES = ("auto", "int8", "uint8")
 
@@ -20,7 +20,9 @@ class QuantizeConfig:
 
     Attributes:
         mode: "static" (int8 weights and activations, calibrated), "dynamic" (int8 weights,
-            activation ranges computed at run time), "fp16" (float16 weights).
+            activation ranges computed at run time), "fp16" (float16 weights), or "auto" (the
+            fastest of these and of partly-float models that meets an accuracy target on
+            evaluation data: ``quanta.graph.auto``).
         per_channel: one weight scale per output channel (default) or one per tensor.
         activation_type: "int8" (S8S8, ORT's recommended QDQ default), "uint8", or "auto":
             int8 unless ONNX Runtime fuses more of the model into integer kernels with uint8
@@ -43,7 +45,7 @@ class QuantizeConfig:
             ``quanta.graph.compact``. False writes every scale and zero point as an initializer.
     """
 
-    mode: Literal["static", "dynamic", "fp16"] = "static"
+    mode: Literal["static", "dynamic", "fp16", "auto"] = "static"
     per_channel: bool = True
     activation_type: Literal["auto", "int8", "uint8"] = "auto"
     method: Literal["auto", "minmax", "percentile", "entropy", "mse"] = "auto"

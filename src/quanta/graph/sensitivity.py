@@ -83,6 +83,9 @@ def search_float_nodes(
     target: float,
     max_float: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    metric: Callable[[list[np.ndarray]], float] | None = None,
+    where: str = "the held-out calibration samples",
+    cost: Mapping[str, float] | None = None,
 ) -> FallbackResult:
     """Greedy accuracy-aware fallback.
 
@@ -93,6 +96,11 @@ def search_float_nodes(
         feeds: held-out inputs; ``reference``: the float model's outputs on them.
         target: the mean cosine to reach.
         max_float: at most this many nodes kept float (default: a quarter of the candidates).
+        metric: judges a model's outputs on ``feeds`` against ``target`` (default: their mean
+            cosine to ``reference``; e.g. accuracy against labels). Ranking always uses cosine.
+        where: how the reasons name ``feeds``.
+        cost: what keeping each node float costs (e.g. its measured float time, ms); nodes
+            are then returned to float in order of damage per cost, not damage alone.
     """
     evaluations = 0
     # NOTE: ranking nodes needs far fewer samples than judging the result: damage in isolation
@@ -105,7 +113,8 @@ def search_float_nodes(
         evaluations += 1
         if ranking:
             return mean_cosine(run_model(build(exclude), rank_feeds), rank_reference)
-        return mean_cosine(run_model(build(exclude), feeds), reference)
+        outputs = run_model(build(exclude), feeds)
+        return metric(outputs) if metric is not None else mean_cosine(outputs, reference)
 
     before = score({})
     if before >= target or not candidates:
@@ -117,7 +126,12 @@ def search_float_nodes(
         damage[name] = 1.0 - score(alone, ranking=True)
         if on_step is not None:
             on_step(i + 1, len(candidates))
-    order = sorted(candidates, key=lambda n: -damage[n])[:limit]
+    if cost:
+        floor = max(min((c for c in cost.values() if c > 0), default=1.0), 1e-6)
+        worth = {n: damage[n] / max(cost.get(n, floor), floor) for n in candidates}
+        order = sorted(candidates, key=lambda n: -worth[n])[:limit]
+    else:
+        order = sorted(candidates, key=lambda n: -damage[n])[:limit]
     best, best_k = before, 0
     for k in range(1, len(order) + 1):
         value = score({n: "" for n in order[:k]})
@@ -128,7 +142,8 @@ def search_float_nodes(
     kept = {
         name: (
             f"kept float: quantizing it alone cost {damage[name]:.4f} of the output's mean "
-            "cosine on the held-out calibration samples, among the most of any node"
+            f"cosine on {where}, among the most of any node"
+            + (f" per ms of float time ({cost[name]:.3f} ms)" if cost and name in cost else "")
         )
         for name in order[:best_k]
     }

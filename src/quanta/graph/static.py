@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -48,7 +49,22 @@ from quanta.graph.sensitivity import mean_cosine, run_model, search_float_nodes
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import HistogramObserver, MinMaxObserver, Observer, QParams, dequantize
 
-__all__ = ["apply_qdq", "quantize_static", "mismatched_concats"]
+__all__ = ["FidelityGoal", "apply_qdq", "quantize_static", "mismatched_concats"]
+
+
+@dataclass(frozen=True)
+class FidelityGoal:
+    """What "accurate enough" means for the accuracy-aware fallback, when the caller knows
+    better than held-out calibration samples: the samples, a metric of the model's outputs on
+    them (higher is better), the target, and how to name both in notes."""
+
+    feeds: Mapping[str, np.ndarray]
+    metric: Callable[[list[np.ndarray]], float]
+    target: float
+    measure: str = "mean output cosine to float"
+    where: str = "the evaluation samples"
+    cost: Mapping[str, float] | None = None  # per node: what keeping it float costs (ms)
+
 
 # Float ops that matter for speed when ONNX Runtime leaves them unfused.
 FLOAT_COMPUTE = ("Conv", "FusedConv", "MatMul", "Gemm", "FusedGemm", "Add", "Mul", "FusedMatMul")
@@ -155,6 +171,8 @@ def quantize_static(
     *,
     on_batch: Callable[[int, int], None] | None = None,
     on_search: Callable[[int, int], None] | None = None,
+    goal: FidelityGoal | None = None,
+    keep_float: Mapping[str, str] | None = None,
 ) -> QuantizeResult:
     """Quantize ``model`` to int8 QDQ, calibrating activation ranges on ``data``.
 
@@ -166,13 +184,16 @@ def quantize_static(
         data: calibration samples, one array per model input.
         config: options; ``per_channel`` and ``activation_type`` apply.
         on_batch: progress callback ``(batches_done, total)`` during calibration.
+        goal: judge fidelity on these samples with this metric and target instead of
+            ``config.min_fidelity`` on held-out calibration samples (``quanta.graph.auto``).
+        keep_float: nodes to leave float whatever they cost, name -> reason.
 
     Returns:
         The quantized model and the nodes left float with the reason for each.
     """
     config = config or QuantizeConfig()
     model = prepare(model)
-    plan = plan_static(model)
+    plan = plan_static(model, exclude=dict(keep_float or {}))
     if not plan.plans:
         raise ModelError("no node of this model can be quantized (no Conv, Gemm or MatMul found)")
     mean_axes = (
@@ -188,7 +209,7 @@ def quantize_static(
     )
     observed = (
         plan.possible_sources(model)
-        if config.min_fidelity is not None
+        if config.min_fidelity is not None or goal is not None or keep_float
         else plan.calibrated_tensors()
     )
     ranges, means = collect_statistics(
@@ -196,6 +217,7 @@ def quantize_static(
         make_observer=observer_factory(config), on_batch=on_batch,
     )  # fmt: skip
     exclude = mismatched_concats(model, plan, ranges)
+    exclude.update(keep_float or {})
     if exclude:
         exclude.update(_readers_of(model, plan, exclude))
         plan = plan_static(model, exclude=exclude)
@@ -229,10 +251,11 @@ def quantize_static(
     notes: list[str] = []
     if config.activation_type == "auto":
         choice["activation_type"] = _fastest_activation_type(build, notes)
-    feeds = data.head(prepared, config.holdout_samples)
+    feeds = dict(goal.feeds) if goal is not None else data.head(prepared, config.holdout_samples)
     n_feed = len(next(iter(feeds.values())))
     reference: list[np.ndarray] = []
-    if config.method == "auto" or config.min_fidelity is not None:
+    target = goal.target if goal is not None else config.min_fidelity
+    if config.method == "auto" or target is not None:
         reference = run_model(prepared, feeds)
     if config.method == "auto":
         scores = {
@@ -246,26 +269,29 @@ def quantize_static(
             + ")"
         )
     model, plan, corrected = build({})
-    if config.min_fidelity is not None:
+    if target is not None:
         # Every node that computes (not the value movers, which follow their input's grid).
         candidates = [
             n.name for n in prepared.graph.node
             if n.name in plan.plans and plan.plans[n.name].output != "shared"
         ]  # fmt: skip
+        where = goal.where if goal is not None else f"{n_feed} held-out calibration samples"
+        measure = goal.measure if goal is not None else "mean output cosine to float"
         fallback = search_float_nodes(
             lambda extra: build(extra)[0], candidates, list(plan.plans), feeds, reference,
-            target=config.min_fidelity, on_step=on_search,
+            target=target, on_step=on_search,
+            metric=goal.metric if goal is not None else None, where=where,
+            cost=goal.cost if goal is not None else None,
         )  # fmt: skip
         if fallback.kept_float:
             model, plan, corrected = build(fallback.kept_float)
         notes.append(
-            f"fidelity on {n_feed} held-out calibration samples (mean output cosine to float): "
-            f"{fallback.fidelity_before:.4f} fully int8"
+            f"fidelity on {where} ({measure}): {fallback.fidelity_before:.4f} fully int8"
             + (
                 f", {fallback.fidelity_after:.4f} with {len(fallback.kept_float)} node(s) kept "
-                f"float (target {config.min_fidelity}, {fallback.evaluations} evaluations)"
+                f"float (target {target:g}, {fallback.evaluations} evaluations)"
                 if fallback.kept_float
-                else f" (target {config.min_fidelity} met)"
+                else f" (target {target:g} met)"
             )
         )
     if config.compact:
