@@ -119,14 +119,16 @@ def _node_times(
     }
 
 
-def _measure_latency(candidates: list[Candidate], feeds: Mapping[str, np.ndarray]) -> None:
+def _measure_latency(
+    candidates: list[Candidate], feeds: Mapping[str, np.ndarray], budget_s: float
+) -> None:
     from quanta.runtime import interleaved_latency, make_session
 
     sessions = [make_session(c.model.SerializeToString()) for c in candidates]
     one = {k: np.asarray(v)[:1] for k, v in feeds.items()}
     for c, lat in zip(
         candidates,
-        interleaved_latency(sessions, one, 1, budget_s=1.5 * len(sessions)),
+        interleaved_latency(sessions, one, 1, budget_s=budget_s * len(sessions)),
         strict=True,
     ):
         c.latency_ms = lat.p50_ms
@@ -141,8 +143,12 @@ def quantize_auto(
     labels: np.ndarray | None = None,
     config: QuantizeConfig | None = None,
     on_step: Callable[[str], None] | None = None,
+    latency_budget_s: float = 1.5,
 ) -> AutoResult:
-    """Return the fastest candidate meeting ``target`` on ``eval_inputs`` (see module doc)."""
+    """Return the fastest candidate meeting ``target`` on ``eval_inputs`` (see module doc).
+
+    ``latency_budget_s``: seconds of timing per candidate (more: steadier medians).
+    """
     config = config or QuantizeConfig()
     step = on_step or (lambda _msg: None)
     n_eval = len(next(iter(eval_inputs.values())))
@@ -219,16 +225,20 @@ def quantize_auto(
     if slower:
         step("static int8 without the layers int8 makes slower")
         kept = {f.name: f.reason for f in accurate.float_nodes if "kept float" in f.reason}
-        fast = quantize_static(
-            model, data, dataclasses.replace(config, mode="static", min_fidelity=None),
-            keep_float={**kept, **slower},
-        )  # fmt: skip
-        candidates.append(
-            Candidate(
-                "static (latency-aware)", fast.model,
-                detail=f"{len(kept)} layer(s) float for accuracy, {len(slower)} for speed",
-            )
-        )  # fmt: skip
+        try:
+            fast = quantize_static(
+                model, data, dataclasses.replace(config, mode="static", min_fidelity=None),
+                keep_float={**kept, **slower},
+            )  # fmt: skip
+        except ModelError as exc:  # e.g. every layer is slower in int8
+            notes.append(f"static (latency-aware): not a candidate ({exc})")
+        else:
+            candidates.append(
+                Candidate(
+                    "static (latency-aware)", fast.model,
+                    detail=f"{len(kept)} layer(s) float for accuracy, {len(slower)} for speed",
+                )
+            )  # fmt: skip
     else:
         notes.append("no layer's int8 kernel was measurably slower than its float kernel here")
 
@@ -238,7 +248,7 @@ def quantize_auto(
             c.score = metric(run_model(c.model, eval_inputs))
         c.meets = c.score >= goal_value - 1e-12
     step("timing every candidate (batch 1, interleaved)")
-    _measure_latency(candidates, eval_inputs)
+    _measure_latency(candidates, eval_inputs, latency_budget_s)
     feasible = [c for c in candidates if c.meets]
     chosen = min(feasible, key=lambda c: (c.latency_ms, c.size_bytes))
     notes.append(

@@ -1,0 +1,116 @@
+"""``--mode auto``: every candidate judged against the target, the fastest that meets it kept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from quanta.cli import main
+from quanta.errors import InputError
+from quanta.graph import CalibrationData, QuantizeConfig
+from quanta.graph.auto import AutoTarget, quantize_auto
+from quanta.graph.sensitivity import mean_cosine, run_model
+
+MakeConvnet = Callable[..., onnx.ModelProto]
+MakeImages = Callable[..., np.ndarray]
+
+
+def _auto(model: onnx.ModelProto, images: np.ndarray, target: AutoTarget, **kw: object):  # type: ignore[no-untyped-def]
+    return quantize_auto(
+        model, CalibrationData({"image": images[:64]}), {"image": images[64:]}, target,
+        config=QuantizeConfig(method="minmax"), latency_budget_s=0.05, **kw,
+    )  # fmt: skip
+
+
+def test_auto_returns_the_fastest_candidate_meeting_the_target(
+    make_convnet: MakeConvnet, make_images: MakeImages
+) -> None:
+    model, images = make_convnet(), make_images(160)
+    result = _auto(model, images, AutoTarget(min_fidelity=0.99))
+    names = [c.name for c in result.candidates]
+    assert names[0] == "float" and "static (all int8)" in names and "dynamic" in names
+    feasible = [c for c in result.candidates if c.meets]
+    chosen = next(c for c in result.candidates if c.name == result.chosen)
+    assert chosen.meets and chosen.latency_ms == min(c.latency_ms for c in feasible)
+    assert result.model is chosen.model
+    # each score is what it claims: recompute the chosen one independently
+    reference = run_model(model, {"image": images[64:]})
+    got = mean_cosine(run_model(result.model, {"image": images[64:]}), reference)
+    assert got == pytest.approx(chosen.score, abs=1e-9) and got >= 0.99
+    assert any(note.startswith("target: mean output cosine") for note in result.notes)
+
+
+def test_unreachable_target_falls_back_to_float(
+    make_convnet: MakeConvnet, make_images: MakeImages
+) -> None:
+    model = make_convnet()
+    result = _auto(model, make_images(160), AutoTarget(min_fidelity=1.0))
+    assert result.chosen == "float"
+    assert result.model is model
+    assert all(not c.meets for c in result.candidates if c.name != "float")
+
+
+def test_accuracy_target_uses_labels(make_convnet: MakeConvnet, make_images: MakeImages) -> None:
+    model, images = make_convnet(), make_images(160)
+    labels = run_model(model, {"image": images[64:]})[0].argmax(axis=1)  # float is 100 % here
+    result = _auto(model, images, AutoTarget(max_accuracy_drop=5.0), labels=labels)
+    assert result.measure == "top-1 accuracy" and result.target == pytest.approx(0.95)
+    by = {c.name: c for c in result.candidates}
+    assert by["float"].score == 1.0
+    with pytest.raises(InputError, match="labels"):
+        _auto(model, images, AutoTarget(max_accuracy_drop=1.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"max_accuracy_drop": 1.0, "min_fidelity": 0.9}, {"min_fidelity": 1.5}]
+)
+def test_target_must_be_exactly_one_valid_value(kwargs: dict[str, float]) -> None:
+    with pytest.raises(InputError):
+        AutoTarget(**kwargs)
+
+
+def test_cli_auto(make_convnet: MakeConvnet, make_images: MakeImages, tmp_path: Path,
+                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    model_path, calib, ev, out = (tmp_path / n for n in ("m.onnx", "c.npz", "e.npz", "a.onnx"))
+    model = make_convnet()
+    onnx.save_model(model, model_path)
+    images = make_images(100)
+    np.savez(calib, image=images[:50])
+    np.savez(ev, image=images[50:])
+    code = main(["quantize", str(model_path), "-o", str(out), "--mode", "auto",
+                 "--calibration", str(calib), "--eval", str(ev)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "no target given" in captured.err and "chose" in captured.err
+    assert out.exists() and "auto (" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--mode", "auto", "--calibration", "C"], "needs --eval"),
+        (["--mode", "static", "--calibration", "C", "--eval", "C"], "only used with --mode auto"),
+    ],
+)
+def test_cli_auto_flag_errors(
+    make_convnet: MakeConvnet, make_images: MakeImages, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], extra: list[str], fragment: str,
+) -> None:  # fmt: skip
+    model_path, calib, out = tmp_path / "m.onnx", tmp_path / "c.npz", tmp_path / "a.onnx"
+    onnx.save_model(make_convnet(), model_path)
+    np.savez(calib, image=make_images(8))
+    argv = [
+        "quantize",
+        str(model_path),
+        "-o",
+        str(out),
+        *[str(calib) if a == "C" else a for a in extra],
+    ]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
