@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/quanta demo --out demo-out
+	$(BIN)/quanta demo --out demo-out --force
 
 test: install
 	$(BIN)/python -m pytest

@@ -13,8 +13,11 @@ from quanta.errors import InputError
 __all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "check_output_path"]
 
 
-def check_output_path(path: str | os.PathLike[str], *inputs: str | os.PathLike[str]) -> Path:
-    """Check that ``path`` can be written and is not one of ``inputs``; return it as a Path."""
+def check_output_path(
+    path: str | os.PathLike[str], *inputs: str | os.PathLike[str], force: bool = False
+) -> Path:
+    """Check that ``path`` can be written, is not one of ``inputs`` and (unless ``force``) does
+    not exist yet; return it as a Path. Nothing is written here."""
     out = Path(path)
     for other in inputs:
         if Path(other).exists() and out.exists() and out.resolve() == Path(other).resolve():
@@ -26,6 +29,10 @@ def check_output_path(path: str | os.PathLike[str], *inputs: str | os.PathLike[s
         raise InputError(f"output directory {str(parent)!r} does not exist; create it first")
     if out.is_dir():
         raise InputError(f"output path {str(out)!r} is a directory; expected a file path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"output directory {str(parent)!r} is not writable; choose another")
+    if out.exists() and not force:
+        raise InputError(f"output file {str(out)!r} exists; pass --force to replace it")
     return out
 
 

@@ -149,3 +149,34 @@ def test_zip_member_that_is_not_npy(tmp_path: Path) -> None:
         zf.writestr("image", b"not an array")
     with pytest.raises(DataError, match=r"member\(s\) \['image'\] are not \.npy arrays"):
         load_npz(path)
+
+
+def test_stream_reads_the_same_arrays_a_slice_at_a_time(tmp_path: Path) -> None:
+    from quanta.data.arrays import NpyMember
+
+    x = np.random.default_rng(0).random((50, 3, 4), dtype=np.float32)
+    ids = np.arange(100, dtype=np.int64).reshape(50, 2)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x, ids=ids, labels=np.arange(50))
+    inputs, labels = load_npz(path, stream=True)
+    assert isinstance(inputs["x"], NpyMember) and isinstance(inputs["ids"], NpyMember)
+    assert inputs["x"].shape == x.shape and inputs["x"].dtype == x.dtype and len(inputs["x"]) == 50
+    np.testing.assert_array_equal(inputs["x"][7:19], x[7:19])
+    np.testing.assert_array_equal(inputs["ids"][45:60], ids[45:])
+    np.testing.assert_array_equal(np.asarray(inputs["x"]), x)
+    assert labels is not None and labels.tolist() == list(range(50))
+
+
+def test_stream_still_refuses_nan_and_loads_compressed_whole(tmp_path: Path) -> None:
+    from quanta.data.arrays import NpyMember
+
+    x = np.ones((3000, 8), np.float32)
+    x[2999, 7] = np.nan  # in the last chunk
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x)
+    with pytest.raises(DataError, match="1 NaN or Inf"):
+        load_npz(path, stream=True)
+    packed = tmp_path / "z.npz"
+    np.savez_compressed(packed, x=np.ones((4, 2), np.float32))
+    inputs, _ = load_npz(packed, stream=True)
+    assert not isinstance(inputs["x"], NpyMember)

@@ -152,6 +152,6 @@ def test_custom_observer() -> None:
 
 
 def test_model_that_cannot_run_raises_data_error() -> None:
-    data = CalibrationData({"x": np.zeros((4, 4), np.int32)})  # the model takes float32
+    data = CalibrationData({"x": np.zeros((4, 4), np.float16)})  # the model takes float32
     with pytest.raises(DataError, match="could not run on calibration batch 0"):
         collect_ranges(affine_model(), ["y"], data)

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from quanta._io import check_output_path, write_text_atomic
-from quanta.cli.console import err, out
+from quanta.cli.console import add_force, err, out
 from quanta.errors import InputError
 
 __all__ = ["add_parser", "parse_batches"]
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="float model to compare each model's outputs with (top-1 agreement, cosine, max "
         "error, SQNR)",
     )  # fmt: skip
+    add_force(p)
     p.set_defaults(handler=run)
 
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     batches = parse_batches(args.batch)
     inputs = [*args.models, *([args.reference] if args.reference else [])]
-    json_path = check_output_path(args.json, *inputs) if args.json else None
+    json_path = check_output_path(args.json, *inputs, force=args.force) if args.json else None
     if args.reference:
         load_model(args.reference)
     first = load_model(args.models[0])

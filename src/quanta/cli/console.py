@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["out", "err", "progress"]
+__all__ = ["add_force", "out", "err", "progress"]
 
 # NOTE: rich falls back to 80 columns when output is not a terminal (CI logs, pipes), which would
 # squeeze the results table into unreadable wraps; files and logs get 160.
@@ -23,4 +24,11 @@ def progress() -> Progress:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+    )
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    """``--force``: the one way to let a command replace files that already exist."""
+    parser.add_argument(
+        "--force", action="store_true", help="replace output files that already exist"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from quanta.cli.console import err, out, progress
+from quanta.cli.console import add_force, err, out, progress
 from quanta.errors import InputError
 
 __all__ = ["add_parser"]
@@ -22,10 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--threads", type=int, default=1, help="intra-op threads when timing (default 1)"
     )
+    add_force(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from quanta.report import bench_table
@@ -38,6 +40,16 @@ def run(args: argparse.Namespace) -> int:
     target = Path(args.out)
     if target.exists() and not target.is_dir():
         raise InputError(f"--out {args.out!r} is a file; expected a directory")
+    from quanta.workflow.classic import output_files
+
+    existing = [p.name for p in output_files(target) if p.exists()]
+    if existing and not args.force:
+        raise InputError(
+            f"--out {args.out!r} already holds {', '.join(existing[:3])}"
+            f"{' and more' if len(existing) > 3 else ''}; pass --force to replace them"
+        )
+    if target.is_dir() and not os.access(target, os.W_OK | os.X_OK):
+        raise InputError(f"--out {args.out!r} is not writable; choose another directory")
     config = ClassicConfig(epochs=args.epochs, threads=args.threads, data_dir=args.data)
     with progress() as bar:
         task = bar.add_task("starting", total=None)

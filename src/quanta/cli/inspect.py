@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from quanta._io import check_output_path, write_text_atomic
-from quanta.cli.console import err, out
+from quanta.cli.console import add_force, err, out
 from quanta.errors import InputError
 
 __all__ = ["add_parser"]
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--json", help="write the report to this JSON file")
     p.add_argument("--png", help="write a bar chart of per-layer SQNR to this PNG file")
     p.add_argument("--runs", type=int, default=30, help="profiled runs at batch 1 (default 30)")
+    add_force(p)
     p.set_defaults(handler=run)
 
 
@@ -53,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             raise InputError(f"{flag} must be >= 1, got {value}")
     inputs = [args.model, args.reference]
-    json_path = check_output_path(args.json, *inputs) if args.json else None
-    png_path = check_output_path(args.png, *inputs) if args.png else None
+    json_path = check_output_path(args.json, *inputs, force=args.force) if args.json else None
+    png_path = check_output_path(args.png, *inputs, force=args.force) if args.png else None
     model, reference = load_model(args.model), load_model(args.reference)
     inits = {t.name for t in reference.graph.initializer}
     data = eval_set(

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from quanta._io import check_output_path
-from quanta.cli.console import err, out, progress
+from quanta.cli.console import add_force, err, out, progress
 from quanta.errors import InputError, ModelError
 
 __all__ = ["add_parser", "load_lenet"]
@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--input-uint8", action="store_true", help="the model takes raw uint8 pixels 0..255"
     )
+    add_force(p)
     p.set_defaults(handler=run)
 
 
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     qat_config = QATConfig(quant_delay=args.quant_delay)
     inputs = [p for p in (args.model, args.from_lenet) if p]
-    output = check_output_path(args.output, *inputs)
+    output = check_output_path(args.output, *inputs, force=args.force)
     net = load_lenet(args.model, args.from_lenet)
     ds = load_mnist(args.data)
     start = time.perf_counter()

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from quanta._io import check_output_path
-from quanta.cli.console import err, out, progress
+from quanta.cli.console import add_force, err, out, progress
 from quanta.cli.datasets import DEFAULT_CALIBRATION_SAMPLES, is_mnist_shaped
 from quanta.errors import InputError
 
@@ -64,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "bias scales are computed in the graph as input scale x weight scale",
     )  # fmt: skip
     p.add_argument("--samples", type=int, help="use at most N calibration samples")
+    add_force(p)
     p.set_defaults(handler=run)
 
 
@@ -103,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if config.mode == "auto" and not args.eval:
         raise InputError("--mode auto needs --eval EVAL.npz (or mnist) to measure accuracy on")
     output = check_output_path(
-        args.output, args.model, *[p for p in (args.calibration, args.eval) if p and p != "mnist"]
-    )
+        args.output, args.model, *[p for p in (args.calibration, args.eval) if p and p != "mnist"],
+        force=args.force,
+    )  # fmt: skip
     model = load_model(args.model)
     start = time.perf_counter()
     if config.mode in ("static", "auto"):
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 for i in model.graph.input
                 if i.name not in {t.name for t in model.graph.initializer}
             ]
-            arrays, _ = load_npz(args.calibration, input_names=names)
+            arrays, _ = load_npz(args.calibration, input_names=names, stream=True)
             data = CalibrationData(arrays, samples=config.samples, batch_size=config.batch_size)
         elif is_mnist_shaped(model):
             n = config.samples or DEFAULT_CALIBRATION_SAMPLES
@@ -153,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
         result = quantize_fp16(model, config)
     for node in result.float_nodes:
         # a choice quanta made from measurements is a note; an op it could not quantize warns
-        measured = "kept float" in node.reason or "no int8 consumer" in node.reason
+        measured = any(
+            why in node.reason
+            for why in ("quantizing it alone cost", "kept float for speed", "no int8 consumer")
+        )
         err.print(f"{'[cyan]note:[/]' if measured else '[yellow]warning:[/]'} {node}")
     save_model(result.model, output)
     before, after = Path(args.model).stat().st_size, output.stat().st_size

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from quanta._io import check_output_path
-from quanta.cli.console import err, out, progress
+from quanta.cli.console import add_force, err, out, progress
 
 __all__ = ["add_parser", "checkpoint_path"]
 
@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--data", help="MNIST directory with the four IDX files (default: bundled)")
     p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_force(p)
     p.set_defaults(handler=run)
 
 
@@ -33,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from quanta.models import LeNet, TrainConfig, evaluate, export_onnx, save_checkpoint, train
 
     config = TrainConfig(epochs=args.epochs, seed=args.seed)
-    onnx_path = check_output_path(args.output)
-    ckpt = check_output_path(checkpoint_path(onnx_path))
+    onnx_path = check_output_path(args.output, force=args.force)
+    ckpt = check_output_path(checkpoint_path(onnx_path), force=args.force)
     ds = load_mnist(args.data)
     err.print(f"training LeNet on {len(ds.train):,} images ({ds.source}), {config.epochs} epochs")
     start = time.perf_counter()

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from quanta._io import check_output_path, write_text_atomic
-from quanta.cli.console import err, out
+from quanta.cli.console import add_force, err, out
 from quanta.errors import InputError
 
 __all__ = ["add_parser"]
@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="fixed-point rounding: single (one rounding of the 64-bit product, default) or "
         "double (gemmlowp / TFLite reference kernels)",
     )  # fmt: skip
+    add_force(p)
     p.set_defaults(handler=run)
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
-    json_path = check_output_path(args.json, args.model) if args.json else None
+    json_path = check_output_path(args.json, args.model, force=args.force) if args.json else None
     model = load_model(args.model)
     inits = {t.name for t in model.graph.initializer}
     data = eval_set(args.inputs, [i.name for i in model.graph.input if i.name not in inits])

@@ -3,21 +3,68 @@
 from __future__ import annotations
 
 import os
+import struct
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from quanta.errors import DataError
 
-__all__ = ["load_npz"]
+__all__ = ["NpyMember", "load_npz"]
 
 LABELS_KEY = "labels"
 
 
+class NpyMember:
+    """An array stored uncompressed in an ``.npz`` (``np.savez``), read from disk a slice of
+    samples at a time: ``len``, ``shape``, ``dtype``, ``ndim`` and ``member[start:stop]`` (axis
+    0) are all calibration needs, so a 10,000-sample set never sits in memory whole."""
+
+    def __init__(
+        self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype, key: str
+    ) -> None:
+        self.path, self.offset, self.shape, self.dtype, self.key = path, offset, shape, dtype, key
+        self.ndim = len(shape)
+        self._row = int(np.prod(shape[1:], dtype=np.int64)) if shape else 1
+
+    def __len__(self) -> int:
+        return self.shape[0] if self.shape else 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice):
+            raise TypeError("NpyMember supports slices along axis 0 only")
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise TypeError("NpyMember supports contiguous slices only")
+        count = max(0, stop - start)
+        with open(self.path, "rb") as f:
+            f.seek(self.offset + start * self._row * self.dtype.itemsize)
+            data = np.fromfile(f, dtype=self.dtype, count=count * self._row)
+        if data.size != count * self._row:
+            raise DataError(f"npz file {str(self.path)!r} array {self.key!r} is truncated")
+        return data.reshape((count, *self.shape[1:]))
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        whole = self[0 : len(self)]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def chunks(self, rows: int = 1024) -> Iterator[np.ndarray]:
+        for start in range(0, len(self), rows):
+            yield self[start : start + rows]
+
+
 def load_npz(
-    path: str | os.PathLike[str], *, input_names: Sequence[str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    input_names: Sequence[str] | None = None,
+    stream: bool = False,
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Load inputs (and optional labels) from an ``.npz`` file, never unpickling.
 
@@ -31,6 +78,8 @@ def load_npz(
             other key may be, besides ``"labels"``; the returned dict follows this order. (A
             model input literally named ``"labels"`` is then treated as an input.) When
             ``None``, every key but ``"labels"`` is an input, in file order.
+        stream: return uncompressed input arrays as ``NpyMember`` (read a batch at a time)
+            instead of loading them; compressed members (``np.savez_compressed``) are loaded.
 
     Returns:
         ``(inputs, labels)``: a dict from input name to array, and the ``(N,)`` int64 labels
@@ -43,7 +92,7 @@ def load_npz(
             NaN or Inf, or labels are not a 1-D integer array.
     """
     name = str(path)
-    arrays = _read_all(Path(path))
+    arrays = _read_all(Path(path), stream=stream)
     has_labels = LABELS_KEY in arrays and (input_names is None or LABELS_KEY not in input_names)
     labels = arrays.pop(LABELS_KEY) if has_labels else None
     inputs = _select_inputs(arrays, input_names, name)
@@ -64,7 +113,41 @@ def load_npz(
     return inputs, labels
 
 
-def _read_all(path: Path) -> dict[str, np.ndarray]:
+def _stored_members(path: Path) -> dict[str, NpyMember]:
+    """The uncompressed, C-ordered .npy members of an npz, located in the file without reading
+    their data (zip local header, then the .npy header)."""
+    found: dict[str, NpyMember] = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                continue
+            f.seek(info.header_offset)
+            local = f.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                continue
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                continue
+            if fortran or dtype.hasobject or not shape:
+                continue
+            key = info.filename[: -len(".npy")]
+            member = NpyMember(path, f.tell(), tuple(shape), dtype, key)
+            if (
+                member.offset + member.size * dtype.itemsize
+                > info.header_offset + 30 + name_len + extra_len + info.file_size
+            ):
+                continue
+            found[key] = member
+    return found
+
+
+def _read_all(path: Path, *, stream: bool = False) -> dict[str, Any]:
     name = str(path)
     if not path.is_file():
         what = "is not a regular file" if path.exists() else "does not exist"
@@ -78,14 +161,18 @@ def _read_all(path: Path) -> dict[str, np.ndarray]:
                 "with np.savez(path, <input name>=array, ...)"
             )
         with loaded:
-            arrays = {key: loaded[key] for key in loaded.files}
+            streamed = _stored_members(path) if stream else {}
+            arrays = {
+                key: streamed[key] if key in streamed and key != LABELS_KEY else loaded[key]
+                for key in loaded.files
+            }
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DataError(
             f"npz file {name!r} is not a valid pickle-free .npz archive ({exc}); expected a file "
             "made with np.savez(path, <input name>=array, ...)"
         ) from exc
     # NOTE: a zip member that is not a .npy file comes back as raw bytes, not an array.
-    odd = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+    odd = [key for key, value in arrays.items() if not isinstance(value, np.ndarray | NpyMember)]
     if odd:
         raise DataError(
             f"npz file {name!r} member(s) {odd} are not .npy arrays; expected a file made with "
@@ -136,7 +223,8 @@ def _check_input(arr: np.ndarray, key: str, name: str) -> None:
             "(bool, integer or float) dtype"
         )
     if arr.dtype.kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        parts = arr.chunks() if isinstance(arr, NpyMember) else [arr]
+        bad = sum(int(np.count_nonzero(~np.isfinite(part))) for part in parts)
         if bad:
             raise DataError(
                 f"npz file {name!r} array {key!r} holds {bad} NaN or Inf value(s) out of "

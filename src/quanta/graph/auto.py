@@ -38,6 +38,9 @@ from quanta.graph.weight_only import compress_float_weights
 
 __all__ = ["AutoTarget", "Candidate", "quantize_auto"]
 
+# the reason the accuracy-aware search gives (quanta.graph.sensitivity)
+_SEARCHED = "kept float: quantizing it alone"
+
 # A layer is "slower in int8" when its int8 kernel takes this much longer than its float one.
 SLOWER_MARGIN = 1.10
 
@@ -218,13 +221,13 @@ def quantize_auto(
         accurate = quantize_static(
             model, data, dataclasses.replace(config, mode="static"), goal=goal
         )
-        n_kept = len([f for f in accurate.float_nodes if "kept float" in f.reason])
+        n_kept = len([f for f in accurate.float_nodes if f.reason.startswith(_SEARCHED)])
         candidates.append(
             Candidate("static (accuracy-aware)", accurate.model, detail=f"{n_kept} layer(s) float")
         )
     if slower:
         step("static int8 without the layers int8 makes slower")
-        kept = {f.name: f.reason for f in accurate.float_nodes if "kept float" in f.reason}
+        kept = {f.name: f.reason for f in accurate.float_nodes if f.reason.startswith(_SEARCHED)}
         try:
             fast = quantize_static(
                 model, data, dataclasses.replace(config, mode="static", min_fidelity=None),

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from quanta.data.arrays import NpyMember
 from quanta.errors import DataError
 from quanta.quant import MeanObserver, MinMaxObserver, Observer
 
@@ -43,7 +44,10 @@ class CalibrationData:
             if samples < 1:
                 raise DataError(f"--samples must be >= 1, got {samples}")
             n = min(n, samples)
-        self.arrays = {name: np.asarray(a) for name, a in arrays.items()}
+        # arrays read from disk a batch at a time (quanta.data.NpyMember) stay that way
+        self.arrays = {
+            name: a if isinstance(a, NpyMember) else np.asarray(a) for name, a in arrays.items()
+        }
         self.count = n
         self.batch_size = max(1, batch_size)
 
@@ -62,8 +66,22 @@ class CalibrationData:
                 + (f" (unexpected {extra})" if extra else "")
             )
         for value in inputs:
-            dims = value.type.tensor_type.shape.dim
+            tensor_type = value.type.tensor_type
             array = self.arrays[value.name]
+            want = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+            if want.kind == "f" and array.dtype.kind != "f":
+                raise DataError(
+                    f"calibration array {value.name!r} holds {array.dtype}; the model's input "
+                    f"{value.name!r} takes {want} (floating point values)"
+                )
+            if want.kind in "iu" and array.dtype.kind not in "iu":
+                raise DataError(
+                    f"calibration array {value.name!r} holds {array.dtype}; the model's input "
+                    f"{value.name!r} takes {want} (integers, e.g. token ids)"
+                )
+            if not tensor_type.HasField("shape"):
+                continue  # the model declares no shape: the data decides
+            dims = tensor_type.shape.dim
             expected = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
             if array.ndim != len(expected) or any(
                 e is not None and i > 0 and e != s

@@ -42,15 +42,22 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         raise ModelError(f"{str(p)!r} is not an ONNX model (protobuf parse failed: {exc})") from exc
     if not model.graph.node:
         raise ModelError(f"{str(p)!r} holds no ONNX graph nodes; expected an ONNX model")
-    if any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer):
-        raise ModelError(
-            f"{str(p)!r} keeps weights in external data files; save it as one file "
-            "(onnx.save_model(model, path, save_as_external_data=False))"
-        )
+    _check_domains(model, p)
+    external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in model.graph.initializer:
+        _check_tensor_size(tensor, p, external=tensor in external)
+    if external:
+        for tensor in external:
+            _check_external(tensor, p)
+        try:
+            onnx.load_external_data_for_model(model, os.fspath(p.parent))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"{str(p)!r}: its external data could not be read: {exc}") from exc
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0]
+    except Exception as exc:  # noqa: BLE001 - ValidationError, and e.g. UnicodeDecodeError for
+        # names that are not UTF-8 (found by fuzzing): either way the file is not a valid model
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"{str(p)!r} fails the ONNX checker: {first}") from exc
     opset = default_opset(model)
     if opset < MIN_OPSET:
@@ -62,6 +69,111 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
                 f"failed: {exc}"
             ) from exc
     return model
+
+
+# Operator domains ONNX Runtime's CPU provider implements; anything else cannot run here.
+KNOWN_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "com.microsoft"})
+
+# bytes per element of the fixed-size tensor types (sub-byte and string types are not sized here)
+_ITEM_BYTES: dict[int, int] = {
+    onnx.TensorProto.FLOAT: 4, onnx.TensorProto.UINT8: 1, onnx.TensorProto.INT8: 1,
+    onnx.TensorProto.UINT16: 2, onnx.TensorProto.INT16: 2, onnx.TensorProto.INT32: 4,
+    onnx.TensorProto.INT64: 8, onnx.TensorProto.BOOL: 1, onnx.TensorProto.FLOAT16: 2,
+    onnx.TensorProto.DOUBLE: 8, onnx.TensorProto.UINT32: 4, onnx.TensorProto.UINT64: 8,
+    onnx.TensorProto.BFLOAT16: 2,
+}  # fmt: skip
+
+
+def _check_domains(model: onnx.ModelProto, p: Path) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    for opset in model.opset_import:
+        if opset.domain not in KNOWN_DOMAINS:
+            raise ModelError(
+                f"{str(p)!r} imports operator domain {opset.domain!r}, which quanta and ONNX "
+                f"Runtime's CPU provider do not know; expected one of "
+                f"{', '.join(repr(d) for d in sorted(KNOWN_DOMAINS))}"
+            )
+        if opset.domain in ("", "ai.onnx") and opset.version > newest:
+            raise ModelError(
+                f"{str(p)!r} uses opset {opset.version}, newer than the {newest} this onnx "
+                "package knows; export with an older opset or upgrade onnx"
+            )
+    functions = {(f.domain, f.name) for f in model.functions}
+    for node in model.graph.node:
+        if node.domain not in KNOWN_DOMAINS and (node.domain, node.op_type) not in functions:
+            raise ModelError(
+                f"{str(p)!r}: node {node.name!r} is {node.domain}::{node.op_type}, from an "
+                "unknown operator domain; expected standard ONNX ops"
+            )
+
+
+def _elements(tensor: onnx.TensorProto, p: Path) -> int:
+    count = 1
+    for d in tensor.dims:
+        if d < 0:
+            raise ModelError(
+                f"{str(p)!r}: tensor {tensor.name!r} declares a negative dimension {d}"
+            )
+        count *= d
+    return count
+
+
+def _check_tensor_size(tensor: onnx.TensorProto, p: Path, *, external: bool) -> None:
+    """The bytes a constant declares (its dims) must be the bytes it holds: a file that says
+    otherwise is corrupt, or crafted to make a reader allocate far more than the file."""
+    item = _ITEM_BYTES.get(tensor.data_type)
+    if item is None or external:
+        return
+    want = _elements(tensor, p)
+    if tensor.HasField("raw_data"):
+        have, unit = len(tensor.raw_data) // item, len(tensor.raw_data) % item
+        if have != want or unit:
+            raise ModelError(
+                f"{str(p)!r}: tensor {tensor.name!r} declares shape {list(tensor.dims)} "
+                f"({want * item} bytes) but holds {len(tensor.raw_data)} bytes"
+            )
+        return
+    fields = (tensor.float_data, tensor.int32_data, tensor.int64_data, tensor.double_data,
+              tensor.uint64_data)  # fmt: skip
+    have = max(len(f) for f in fields)
+    if have != want:
+        raise ModelError(
+            f"{str(p)!r}: tensor {tensor.name!r} declares shape {list(tensor.dims)} "
+            f"({want} values) but holds {have}"
+        )
+
+
+def _check_external(tensor: onnx.TensorProto, p: Path) -> None:
+    """External data must lie in a file inside the model's own directory (no absolute paths,
+    no ``..`` escapes, no links out), within that file's size, and be exactly the declared size."""
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    base = p.parent.resolve()
+    target = (base / location).resolve()
+    if not location or Path(location).is_absolute() or not target.is_relative_to(base):
+        raise ModelError(
+            f"{str(p)!r}: tensor {tensor.name!r} points to external data {location!r} outside "
+            "the model's directory; refusing (path traversal). Expected a file beside the model"
+        )
+    if not target.is_file():
+        raise ModelError(
+            f"{str(p)!r}: external data file {location!r} of tensor {tensor.name!r} is missing"
+        )
+    try:
+        offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+    except ValueError as exc:
+        raise ModelError(
+            f"{str(p)!r}: tensor {tensor.name!r} has a bad external offset/length"
+        ) from exc
+    size = target.stat().st_size
+    item = _ITEM_BYTES.get(tensor.data_type)
+    want = _elements(tensor, p) * item if item else None
+    length = length if length >= 0 else size - offset
+    if offset < 0 or offset + length > size or (want is not None and length != want):
+        raise ModelError(
+            f"{str(p)!r}: tensor {tensor.name!r} declares {want} bytes at offset {offset} of "
+            f"{location!r}, which holds {size} bytes; expected the declared bytes to be there"
+        )
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike[str]) -> None:

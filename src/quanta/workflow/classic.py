@@ -27,7 +27,7 @@ from quanta.report.plot import tradeoff_png
 from quanta.report.table import bench_markdown
 from quanta.runtime import BenchResult, EvalSet, bench_models, describe_machine
 
-__all__ = ["ClassicConfig", "ClassicResult", "run_classic", "VARIANTS"]
+__all__ = ["ClassicConfig", "ClassicResult", "output_files", "run_classic", "VARIANTS"]
 
 VARIANTS = ("float", "fp16", "dynamic", "static", "qat", "qat_uint8")
 
@@ -55,6 +55,18 @@ class ClassicResult:
 
 
 Step = Callable[[str, int, int], None]
+
+
+def output_files(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every file ``run_classic`` writes into ``out_dir``."""
+    out = Path(out_dir)
+    return [
+        *(out / f"lenet_{name}.onnx" for name in VARIANTS),
+        out / "lenet_float.pt",
+        out / "report.json",
+        out / "report.md",
+        out / "tradeoff.png",
+    ]
 
 
 def run_classic(
