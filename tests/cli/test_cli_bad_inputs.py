@@ -188,6 +188,17 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda t: _quantize(t, _model(t), _npz(t, image=np.zeros((0, 1, 8, 8), np.float32))),
         "0 samples",
     ),
+    "eval npz wrong shape (bench)": (
+        lambda t: ["bench", str(_model(t)), "--data", str(_npz(t, image=random_images(4, hw=9))),
+                   "--json", str(t / "out.json")],
+        "expects",
+    ),  # fmt: skip
+    "eval npz wrong dtype (verify)": (
+        lambda t: ["verify", str(_model(t)), "--inputs",
+                   str(_npz(t, image=np.ones((4, 1, 8, 8), np.complex64))), "--json",
+                   str(t / "out.json")],
+        "numeric",
+    ),  # fmt: skip
     "npz not an npz": (lambda t: _quantize(t, _model(t), _write(t / "c.npz", b"garbage")), "npz"),
     "IDX wrong magic": (
         lambda t: [

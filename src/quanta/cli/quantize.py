@@ -63,6 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "readers that do not fold constants). Default: all-zero zero points are left out and "
         "bias scales are computed in the graph as input scale x weight scale",
     )  # fmt: skip
+    p.add_argument(
+        "--weight-range", default="auto",
+        help="auto | full | reduced: int8 weights in [-127, 127] or 7-bit [-64, 64]; auto is "
+        "reduced on x86 CPUs with AVX2 but no VNNI, whose u8 x s8 kernels add pairs of products "
+        "in saturating int16, full elsewhere (default auto)",
+    )  # fmt: skip
     p.add_argument("--samples", type=int, help="use at most N calibration samples")
     add_force(p)
     p.set_defaults(handler=run)
@@ -94,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         samples=args.samples,
         compact=not args.no_compact,
+        weight_range=args.weight_range,
     )
     if args.calibration and config.mode not in ("static", "auto"):
         raise InputError(

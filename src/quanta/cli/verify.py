@@ -23,6 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--samples", type=int, help="use the first N samples (default: all)")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument(
+        "--emulate-avx2", action="store_true",
+        help="also run Conv/Gemm/MatMul as an AVX2 CPU without VNNI does (u8 x s8 products "
+        "added in pairs in saturating int16) and report where that saturates",
+    )  # fmt: skip
+    p.add_argument(
         "--rounding", default="single", choices=("single", "double"),
         help="fixed-point rounding: single (one rounding of the 64-bit product, default) or "
         "double (gemmlowp / TFLite reference kernels)",
@@ -50,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         feeds = {k: v[: args.samples] for k, v in feeds.items()}
     n = len(next(iter(feeds.values())))
     with err.status(f"running {n:,} samples in the reference executor and ONNX Runtime"):
-        report = verify(model, feeds, rounding=args.rounding)
+        report = verify(model, feeds, rounding=args.rounding, emulate_avx2=args.emulate_avx2)
 
     table = Table(title=f"{args.model}: integer reference vs ONNX Runtime, {n:,} samples")
     for column in (
@@ -94,6 +99,20 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"integer-only: no — float ops: {floats}; integer kernels: {ops}")
         for node, why in report.float_reasons.items():
             out.print(f"  {node}: {why}")
+    if args.emulate_avx2:
+        hit = {n: st for n, st in report.saturation.items() if st[0]}
+        total = sum(t for _, t in report.saturation.values())
+        worst = sum(s for s, _ in report.saturation.values())
+        out.print(
+            f"AVX2 without VNNI (emulated): {worst:,} of {total:,} accumulators saturate in "
+            f"{len(hit)} of {len(report.saturation)} Conv/Gemm/MatMul ops"
+            + (": " + ", ".join(f"{n} {s / t:.3%}" for n, (s, t) in hit.items()) if hit else "")
+        )
+        for name, effect in report.saturation_effect.items():
+            out.print(
+                f"  effect on {name!r}: {effect.equal_fraction:.4%} equal to the exact result, "
+                f"cosine {effect.cosine:.6f}"
+            )
     out.print(
         "op by op: each op on the integers the reference computed for its inputs, in both "
         "runtimes; end to end: the two runtimes each from the model input. Differences of one "

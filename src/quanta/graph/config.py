@@ -12,6 +12,7 @@ __all__ = ["QuantizeConfig", "MODES", "METHODS", "ACTIVATION_TYPES"]
 MODES = ("static", "dynamic", "fp16", "auto")
 METHODS = ("auto", "minmax", "percentile", "entropy", "mse")
 ACTIVATION_TYPES = ("auto", "int8", "uint8")
+WEIGHT_RANGES = ("auto", "full", "reduced")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class QuantizeConfig:
         compact: store only the quantization parameters that carry information (no all-zero
             zero points; bias scales computed in the graph as ``s_in * s_w``), see
             ``quanta.graph.compact``. False writes every scale and zero point as an initializer.
+        weight_range: "full" int8 weights in [-127, 127]; "reduced" 7-bit weights in [-64, 64],
+            so that CPUs whose u8 x s8 dot products add pairs in saturating int16 (x86 AVX2
+            without VNNI: ``vpmaddubsw``) never overflow; "auto": reduced on such a CPU, full
+            elsewhere (static and dynamic modes).
     """
 
     mode: Literal["static", "dynamic", "fp16", "auto"] = "static"
@@ -56,6 +61,7 @@ class QuantizeConfig:
     samples: int | None = None
     batch_size: int = 100
     compact: bool = True
+    weight_range: Literal["auto", "full", "reduced"] = "auto"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -66,6 +72,10 @@ class QuantizeConfig:
             raise InputError(
                 f"--activation-type {self.activation_type!r} is not known; expected auto, int8 "
                 "or uint8"
+            )
+        if self.weight_range not in WEIGHT_RANGES:
+            raise InputError(
+                f"--weight-range {self.weight_range!r} is not known; expected auto, full or reduced"
             )
         if self.method not in METHODS:
             raise InputError(

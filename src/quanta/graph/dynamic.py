@@ -30,6 +30,7 @@ from quanta.graph.prepare import prepare
 from quanta.graph.result import FloatNode, QuantizeResult
 from quanta.graph.rewrite import Names, quantize_weight, remove_unused, weight_only_decoder
 from quanta.graph.weight_only import compress_float_weights
+from quanta.runtime.machine import int8_pairs_saturate
 
 __all__ = ["quantize_dynamic"]
 
@@ -48,11 +49,17 @@ def quantize_dynamic(
     new_inits: list[onnx.TensorProto] = []
     float_nodes: list[FloatNode] = []
     counts = {"matmul": 0, "weight_only": 0}
+    # ORT's dynamic MatMul multiplies u8 activations by s8 weights: the same int16 pair sums
+    reduced = config.weight_range == "reduced" or (
+        config.weight_range == "auto" and int8_pairs_saturate()
+    )
     for node in graph.node:
         if node.op_type in ("Gemm", "MatMul"):
             reason = _dynamic_matmul_refusal(node, index)
             if reason is None:
-                body.extend(_dynamic_matmul(node, index, names, new_inits, config.per_channel))
+                body.extend(
+                    _dynamic_matmul(node, index, names, new_inits, config.per_channel, reduced)
+                )
                 counts["matmul"] += 1
                 continue
             float_nodes.append(FloatNode(node.name, node.op_type, reason))
@@ -116,12 +123,13 @@ def _dynamic_matmul(
     names: Names,
     new_inits: list[onnx.TensorProto],
     per_channel: bool,
+    reduced: bool = False,
 ) -> list[onnx.NodeProto]:
     """``Y = cast(MatMulInteger(q(A), Wq)) * (s_A * s_W) + bias``: the pattern ORT fuses."""
     w = index.constant(node.input[1]).astype(np.float32)
     if node.op_type == "Gemm" and get_attr(node, "transB", 0):
         w = w.T  # (N, K) -> (K, N): MatMulInteger takes B as (K, N)
-    q, qp = quantize_weight(np.ascontiguousarray(w), 1 if per_channel else None)
+    q, qp = quantize_weight(np.ascontiguousarray(w), 1 if per_channel else None, reduced=reduced)
     base = node.input[1]
     w_name = names.fresh(f"{base}_q")
     w_scale = names.fresh(f"{base}_s")

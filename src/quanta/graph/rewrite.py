@@ -37,14 +37,23 @@ class Names:
         return name
 
 
-def quantize_weight(weight: np.ndarray, axis: int | None) -> tuple[np.ndarray, QParams]:
-    """Symmetric int8 in ``[-127, 127]``, per slice along ``axis`` (None: one scale per tensor)."""
+REDUCED_MAX = 64  # 7-bit weights: 2 x 255 x 64 = 32,640 fits int16 pair sums
+
+
+def quantize_weight(
+    weight: np.ndarray, axis: int | None, *, reduced: bool = False
+) -> tuple[np.ndarray, QParams]:
+    """Symmetric int8 in ``[-127, 127]`` (``reduced``: ``[-64, 64]``, for CPUs whose int8 dot
+    products saturate in int16), per slice along ``axis`` (None: one scale per tensor)."""
     w = weight.astype(np.float32)
     if axis is None:
         qp = choose_qparams(float(w.min()), float(w.max()), "int8", symmetric=True)
     else:
         moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)  # (C, rest)
         qp = choose_qparams(moved.min(axis=1), moved.max(axis=1), "int8", symmetric=True, axis=axis)
+    if reduced:
+        scale = (qp.scale.astype(np.float64) * (127 / REDUCED_MAX)).astype(np.float32)
+        qp = QParams(scale, qp.zero_point, qp.dtype, qp.axis, narrow=qp.narrow)
     return quantize(w, qp), qp
 
 

@@ -48,6 +48,7 @@ from quanta.graph.rewrite import (
 from quanta.graph.sensitivity import mean_cosine, run_model, search_float_nodes
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import HistogramObserver, MinMaxObserver, Observer, QParams, dequantize
+from quanta.runtime.machine import int8_pairs_saturate
 
 __all__ = ["FidelityGoal", "apply_qdq", "quantize_static", "mismatched_concats"]
 
@@ -230,6 +231,9 @@ def quantize_static(
     }
 
     weights: dict[tuple[str, int | None], tuple[np.ndarray, QParams]] = {}  # same in every build
+    reduced = config.weight_range == "reduced" or (
+        config.weight_range == "auto" and int8_pairs_saturate()
+    )
 
     def build(extra: dict[str, str], **override: str) -> tuple[onnx.ModelProto, StaticPlan, int]:
         opts = {**choice, **override}
@@ -242,13 +246,20 @@ def quantize_static(
         }
         n = apply_qdq(
             out, p, qp, per_channel=config.per_channel, input_means=input_means,
-            weight_cache=weights,
+            weight_cache=weights, reduced_weights=reduced,
         )  # fmt: skip
         # nodes that compute in float still store int8 weights (what the search measures ships)
         compress_float_weights(out, per_channel=config.per_channel, input_means=input_means)
         return out, p, n
 
     notes: list[str] = []
+    if reduced:
+        notes.append(
+            "weights in 7 bits ([-64, 64]): "
+            + ("--weight-range reduced" if config.weight_range == "reduced" else
+               "this CPU has AVX2 but no VNNI, where ONNX Runtime's u8 x s8 kernels add pairs of "
+               "products in saturating int16 (full-range weights could overflow it)")
+        )  # fmt: skip
     if config.activation_type == "auto":
         choice["activation_type"] = _fastest_activation_type(build, notes)
     feeds = dict(goal.feeds) if goal is not None else data.head(prepared, config.holdout_samples)
@@ -315,6 +326,7 @@ def apply_qdq(
     per_channel: bool,
     input_means: Mapping[str, np.ndarray] | None = None,
     weight_cache: dict[tuple[str, int | None], tuple[np.ndarray, QParams]] | None = None,
+    reduced_weights: bool = False,
 ) -> int:
     """Rewrite ``model`` in place: fused activations out, int8 weights, QDQ pairs in.
 
@@ -353,7 +365,7 @@ def apply_qdq(
             if weight_cache is not None and key in weight_cache:
                 q, weight_qp = weight_cache[key]
             else:
-                q, weight_qp = quantize_weight(w, key[1])
+                q, weight_qp = quantize_weight(w, key[1], reduced=reduced_weights)
                 if weight_cache is not None:
                     weight_cache[key] = (q, weight_qp)
             if node.input[0] in input_means and i == 1:

@@ -54,6 +54,8 @@ class ReferenceRun:
         int_inputs: graph inputs that are integers (raw uint8 pixels), on their grid.
         integer_nodes: names of the nodes run by integer kernels.
         folded: op types of constant subgraphs evaluated once (weight decoding), with counts.
+        saturated: with ``emulate_avx2``, per Conv/Gemm/MatMul node: (accumulators the int16
+            saturation changed, accumulators).
         lockstep: with ``substitute``, for each substituted tensor the integers computed here
             (before substitution), to compare with the substitute.
     """
@@ -68,6 +70,7 @@ class ReferenceRun:
     int_inputs: dict[str, QTensor] = field(default_factory=dict)
     integer_nodes: set[str] = field(default_factory=set)
     folded: Counter[str] = field(default_factory=Counter)
+    saturated: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def ran_integer(self, node: str) -> bool:
         return node in self.integer_nodes
@@ -123,6 +126,7 @@ def run_reference(
     *,
     substitute: Mapping[str, np.ndarray] | None = None,
     rounding: str = "double",
+    emulate_avx2: bool = False,
 ) -> ReferenceRun:
     """Run ``model`` (quanta's QDQ, compact or plain) on ``feeds`` with integer arithmetic.
 
@@ -130,7 +134,9 @@ def run_reference(
     each is computed here, kept in ``ReferenceRun.lockstep``, then replaced by the substitute,
     so that every op is checked on the same inputs the other runtime had (no compounding).
     ``rounding`` of the fixed-point multiplications: "double" (gemmlowp / TFLite's reference
-    kernels) or "single" (``quanta.ref.fixed_point``).
+    kernels) or "single" (``quanta.ref.fixed_point``). ``emulate_avx2``: compute Conv/Gemm/
+    MatMul as an AVX2 CPU without VNNI does, u8 x s8 products added in pairs in saturating
+    int16 (``quanta.ref.saturation``); ``ReferenceRun.saturated`` counts what that changed.
     """
     if rounding not in ROUNDINGS:
         raise InputError(
@@ -209,7 +215,7 @@ def run_reference(
                     consts[name] = np.asarray(value)
             run.folded[op] += 1
             continue
-        reason = _run_integer(node, consts, ints, readers, run, rounding)
+        reason = _run_integer(node, consts, ints, readers, run, rounding, emulate_avx2)
         if reason is None:
             continue
         evaluator = ReferenceEvaluator(node, opsets=opsets)
@@ -239,6 +245,7 @@ def _run_integer(
     readers: Mapping[str, list[onnx.NodeProto]],
     run: ReferenceRun,
     rounding: str,
+    emulate_avx2: bool = False,
 ) -> str | None:
     """Run ``node`` with its integer kernel; None if done, else why it must run in float."""
     entry = KERNELS.get(node.op_type)
@@ -252,7 +259,7 @@ def _run_integer(
     out = None
     if len(users) == 1 and users[0].op_type == "QuantizeLinear":
         out = _grid(users[0], consts, np.dtype(np.uint8))
-    ctx = OpContext(node, consts, out, rounding)
+    ctx = OpContext(node, consts, out, rounding, emulate_avx2)
     try:
         results = entry.kernel(ctx, [ints.get(name) if name else None for name in node.input])
     except NotInteger as exc:
@@ -262,4 +269,6 @@ def _run_integer(
             ints[name] = value
     run.integer_ops[node.op_type] += 1
     run.integer_nodes.add(node.name)
+    if emulate_avx2 and node.op_type in ("Conv", "Gemm", "MatMul"):
+        run.saturated[node.name] = (ctx.saturated, int(results[0].q.size))
     return None

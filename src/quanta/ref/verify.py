@@ -137,6 +137,10 @@ class VerifyReport:
     float_reasons: dict[str, str]
     samples: int
     from_float: list[str] = field(default_factory=list)
+    # with emulate_avx2: per node (accumulators int16 saturation changed, accumulators), and
+    # per output the agreement of the emulated run with the exact one
+    saturation: dict[str, tuple[int, int]] = field(default_factory=dict)
+    saturation_effect: dict[str, Agreement] = field(default_factory=dict)
 
     @property
     def integer_only(self) -> bool:
@@ -154,6 +158,19 @@ class VerifyReport:
             "float_reasons": self.float_reasons,
             "tensors": {name: t.as_dict() for name, t in self.tensors.items()},
             "quantized_from_float": self.from_float,
+            **(
+                {
+                    "avx2_saturation": {
+                        node: {"saturated": s, "accumulators": t}
+                        for node, (s, t) in self.saturation.items()
+                    },
+                    "avx2_effect_on_outputs": {
+                        name: a.as_dict() for name, a in self.saturation_effect.items()
+                    },
+                }
+                if self.saturation
+                else {}
+            ),
         }
 
 
@@ -277,6 +294,7 @@ def verify(
     *,
     batch_size: int = 64,
     rounding: str = "single",
+    emulate_avx2: bool = False,
 ) -> VerifyReport:
     """Run ``model`` on ``feeds`` in the reference executor and in ONNX Runtime; compare."""
     n = len(next(iter(feeds.values())))
@@ -331,6 +349,14 @@ def verify(
             agreement.grid = _grid_name(mine)
             if name in op_by_op:
                 agreement.op_by_op.add(op_by_op[name], mine.real(), mine)
+        if emulate_avx2:
+            avx2 = run_reference(model, batch, rounding=rounding, emulate_avx2=True)
+            for node, (s, t) in avx2.saturated.items():
+                before = report.saturation.get(node, (0, 0))
+                report.saturation[node] = (before[0] + s, before[1] + t)
+            for name in outputs:
+                effect = report.saturation_effect.setdefault(name, Agreement())
+                effect.add(avx2.outputs[name], alone.outputs[name], alone.integers.get(name))
         report.integer_ops = dict(alone.integer_ops)
         report.float_ops = dict(alone.float_ops)
         report.float_reasons = dict(alone.float_reasons)

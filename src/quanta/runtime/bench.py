@@ -77,6 +77,31 @@ def feeds_for(session, data: EvalSet) -> dict[str, np.ndarray]:  # type: ignore[
     for i in session.get_inputs():
         want = types.get(i.type)
         value = feeds[i.name]
+        dims = list(i.shape) if i.shape is not None else None
+        if dims is not None and (
+            value.ndim != len(dims)
+            or any(
+                isinstance(d, int) and k > 0 and d != n
+                for k, (d, n) in enumerate(zip(dims, value.shape, strict=False))
+            )
+        ):
+            expected = "(" + ", ".join(str(d) if isinstance(d, int) else "N" for d in dims) + ")"
+            raise DataError(
+                f"evaluation array {i.name!r} has shape {value.shape}; the model's input "
+                f"{i.name!r} expects {expected}"
+            )
+        if want is not None and np.dtype(want).kind == "f" and value.dtype.kind not in "fiub":
+            raise DataError(f"evaluation array {i.name!r} holds {value.dtype}; expected numbers")
+        if (
+            want is not None
+            and np.dtype(want).kind in "iu"
+            and value.dtype.kind == "f"
+            and want is not np.uint8
+        ):
+            raise DataError(
+                f"evaluation array {i.name!r} holds {value.dtype}; the model's input {i.name!r} "
+                f"takes {np.dtype(want)} (integers, e.g. token ids)"
+            )
         if want is np.uint8 and value.dtype != np.uint8 and np.issubdtype(value.dtype, np.floating):
             # A uint8-input model (raw pixels) evaluated on [0, 1] float images.
             value = np.clip(np.rint(value * 255.0), 0, 255)

@@ -41,6 +41,8 @@ class OpContext:
     constants: dict[str, np.ndarray]
     out: QParams | None = None  # the grid of the QuantizeLinear reading the output, if any
     rounding: str = "double"  # of fixed-point multiplications (quanta.ref.fixed_point)
+    emulate_avx2: bool = False  # u8 x s8 pair sums in saturating int16 (quanta.ref.saturation)
+    saturated: int = 0  # set by a kernel: outputs the emulation changed
     attrs: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from quanta.ref.ops import (
     spatial_attrs,
     windows,
 )
+from quanta.ref.saturation import pairwise_saturating_matmul
 from quanta.ref.tensor import QTensor, exact_einsum
 
 
@@ -38,6 +39,12 @@ def conv(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
     m, cg, kh, kw = w.q.shape
     strides, pads, dilations = spatial_attrs(ctx, (kh, kw))
     zx = int(x.zero_point.reshape(-1)[0])
+    xq_all = x.q
+    # an AVX2 CPU without VNNI runs regular convolutions as a u8 x s8 GEMM with int16 pair
+    # sums (quanta.ref.saturation); its depthwise kernel accumulates in int32
+    emulate = ctx.emulate_avx2 and group == 1 and w.qp.dtype == "int8"
+    if emulate and x.qp.dtype == "int8":
+        xq_all, zx = xq_all + 128, zx + 128
     zw = np.broadcast_to(w.qp.zero_point.astype(np.int64).reshape(-1), (m,))
     k = cg * kh * kw
     sum_w = w.q.reshape(m, -1).sum(axis=1)  # M
@@ -48,11 +55,19 @@ def conv(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
     chunk = max(1, (64 << 20) // max(per_sample, 1))
     parts = []
     for start in range(0, x.q.shape[0], chunk):
-        xq = x.q[start : start + chunk]
+        xq = xq_all[start : start + chunk]
         win = windows(xq, (kh, kw), strides, pads, dilations, fill=zx)  # N, C, OH, OW, kh, kw
         n, _, oh, ow = win.shape[:4]
         win = win.reshape(n, group, cg, oh, ow, kh, kw)
         products = exact_einsum("ngcijkl,gockl->ngoij", win, wg, depth=k)
+        if emulate:
+            # im2col in NHWC order: the reduction runs over (kh, kw, C_in), C_in fastest
+            cols = win[:, 0].transpose(0, 2, 3, 4, 5, 1).reshape(n * oh * ow, k)
+            weights = w.q.transpose(2, 3, 1, 0).reshape(k, m)
+            clipped = pairwise_saturating_matmul(cols, weights)
+            clipped = clipped.reshape(n, oh, ow, m).transpose(0, 3, 1, 2)[:, None]
+            ctx.saturated += int(np.count_nonzero(clipped != products))
+            products = clipped
         sum_x = win.sum(axis=(2, 5, 6))  # N, g, OH, OW
         acc = products.reshape(n, m, oh, ow)
         acc = acc - zw[None, :, None, None] * np.repeat(sum_x, m // group, axis=1)

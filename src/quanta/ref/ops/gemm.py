@@ -13,12 +13,19 @@ from __future__ import annotations
 import numpy as np
 
 from quanta.ref.ops import NotInteger, OpContext, accumulator, per_tensor, register
+from quanta.ref.saturation import pairwise_saturating_matmul
 from quanta.ref.tensor import QTensor, int_matmul
 
 
-def _product(a: QTensor, b: QTensor, b_axis: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _product(
+    a: QTensor, b: QTensor, b_axis: int | None, ctx: OpContext | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The int32 ``(A - za) @ (B - zb)`` and its unit; ``b_axis`` is B's per-column axis."""
     za = int(a.zero_point.reshape(-1)[0])
+    aq = a.q
+    emulate = ctx is not None and ctx.emulate_avx2 and b.qp.dtype == "int8" and aq.ndim == 2
+    if emulate and a.qp.dtype == "int8":  # ONNX Runtime's x86 kernels take activations as u8
+        aq, za = aq + 128, za + 128
     n = b.q.shape[-1]
     zb: np.ndarray
     scale: np.ndarray
@@ -28,9 +35,14 @@ def _product(a: QTensor, b: QTensor, b_axis: int | None) -> tuple[np.ndarray, np
     else:
         zb = b.qp.zero_point.astype(np.int64).reshape(n)
         scale = np.float32(a.qp.scale) * b.qp.scale.astype(np.float32)
-    k = a.q.shape[-1]
-    acc = int_matmul(a.q, b.q)
-    acc = acc - zb * a.q.sum(axis=-1, keepdims=True) - za * b.q.sum(axis=-2, keepdims=True)
+    k = aq.shape[-1]
+    acc = int_matmul(aq, b.q)
+    if emulate:
+        assert ctx is not None
+        clipped = pairwise_saturating_matmul(aq, b.q)
+        ctx.saturated += int(np.count_nonzero(clipped != acc))
+        acc = clipped
+    acc = acc - zb * aq.sum(axis=-1, keepdims=True) - za * b.q.sum(axis=-2, keepdims=True)
     return acc + k * za * zb, scale
 
 
@@ -53,7 +65,7 @@ def gemm(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
         b_axis = 1
     if trans_b:
         b = QTensor(b.q.T, b.qp)
-    acc, scale = _product(a, b, b_axis)
+    acc, scale = _product(a, b, b_axis, ctx)
     c = inputs[2] if len(inputs) > 2 else None
     if c is not None:
         acc = acc + c.centered().reshape(1, -1) if c.q.ndim <= 1 else acc + c.centered()
@@ -71,5 +83,5 @@ def matmul(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
         if b.q.ndim != 2 or b.qp.axis % 2 != 1:
             raise NotInteger("MatMul B is per-axis along something other than its columns")
         b_axis = a.q.ndim - 1
-    acc, scale = _product(a, b, b_axis)
+    acc, scale = _product(a, b, b_axis, ctx if b.qp.axis is not None or b.q.ndim == 2 else None)
     return [accumulator(acc, scale, b_axis)]
