@@ -92,3 +92,30 @@ def test_save_is_atomic_and_leaves_no_temporary_file(
     save_model(make_convnet(seed=1), path)  # overwrite
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
     assert load_model(path).SerializeToString() == make_convnet(seed=1).SerializeToString()
+
+
+def test_external_data_beside_the_model_loads(tmp_path: Path) -> None:
+    from conftest import build_convnet
+
+    model = build_convnet()
+    want = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model, path, save_as_external_data=True, location="m.weights", size_threshold=0)
+    assert (tmp_path / "m.weights").exists()
+    loaded = load_model(path)
+    got = {t.name: onnx.numpy_helper.to_array(t) for t in loaded.graph.initializer}
+    assert want.keys() == got.keys()
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_external_data_with_a_wrong_length_is_refused(tmp_path: Path) -> None:
+    from conftest import build_convnet
+
+    path = tmp_path / "m.onnx"
+    onnx.save_model(build_convnet(), path, save_as_external_data=True, location="w.bin",
+                    size_threshold=0)  # fmt: skip
+    data = (tmp_path / "w.bin").read_bytes()
+    (tmp_path / "w.bin").write_bytes(data[: len(data) // 2])  # truncated weights file
+    with pytest.raises(ModelError, match="declares"):
+        load_model(path)
