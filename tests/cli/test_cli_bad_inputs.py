@@ -59,6 +59,11 @@ def _mnist_dir(tmp: Path, corrupt: str, how: Callable[[bytes], bytes]) -> Path:
     return root
 
 
+def _train_on(tmp: Path, corrupt: str, how: Callable[[bytes], bytes]) -> list[str]:
+    data = _mnist_dir(tmp, corrupt, how)
+    return ["train", "-o", str(tmp / "out.onnx"), "--epochs", "1", "--data", str(data)]
+
+
 def _graph(
     nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto] | None = None, opset: int = 20
 ) -> onnx.ModelProto:
@@ -189,53 +194,40 @@ CASES: dict[str, tuple[Case, str]] = {
         "0 samples",
     ),
     "eval npz wrong shape (bench)": (
-        lambda t: ["bench", str(_model(t)), "--data", str(_npz(t, image=random_images(4, hw=9))),
-                   "--json", str(t / "out.json")],
+        lambda t: [
+            "bench",
+            str(_model(t)),
+            "--data",
+            str(_npz(t, image=random_images(4, hw=9))),
+            "--json",
+            str(t / "out.json"),
+        ],
         "expects",
     ),  # fmt: skip
     "eval npz wrong dtype (verify)": (
-        lambda t: ["verify", str(_model(t)), "--inputs",
-                   str(_npz(t, image=np.ones((4, 1, 8, 8), np.complex64))), "--json",
-                   str(t / "out.json")],
+        lambda t: [
+            "verify",
+            str(_model(t)),
+            "--inputs",
+            str(_npz(t, image=np.ones((4, 1, 8, 8), np.complex64))),
+            "--json",
+            str(t / "out.json"),
+        ],
         "numeric",
     ),  # fmt: skip
     "npz not an npz": (lambda t: _quantize(t, _model(t), _write(t / "c.npz", b"garbage")), "npz"),
     "IDX wrong magic": (
-        lambda t: [
-            "train",
-            "-o",
-            str(t / "out.onnx"),
-            "--epochs",
-            "1",
-            "--data",
-            str(_mnist_dir(t, "train-labels-idx1-ubyte", lambda b: b"\x12\x34" + b[2:])),
-        ],
+        lambda t: _train_on(t, "train-labels-idx1-ubyte", lambda b: b"\x12\x34" + b[2:]),
         "magic",
-    ),  # fmt: skip
+    ),
     "IDX inconsistent sizes": (
-        lambda t: [
-            "train",
-            "-o",
-            str(t / "out.onnx"),
-            "--epochs",
-            "1",
-            "--data",
-            str(_mnist_dir(t, "train-labels-idx1-ubyte", lambda b: _idx(np.zeros(7)))),
-        ],
+        lambda t: _train_on(t, "train-labels-idx1-ubyte", lambda b: _idx(np.zeros(7))),
         "7",
-    ),  # fmt: skip
+    ),
     "IDX truncated": (
-        lambda t: [
-            "train",
-            "-o",
-            str(t / "out.onnx"),
-            "--epochs",
-            "1",
-            "--data",
-            str(_mnist_dir(t, "t10k-images-idx3-ubyte", lambda b: b[:-100])),
-        ],
+        lambda t: _train_on(t, "t10k-images-idx3-ubyte", lambda b: b[:-100]),
         "truncated",
-    ),  # fmt: skip
+    ),
     "checkpoint not weights-only": (_not_weights_only, "weights-only"),
     "output equals input": (
         lambda t: [

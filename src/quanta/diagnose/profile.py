@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 __all__ = ["OpTimes", "profile_node_times", "profile_op_times"]
 
@@ -37,42 +36,17 @@ def profile_op_times(
 ) -> OpTimes:
     """Run ``model`` ``runs`` times on ``feeds`` (after one warm-up) with profiling on and sum
     each op type's kernel time per run."""
-    with tempfile.TemporaryDirectory(prefix="quanta-profile-") as tmp:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(tmp, "profile")
-        session = ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-        session.run(None, dict(feeds))  # warm-up, excluded below
-        for _ in range(runs):
-            session.run(None, dict(feeds))
-        events = json.loads(Path(session.end_profiling()).read_text())
-    per_run: list[dict[str, float]] = []
+    measured = _profile_events(model, feeds, runs=runs, threads=threads)[-runs:]
+    per_op: list[dict[str, float]] = []
     nodes: dict[str, set[str]] = defaultdict(set)
-    current: dict[str, float] | None = None
-    for event in events:
-        if event.get("cat") == "Session" and event.get("name") == "model_run":
-            current = defaultdict(float)
-            per_run.append(current)
-        if event.get("cat") != "Node" or not str(event.get("name", "")).endswith("_kernel_time"):
-            continue
-        op = event.get("args", {}).get("op_name", "?")
-        nodes[op].add(event["name"])
-        if current is None:
-            current = defaultdict(float)
-            per_run.append(current)
-        current[op] += event.get("dur", 0) / 1000.0
-    # model_run events close a run, so kernels come before their run's marker: drop the
-    # warm-up by taking the last ``runs`` groups of kernel times
-    measured = [r for r in per_run if r][-runs:]
-    ops = sorted({op for r in measured for op in r})
-    ms = {op: float(np.mean([r.get(op, 0.0) for r in measured])) for op in ops}
+    for run in measured:
+        totals: dict[str, float] = defaultdict(float)
+        for (name, op), kernel_ms in run.items():
+            totals[op] += kernel_ms
+            nodes[op].add(name)
+        per_op.append(totals)
+    ops = sorted({op for r in per_op for op in r})
+    ms = {op: float(np.mean([r.get(op, 0.0) for r in per_op])) for op in ops}
     return OpTimes(ms, {op: len(nodes[op]) for op in ops}, len(measured))
 
 
@@ -89,7 +63,7 @@ def profile_node_times(
     events = _profile_events(model, feeds, runs=runs, threads=threads)
     totals: dict[str, float] = defaultdict(float)
     for event in events[-runs:]:
-        for name, ms in event.items():
+        for (name, _op), ms in event.items():
             totals[_SUFFIX.sub("", name)] += ms
     n = max(1, min(runs, len(events)))
     return {name: ms / n for name, ms in totals.items()}
@@ -97,27 +71,22 @@ def profile_node_times(
 
 def _profile_events(
     model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *, runs: int, threads: int
-) -> list[dict[str, float]]:
-    """Per run (warm-up first), kernel milliseconds by profiled node name."""
+) -> list[dict[tuple[str, str], float]]:
+    """Per run (warm-up first), kernel milliseconds by (profiled node name, op type)."""
+    from quanta.runtime import make_session
+
     with tempfile.TemporaryDirectory(prefix="quanta-profile-") as tmp:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(tmp, "profile")
-        session = ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        session = make_session(
+            model.SerializeToString(), threads=threads, profile_prefix=os.path.join(tmp, "p")
         )
         for _ in range(runs + 1):
             session.run(None, dict(feeds))
         events = json.loads(Path(session.end_profiling()).read_text())
-    per_run: list[dict[str, float]] = [defaultdict(float)]
+    per_run: list[dict[tuple[str, str], float]] = [defaultdict(float)]
     for event in events:
         if event.get("cat") == "Session" and event.get("name") == "model_run":
             per_run.append(defaultdict(float))  # model_run closes a run: its kernels came first
         elif event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time"):
-            per_run[-1][event["name"]] += event.get("dur", 0) / 1000.0
+            op = event.get("args", {}).get("op_name", "?")
+            per_run[-1][(event["name"], op)] += event.get("dur", 0) / 1000.0
     return [r for r in per_run if r]

@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from quanta.graph.index import GraphIndex
 from quanta.graph.rewrite import Names, remove_unused
 
 __all__ = ["compact_qdq", "expand_qdq"]
@@ -39,12 +40,8 @@ _WEIGHT_ZP_OPTIONAL = frozenset({"Conv"})
 def compact_qdq(model: onnx.ModelProto) -> int:
     """Rewrite ``model`` in place as described above; returns how many tensors were dropped."""
     graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    index = GraphIndex(model)
+    inits, producer, readers = dict(index.initializers), index.producer, index.consumers
     names = Names(model)
     before = len(graph.initializer)
 

@@ -33,6 +33,7 @@ import onnx
 from onnx import helper
 
 from quanta.graph.compact import expand_qdq
+from quanta.graph.index import GraphIndex
 from quanta.ref.executor import run_reference
 from quanta.ref.tensor import QTensor
 from quanta.runtime import make_session
@@ -200,12 +201,8 @@ def _op_models(plain: onnx.ModelProto, integer_nodes: set[str]) -> list[_OpModel
     weights, its input DequantizeLinear and its output QuantizeLinear; ONNX Runtime fuses each
     as it fuses it in the full model (QLinearConv, QGemm, QLinearAdd, ...)."""
     graph = plain.graph
-    inits = {t.name: t for t in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for name in n.input:
-            readers.setdefault(name, []).append(n)
+    index = GraphIndex(plain)
+    inits, producer, readers = index.initializers, index.producer, index.consumers
     graph_outputs = {o.name for o in graph.output}
     input_types = {i.name: i.type.tensor_type.elem_type for i in graph.input}
     models = []
