@@ -188,3 +188,28 @@ def test_matmul_relu_in_the_quantized_graph() -> None:
     assert relu.op_type == "Relu"
     assert producer(q, relu.input[0]).op_type == "MatMul"
     assert quantized_tensors(q) == {"x"}
+
+
+def test_add_read_by_a_pool_that_feeds_int8_stays_int8() -> None:
+    """A ResNet tail: residual Add -> GlobalAveragePool -> Flatten -> Gemm. The pool runs in
+    int8 only on an int8 input, so the Add's output *is* read in int8."""
+    model = make_model(
+        [
+            helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+            helper.make_node("Add", ["x", "c"], ["s"], name="residual"),
+            helper.make_node("GlobalAveragePool", ["s"], ["p"], name="gap"),
+            helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+            helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1),
+        ],
+        {"x": ["N", 4, 6, 6]},
+        {"y": ["N", 3]},
+        {
+            "w": rand(4, 4, 3, 3),
+            "b": rand(4, seed=1),
+            "wf": rand(3, 4, seed=2),
+            "bf": rand(3, seed=3),
+        },  # fmt: skip
+    )
+    plan = plan_static(prepare(model))
+    assert {"residual", "gap"} <= set(plan.plans)
+    assert not any(f.name == "residual" for f in plan.float_nodes)

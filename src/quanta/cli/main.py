@@ -28,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from quanta.cli import bench, demo, inspect, qat, quantize, train, verify
+    from quanta.cli import bench, demo, export_tflite, inspect, qat, quantize, train, verify
 
     parser = _Parser(
         prog="quanta",
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (train, quantize, qat, bench, demo, verify, inspect):
+    for module in (train, quantize, qat, bench, demo, verify, inspect, export_tflite):
         module.add_parser(sub)
     return parser
 

@@ -92,8 +92,8 @@ def plan_static(
         for name, op_plan in plan.plans.items():
             node = by_name[name]
             read.update(node.input[i] for i in op_plan.activations)
-            if op_plan.output == "shared":
-                read.add(node.input[0])
+            if op_plan.output == "shared" or op_plan.requires_quantized_input:
+                read.add(node.input[0])  # a mover or pool reads its input in int8
         changed = False
         for name in plan.plans:
             node = by_name[name]

@@ -1,0 +1,67 @@
+"""``quanta export-tflite``: a full-integer TFLite model from quanta's int8 ONNX, no TensorFlow."""
+
+from __future__ import annotations
+
+import argparse
+
+from quanta._io import check_output_path, write_bytes_atomic
+from quanta.cli.console import add_force, err, out
+from quanta.errors import InputError
+
+__all__ = ["add_parser"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "export-tflite", help="write a full-integer TFLite model (NHWC) from a static int8 model"
+    )
+    p.add_argument("model", help="quantized ONNX model (quanta static or qat)")
+    p.add_argument("-o", "--output", required=True, help="the .tflite file to write")
+    p.add_argument(
+        "--input-uint8", action="store_true",
+        help="take raw uint8 inputs 0..255 (for a model whose float input is in [0, 1])",
+    )  # fmt: skip
+    p.add_argument(
+        "--calibration",
+        help="X.npz or mnist: samples to measure the range of float outputs written by integer "
+        "ops (quanta's float logits), which TFLite must hold in int8",
+    )  # fmt: skip
+    add_force(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from quanta.cli.datasets import eval_set
+    from quanta.graph import load_model
+    from quanta.graph.uint8_input import with_uint8_input
+    from quanta.runtime import feeds_for, make_session
+    from quanta.tflite import onnx_to_tflite
+
+    inputs = [
+        args.model,
+        *([args.calibration] if args.calibration and args.calibration != "mnist" else []),
+    ]
+    output = check_output_path(args.output, *inputs, force=args.force)
+    if output.suffix != ".tflite":
+        raise InputError(f"output {str(output)!r} should end in .tflite")
+    model = load_model(args.model)
+    ranges: dict[str, tuple[float, float]] = {}
+    if args.calibration:
+        inits = {t.name for t in model.graph.initializer}
+        data = eval_set(
+            args.calibration, [i.name for i in model.graph.input if i.name not in inits]
+        )
+        session = make_session(model.SerializeToString())
+        feeds = {k: v[:500] for k, v in feeds_for(session, data).items()}
+        names = [o.name for o in model.graph.output]
+        for name, value in zip(names, session.run(names, feeds), strict=True):
+            ranges[name] = (float(np.min(value)), float(np.max(value)))
+    if args.input_uint8:
+        model = with_uint8_input(model)
+    data_bytes = onnx_to_tflite(model, ranges)
+    write_bytes_atomic(output, data_bytes)
+    out.print(f"export-tflite: wrote {output} ({len(data_bytes) / 1e6:.2f} MB)")
+    err.print("inputs are NHWC (channels last); outputs keep the ONNX model's layout")
+    return 0

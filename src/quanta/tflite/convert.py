@@ -1,0 +1,501 @@
+"""quanta's quantized ONNX (QDQ) -> a full-integer TFLite model, following TFLite's int8 spec.
+
+- Layout: ONNX is NCHW, TFLite NHWC. 4-D activations are carried in NHWC; convolution weights
+  are transposed once (OIHW -> OHWI; depthwise -> 1HW(C*M)); a Flatten/Reshape of an NHWC
+  tensor feeding a fully connected layer is folded into that layer's weights (its input columns
+  reordered from (C, H, W) to (H, W, C)), anywhere else a TRANSPOSE back to NCHW is inserted.
+- Quantization: activations int8 asymmetric (a uint8 grid ``(s, z)`` becomes ``(s, z - 128)``,
+  the same real values); weights int8 symmetric per output channel (zero point 0); biases int32
+  with scale ``s_in * s_w``; pooling and reshapes keep their input's grid; SOFTMAX's output is
+  fixed at ``(1/256, -128)``.
+- Edges: a float input gets a QUANTIZE, a uint8 input (``--input-uint8`` models) a QUANTIZE to
+  int8; each output a DEQUANTIZE. A float output written by an integer op (quanta's float
+  logits) needs an int8 grid in TFLite: it is taken from ``output_ranges`` (measured on
+  calibration data by the caller).
+
+Anything outside this set is a clear error naming the op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import tflite
+from onnx import helper, numpy_helper
+
+from quanta.errors import ModelError
+from quanta.graph.compact import expand_qdq
+from quanta.graph.index import GraphIndex
+from quanta.quant import choose_qparams
+from quanta.tflite.writer import OpSpec, TensorSpec, TFLiteModel
+
+__all__ = ["SUPPORTED_OPS", "onnx_to_tflite"]
+
+SUPPORTED_OPS = (
+    "Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
+    "Reshape", "Add", "Mul", "Concat", "Softmax",
+)  # fmt: skip
+
+B = tflite.BuiltinOperator
+
+
+@dataclass
+class _Act:
+    """An int8 TFLite tensor standing for an ONNX integer tensor."""
+
+    index: int
+    nhwc: bool  # a 4-D ONNX NCHW tensor held as NHWC
+
+
+def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+class _Converter:
+    def __init__(
+        self, model: onnx.ModelProto, output_ranges: Mapping[str, tuple[float, float]]
+    ) -> None:
+        self.plain = expand_qdq(model)
+        self.index = GraphIndex(self.plain)
+        self.consts = {t.name: numpy_helper.to_array(t) for t in self.plain.graph.initializer}
+        self.out = TFLiteModel(description="quanta export-tflite")
+        self.acts: dict[str, _Act] = {}
+        self.output_ranges = output_ranges
+        self.shapes = self._shapes()
+
+    def _shapes(self) -> dict[str, list[int | None]]:
+        inferred = onnx.shape_inference.infer_shapes(self.plain)
+        shapes: dict[str, list[int | None]] = {}
+        for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+            if v.type.tensor_type.HasField("shape"):
+                shapes[v.name] = [
+                    d.dim_value if d.HasField("dim_value") else None
+                    for d in v.type.tensor_type.shape.dim
+                ]
+        return shapes
+
+    # --- tensors -----------------------------------------------------------------------------
+
+    def _grid(self, q_node: onnx.NodeProto) -> tuple[float, int]:
+        """(scale, int8 zero point) of a QuantizeLinear/DequantizeLinear's per-tensor grid."""
+        scale = self.consts[q_node.input[1]]
+        zp = self.consts[q_node.input[2]] if len(q_node.input) > 2 else np.uint8(0)
+        if scale.ndim != 0:
+            raise ModelError(f"{q_node.name}: per-axis activation grids have no TFLite form")
+        z = int(zp) - 128 if zp.dtype == np.uint8 else int(zp)
+        return float(scale), z
+
+    def _int8(self, name: str, shape: list[int], grid: tuple[float, int]) -> int:
+        return self.out.add(TensorSpec(name, shape, np.dtype(np.int8), scale=[grid[0]],
+                                       zero_point=[grid[1]]))  # fmt: skip
+
+    def _nhwc_shape(self, name: str, batch: int = 1) -> list[int]:
+        dims = self.shapes.get(name)
+        if dims is None:
+            raise ModelError(f"the shape of tensor {name!r} is unknown; expected static shapes")
+        full = [batch if d is None else d for d in dims]
+        return [full[0], full[2], full[3], full[1]] if len(full) == 4 else full
+
+    def _act_of(self, name: str) -> _Act:
+        act = self.acts.get(name)
+        if act is None:
+            raise ModelError(
+                f"tensor {name!r} is float in this model (a layer kept float); TFLite's "
+                "full-integer form needs every layer int8 (quantize with --no-fallback)"
+            )
+        return act
+
+    def _weight(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The int8 values and per-channel scales of a weight DequantizeLinear."""
+        dq = self.index.producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in self.consts:
+            raise ModelError(f"weight {name!r} is not an int8 constant; export a static model")
+        return self.consts[dq.input[0]], np.atleast_1d(self.consts[dq.input[1]])
+
+    def _bias(self, name: str | None, channels: int, scale: np.ndarray) -> int:
+        values = self._weight(name)[0].astype(np.int32) if name else np.zeros(channels, np.int32)
+        return self.out.add(
+            TensorSpec(
+                f"{name or 'bias'}_i32", [channels], np.dtype(np.int32), data=values,
+                scale=[float(s) for s in np.broadcast_to(scale, (channels,))],
+                zero_point=[0] * channels,
+            )
+        )  # fmt: skip
+
+    def _output_act(self, node: onnx.NodeProto, shape: list[int], nhwc: bool) -> int:
+        """The int8 tensor a compute node writes: its QuantizeLinear's grid, or for a float
+        graph output the grid measured by the caller (then a DEQUANTIZE follows)."""
+        out_name = node.output[0]
+        users = self.index.consumers.get(out_name, [])
+        if len(users) == 1 and users[0].op_type == "QuantizeLinear":
+            q = users[0]
+            index = self._int8(q.output[0], shape, self._grid(q))
+            self.acts[q.output[0]] = _Act(index, nhwc)
+            for dq in self.index.consumers.get(q.output[0], []):
+                if dq.op_type == "DequantizeLinear":
+                    self.acts[dq.output[0]] = _Act(index, nhwc)
+            return index
+        if out_name in self.index.graph_outputs:
+            if out_name not in self.output_ranges:
+                raise ModelError(
+                    f"output {out_name!r} is float, written by {node.op_type} {node.name!r}; "
+                    "TFLite needs its int8 range: pass --calibration to measure it"
+                )
+            lo, hi = self.output_ranges[out_name]
+            qp = choose_qparams(lo, hi, "int8")
+            index = self._int8(f"{out_name}_int8", shape, (float(qp.scale), int(qp.zero_point)))
+            self.acts[out_name] = _Act(index, nhwc)
+            return index
+        readers = ", ".join(f"{u.name!r} ({u.op_type})" for u in users) or "nothing"
+        raise ModelError(
+            f"{node.op_type} {node.name!r} writes float for {readers}: those ops stay float in "
+            f"this model, and quanta's TFLite export supports only int8 ops "
+            f"({', '.join(SUPPORTED_OPS)})"
+        )
+
+    # --- ops -----------------------------------------------------------------------------------
+
+    def _padding(self, node: onnx.NodeProto, x: _Act, kernel: list[int]) -> tuple[int, _Act]:
+        """TFLite padding mode; explicit pads that are not VALID or SAME become a PAD op."""
+        pads = list(_attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+        strides = list(_attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
+        if not any(pads):
+            return tflite.Padding.VALID, x
+        shape = self.out.tensors[x.index].shape  # N, H, W, C
+        same = True
+        for axis, (size, k, s) in enumerate(zip(shape[1:3], kernel, strides, strict=True)):
+            total = max((-(-size // s) - 1) * s + k - size, 0)
+            if [pads[axis], pads[axis + 2]] != [total // 2, total - total // 2]:
+                same = False
+        if same:
+            return tflite.Padding.SAME, x
+        t = self.out.tensors[x.index]
+        padded_shape = [t.shape[0], t.shape[1] + pads[0] + pads[2], t.shape[2] + pads[1] + pads[3],
+                        t.shape[3]]  # fmt: skip
+        paddings = np.array([[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], np.int32)
+        p_index = self.out.add(TensorSpec(f"{node.name}_paddings", [4, 2], np.dtype(np.int32),
+                                          data=paddings))  # fmt: skip
+        y = self._int8(f"{node.name}_padded", padded_shape, (t.scale[0], t.zero_point[0]))  # type: ignore[index]
+        self.out.ops.append(OpSpec(B.PAD, [x.index, p_index], [y], _pad_options))
+        return tflite.Padding.VALID, _Act(y, True)
+
+    def conv(self, node: onnx.NodeProto) -> None:
+        x = self._act_of(node.input[0])
+        w, w_scale = self._weight(node.input[1])
+        m, cg, kh, kw = w.shape
+        group = int(_attr(node, "group", 1))  # type: ignore[call-overload]
+        strides = list(_attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
+        dilations = list(_attr(node, "dilations", [1, 1]))  # type: ignore[call-overload]
+        padding, x = self._padding(node, x, [kh, kw])
+        x_t = self.out.tensors[x.index]
+        scale = np.float32(x_t.scale[0]) * w_scale.astype(np.float32)  # type: ignore[index]
+        depthwise = group > 1 and cg == 1
+        if group > 1 and not depthwise:
+            raise ModelError(f"Conv {node.name!r}: grouped convolution has no TFLite builtin")
+        if depthwise:
+            data = w.reshape(m, kh, kw).transpose(1, 2, 0)[None]  # 1, kh, kw, M
+            qdim = 3
+        else:
+            data = w.transpose(0, 2, 3, 1)  # O, kh, kw, I
+            qdim = 0
+        w_index = self.out.add(TensorSpec(
+            f"{node.input[1]}_tfl", list(data.shape), np.dtype(np.int8), data=data.astype(np.int8),
+            scale=[float(s) for s in np.broadcast_to(w_scale, (m,))], zero_point=[0] * m,
+            quantized_dimension=qdim,
+        ))  # fmt: skip
+        b_index = self._bias(
+            node.input[2] if len(node.input) > 2 and node.input[2] else None, m, scale
+        )
+        y = self._output_act(node, self._nhwc_shape(self._float_out(node)), True)
+        sh, sw = strides
+        dh, dw = dilations
+        if depthwise:
+            multiplier = m // group
+
+            def options(b: object) -> tuple[int, int]:
+                tflite.DepthwiseConv2DOptionsStart(b)
+                tflite.DepthwiseConv2DOptionsAddPadding(b, padding)
+                tflite.DepthwiseConv2DOptionsAddStrideW(b, sw)
+                tflite.DepthwiseConv2DOptionsAddStrideH(b, sh)
+                tflite.DepthwiseConv2DOptionsAddDepthMultiplier(b, multiplier)
+                tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, dw)
+                tflite.DepthwiseConv2DOptionsAddDilationHFactor(b, dh)
+                return (
+                    tflite.BuiltinOptions.DepthwiseConv2DOptions,
+                    tflite.DepthwiseConv2DOptionsEnd(b),
+                )
+
+            self.out.ops.append(
+                OpSpec(B.DEPTHWISE_CONV_2D, [x.index, w_index, b_index], [y], options, 3)
+            )
+        else:
+
+            def options(b: object) -> tuple[int, int]:
+                tflite.Conv2DOptionsStart(b)
+                tflite.Conv2DOptionsAddPadding(b, padding)
+                tflite.Conv2DOptionsAddStrideW(b, sw)
+                tflite.Conv2DOptionsAddStrideH(b, sh)
+                tflite.Conv2DOptionsAddDilationWFactor(b, dw)
+                tflite.Conv2DOptionsAddDilationHFactor(b, dh)
+                return tflite.BuiltinOptions.Conv2DOptions, tflite.Conv2DOptionsEnd(b)
+
+            self.out.ops.append(OpSpec(B.CONV_2D, [x.index, w_index, b_index], [y], options, 3))
+
+    def _float_out(self, node: onnx.NodeProto) -> str:
+        """The name whose (inferred) shape is the node's output's."""
+        return node.output[0]
+
+    def fully_connected(self, node: onnx.NodeProto) -> None:
+        x = self._act_of(node.input[0])
+        w, w_scale = self._weight(node.input[1])
+        if node.op_type == "Gemm":
+            if _attr(node, "transA", 0) or _attr(node, "alpha", 1.0) != 1.0:
+                raise ModelError(f"Gemm {node.name!r}: transA/alpha have no TFLite form")
+            if not _attr(node, "transB", 0):
+                w = w.T
+        else:
+            w = w.T  # MatMul weight (K, N) -> (N, K)
+        w = self._unflatten_columns(node.input[0], w)
+        n = w.shape[0]
+        x_t = self.out.tensors[self._act_of(node.input[0]).index]
+        scale = np.float32(x_t.scale[0]) * w_scale.astype(np.float32)  # type: ignore[index]
+        w_index = self.out.add(TensorSpec(
+            f"{node.input[1]}_tfl", list(w.shape), np.dtype(np.int8), data=w.astype(np.int8),
+            scale=[float(s) for s in np.broadcast_to(w_scale, (n,))], zero_point=[0] * n,
+        ))  # fmt: skip
+        bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 else None
+        b_index = self._bias(bias or None, n, scale)
+        batch = x_t.shape[0]
+        y = self._output_act(node, [batch, n], False)
+
+        def options(b: object) -> tuple[int, int]:
+            tflite.FullyConnectedOptionsStart(b)
+            return tflite.BuiltinOptions.FullyConnectedOptions, tflite.FullyConnectedOptionsEnd(b)
+
+        self.out.ops.append(OpSpec(B.FULLY_CONNECTED, [x.index, w_index, b_index], [y], options, 5))
+
+    def _unflatten_columns(self, flat: str, w: np.ndarray) -> np.ndarray:
+        """Fold the NCHW->NHWC flatten order into the weights' input columns."""
+        if flat not in self.folded:
+            return w
+        c, h, wd = self.folded[flat]
+        return w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+    def flatten(self, node: onnx.NodeProto) -> None:
+        x = self._act_of(node.input[0])
+        t = self.out.tensors[x.index]
+        users = self.index.consumers.get(node.output[0], [])
+        q = users[0] if len(users) == 1 and users[0].op_type == "QuantizeLinear" else None
+        readers = self.index.consumers.get(q.output[0], []) if q is not None else []
+        readers = [r for dq in readers for r in self.index.consumers.get(dq.output[0], [])]
+        fold = x.nhwc and readers and all(r.op_type in ("Gemm", "MatMul") for r in readers)
+        source = x.index
+        if x.nhwc and not fold:
+            nchw = [t.shape[0], t.shape[3], t.shape[1], t.shape[2]]
+            source = self._int8(f"{node.name}_nchw", nchw, (t.scale[0], t.zero_point[0]))  # type: ignore[index]
+            perm = self.out.add(TensorSpec(f"{node.name}_perm", [4], np.dtype(np.int32),
+                                           data=np.array([0, 3, 1, 2], np.int32)))  # fmt: skip
+            self.out.ops.append(OpSpec(B.TRANSPOSE, [x.index, perm], [source], _transpose_options))
+        dims = self.shapes.get(node.output[0])
+        batch = t.shape[0]
+        features = int(np.prod(t.shape[1:]))
+        shape = (
+            [batch, features]
+            if dims is None or len(dims) == 2
+            else [batch if d is None else d for d in dims]
+        )
+        y = self._output_act(node, shape, False)
+        if fold and q is not None:
+            _, h, w, c = t.shape
+            aliases = [node.output[0], q.output[0]]
+            aliases += [d.output[0] for d in self.index.consumers.get(q.output[0], [])]
+            for name in aliases:
+                self.folded[name] = (c, h, w)
+        new_shape = [-1, *shape[1:]]  # any batch
+        shape_t = self.out.add(TensorSpec(f"{node.name}_shape", [len(shape)], np.dtype(np.int32),
+                                          data=np.array(new_shape, np.int32)))  # fmt: skip
+
+        def options(b: object) -> tuple[int, int]:
+            vec = _int_vector(b, tflite.ReshapeOptionsStartNewShapeVector, new_shape)
+            tflite.ReshapeOptionsStart(b)
+            tflite.ReshapeOptionsAddNewShape(b, vec)
+            return tflite.BuiltinOptions.ReshapeOptions, tflite.ReshapeOptionsEnd(b)
+
+        self.out.ops.append(OpSpec(B.RESHAPE, [source, shape_t], [y], options))
+
+    def pool(self, node: onnx.NodeProto) -> None:
+        x = self._act_of(node.input[0])
+        t = self.out.tensors[x.index]
+        if node.op_type == "GlobalAveragePool":
+            axes = self.out.add(TensorSpec(f"{node.name}_axes", [2], np.dtype(np.int32),
+                                           data=np.array([1, 2], np.int32)))  # fmt: skip
+            y = self._output_act(node, [t.shape[0], 1, 1, t.shape[3]], True)
+
+            def mean_options(b: object) -> tuple[int, int]:
+                tflite.ReducerOptionsStart(b)
+                tflite.ReducerOptionsAddKeepDims(b, True)
+                return tflite.BuiltinOptions.ReducerOptions, tflite.ReducerOptionsEnd(b)
+
+            self.out.ops.append(OpSpec(B.MEAN, [x.index, axes], [y], mean_options, 2))
+            return
+        kernel = list(_attr(node, "kernel_shape", []))  # type: ignore[call-overload]
+        strides = list(_attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
+        if _attr(node, "ceil_mode", 0):
+            raise ModelError(f"{node.op_type} {node.name!r}: ceil_mode has no TFLite form")
+        padding, x = self._padding(node, x, kernel)
+        y = self._output_act(node, self._nhwc_shape(node.output[0], t.shape[0]), True)
+        kh, kw = kernel
+        sh, sw = strides
+
+        def options(b: object) -> tuple[int, int]:
+            tflite.Pool2DOptionsStart(b)
+            tflite.Pool2DOptionsAddPadding(b, padding)
+            tflite.Pool2DOptionsAddStrideW(b, sw)
+            tflite.Pool2DOptionsAddStrideH(b, sh)
+            tflite.Pool2DOptionsAddFilterWidth(b, kw)
+            tflite.Pool2DOptionsAddFilterHeight(b, kh)
+            return tflite.BuiltinOptions.Pool2DOptions, tflite.Pool2DOptionsEnd(b)
+
+        code = B.MAX_POOL_2D if node.op_type == "MaxPool" else B.AVERAGE_POOL_2D
+        self.out.ops.append(OpSpec(code, [x.index], [y], options, 2))
+
+    def elementwise(self, node: onnx.NodeProto) -> None:
+        a, b_ = self._act_of(node.input[0]), self._act_of(node.input[1])
+        if a.nhwc != b_.nhwc:
+            raise ModelError(f"{node.op_type} {node.name!r}: inputs in different layouts")
+        shape = self.out.tensors[a.index].shape
+        y = self._output_act(node, list(shape), a.nhwc)
+        if node.op_type == "Add":
+            code, start, end, kind = (
+                B.ADD,
+                tflite.AddOptionsStart,
+                tflite.AddOptionsEnd,
+                tflite.BuiltinOptions.AddOptions,
+            )
+        else:
+            code, start, end, kind = (
+                B.MUL,
+                tflite.MulOptionsStart,
+                tflite.MulOptionsEnd,
+                tflite.BuiltinOptions.MulOptions,
+            )
+
+        def options(b: object) -> tuple[int, int]:
+            start(b)
+            return kind, end(b)
+
+        self.out.ops.append(OpSpec(code, [a.index, b_.index], [y], options, 2))
+
+    # --- the whole graph -------------------------------------------------------------------------
+
+    def convert(self) -> TFLiteModel:
+        self.folded: dict[str, tuple[int, int, int]] = {}
+        graph = self.plain.graph
+        for value in graph.input:
+            if value.name in self.consts:
+                continue
+            self._input(value)
+        handlers = {
+            "Conv": self.conv, "Gemm": self.fully_connected, "MatMul": self.fully_connected,
+            "MaxPool": self.pool, "AveragePool": self.pool, "GlobalAveragePool": self.pool,
+            "Flatten": self.flatten, "Reshape": self.flatten, "Add": self.elementwise,
+            "Mul": self.elementwise,
+        }  # fmt: skip
+        for node in graph.node:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant"):
+                continue  # absorbed into the int8 tensors' grids
+            handler = handlers.get(node.op_type)
+            if handler is None:
+                raise ModelError(
+                    f"node {node.name!r} is {node.op_type}, which quanta's TFLite export does not "
+                    f"support; supported: {', '.join(SUPPORTED_OPS[:-2])}"
+                )
+            handler(node)
+        for value in graph.output:
+            act = self._act_of(value.name)
+            t = self.out.tensors[act.index]
+            shape = t.shape if not act.nhwc else [t.shape[0], t.shape[3], t.shape[1], t.shape[2]]
+            source = act.index
+            if act.nhwc:  # back to the model's NCHW output layout
+                source = self._int8(f"{value.name}_nchw", shape, (t.scale[0], t.zero_point[0]))  # type: ignore[index]
+                perm = self.out.add(TensorSpec(f"{value.name}_perm", [4], np.dtype(np.int32),
+                                               data=np.array([0, 3, 1, 2], np.int32)))  # fmt: skip
+                self.out.ops.append(
+                    OpSpec(B.TRANSPOSE, [act.index, perm], [source], _transpose_options)
+                )
+            y = self.out.add(TensorSpec(value.name, list(shape), np.dtype(np.float32)))
+            self.out.ops.append(OpSpec(B.DEQUANTIZE, [source], [y], None, 2))
+            self.out.outputs.append(y)
+        return self.out
+
+    def _input(self, value: onnx.ValueInfoProto) -> None:
+        users = self.index.consumers.get(value.name, [])
+        elem = value.type.tensor_type.elem_type
+        dims = [d.dim_value or 1 for d in value.type.tensor_type.shape.dim]
+        nhwc = len(dims) == 4
+        shape = [dims[0], dims[2], dims[3], dims[1]] if nhwc else dims
+        if elem == onnx.TensorProto.FLOAT:
+            q = next((u for u in users if u.op_type == "QuantizeLinear"), None)
+            if q is None or len(users) != 1:
+                ops = ", ".join(f"{u.name!r} ({u.op_type})" for u in users)
+                raise ModelError(
+                    f"input {value.name!r} feeds {ops} in float: this model keeps layers float, "
+                    "and TFLite's full-integer form needs every layer int8 (quantize with "
+                    "--no-fallback)"
+                )
+            x = self.out.add(TensorSpec(value.name, shape, np.dtype(np.float32)))
+            y = self._int8(q.output[0], shape, self._grid(q))
+        elif elem == onnx.TensorProto.UINT8:
+            dq = next((u for u in users if u.op_type == "DequantizeLinear"), None)
+            if dq is None:
+                raise ModelError(f"uint8 input {value.name!r} has no DequantizeLinear")
+            scale = float(self.consts[dq.input[1]])
+            zp = int(self.consts[dq.input[2]]) if len(dq.input) > 2 else 0
+            x = self.out.add(TensorSpec(value.name, shape, np.dtype(np.uint8), scale=[scale],
+                                        zero_point=[zp]))  # fmt: skip
+            # the DequantizeLinear -> QuantizeLinear pair that follows is the requantization
+            q = next(
+                u
+                for u in self.index.consumers.get(dq.output[0], [])
+                if u.op_type == "QuantizeLinear"
+            )
+            y = self._int8(q.output[0], shape, self._grid(q))
+        else:
+            raise ModelError(
+                f"input {value.name!r} has element type {elem}; expected float or uint8"
+            )
+        self.out.inputs.append(x)
+        self.out.ops.append(OpSpec(B.QUANTIZE, [x], [y], None, 2))
+        self.acts[q.output[0]] = _Act(y, nhwc)
+        for dq in self.index.consumers.get(q.output[0], []):
+            self.acts[dq.output[0]] = _Act(y, nhwc)
+
+
+def _int_vector(b: object, start: object, items: list[int]) -> int:
+    start(b, len(items))  # type: ignore[operator]
+    for item in reversed(items):
+        b.PrependInt32(int(item))  # type: ignore[attr-defined]
+    return int(b.EndVector())  # type: ignore[attr-defined]
+
+
+def _pad_options(b: object) -> tuple[int, int]:
+    tflite.PadOptionsStart(b)
+    return tflite.BuiltinOptions.PadOptions, tflite.PadOptionsEnd(b)
+
+
+def _transpose_options(b: object) -> tuple[int, int]:
+    tflite.TransposeOptionsStart(b)
+    return tflite.BuiltinOptions.TransposeOptions, tflite.TransposeOptionsEnd(b)
+
+
+def onnx_to_tflite(
+    model: onnx.ModelProto, output_ranges: Mapping[str, tuple[float, float]] | None = None
+) -> bytes:
+    """The TFLite flatbuffer of a quanta static (QDQ) model; see the module doc."""
+    return _Converter(model, output_ranges or {}).convert().serialize()

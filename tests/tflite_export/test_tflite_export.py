@@ -1,0 +1,153 @@
+"""TFLite export: LiteRT loads the file and computes what the int8 ONNX model computes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from quanta.cli import main
+from quanta.errors import ModelError
+from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
+from quanta.graph.uint8_input import with_uint8_input
+from quanta.runtime import make_session
+from quanta.tflite import onnx_to_tflite
+
+litert = pytest.importorskip(
+    "ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert) not installed"
+)
+
+MakeConvnet = Callable[..., onnx.ModelProto]
+MakeImages = Callable[..., np.ndarray]
+CONFIG = QuantizeConfig(min_fidelity=None, method="minmax", activation_type="int8")
+
+
+def _run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
+    interpreter = litert.Interpreter(model_content=data, num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    ys = []
+    for i in range(len(x)):
+        sample = x[i : i + 1].transpose(0, 2, 3, 1) if x.ndim == 4 else x[i : i + 1]
+        interpreter.set_tensor(inp["index"], sample.astype(inp["dtype"]))
+        interpreter.invoke()
+        ys.append(interpreter.get_tensor(out["index"]).copy())
+    return np.concatenate(ys)
+
+
+def _onnx(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return make_session(model.SerializeToString()).run(None, {model.graph.input[0].name: x})[0]
+
+
+def _steps(a: np.ndarray, b: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Differences in steps of the int8 grid TFLite holds the output on."""
+    return np.abs(a - b) / ((hi - lo) / 255)
+
+
+def test_convnet_matches_onnx(make_convnet: MakeConvnet, make_images: MakeImages) -> None:
+    model = quantize_static(
+        make_convnet(channels=8), CalibrationData({"image": make_images(64)}), CONFIG
+    ).model
+    ref_calib = _onnx(model, make_images(64))
+    lo, hi = float(ref_calib.min()), float(ref_calib.max())
+    data = onnx_to_tflite(model, {"logits": (lo, hi)})
+    x = make_images(50, seed=7)
+    got, want = _run_tflite(data, x), _onnx(model, x)
+    assert got.shape == want.shape
+    steps = _steps(got, want, lo, hi)
+    assert np.mean(steps <= 0.5 + 1e-6) >= 0.99  # equal on the output grid
+    assert steps.max() <= 1.5
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.98
+
+
+def test_uint8_input(make_convnet: MakeConvnet, make_images: MakeImages) -> None:
+    model = quantize_static(
+        make_convnet(), CalibrationData({"image": make_images(64)}), CONFIG
+    ).model
+    ref = _onnx(model, make_images(64))
+    data = onnx_to_tflite(with_uint8_input(model), {"logits": (float(ref.min()), float(ref.max()))})
+    x = make_images(20, seed=3)
+    pixels = np.rint(x * 255).astype(np.uint8)
+    got = _run_tflite(data, pixels)
+    want = _onnx(model, pixels.astype(np.float32) / 255)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+
+
+def _mobile_block() -> onnx.ModelProto:
+    """Pointwise conv -> depthwise 3x3 (pad 1) -> pointwise, a residual Add, global average pool:
+    MobileNetV2's ops in miniature."""
+    rng = np.random.default_rng(0)
+    c, e = 4, 12
+    inits = {
+        "w1": rng.normal(0, 0.4, (e, c, 1, 1)), "b1": rng.normal(0, 0.1, e),
+        "w2": rng.normal(0, 0.4, (e, 1, 3, 3)), "b2": rng.normal(0, 0.1, e),
+        "w3": rng.normal(0, 0.3, (c, e, 1, 1)), "b3": rng.normal(0, 0.1, c),
+        "wf": rng.normal(0, 0.5, (5, c)), "bf": rng.normal(0, 0.1, 5),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["h1"], name="expand"),
+        helper.make_node("Relu", ["h1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["h2"], name="dw", group=e, pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["h2"], ["r2"], name="relu2"),
+        helper.make_node("Conv", ["r2", "w3", "b3"], ["h3"], name="project"),
+        helper.make_node("Add", ["x", "h3"], ["sum"], name="residual"),
+        helper.make_node("GlobalAveragePool", ["sum"], ["pooled"], name="gap"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "block",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", c, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 5])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    return model
+
+
+def test_depthwise_pad_add_and_mean() -> None:
+    x = np.random.default_rng(1).normal(0, 1, (80, 4, 8, 8)).astype(np.float32)
+    model = quantize_static(_mobile_block(), CalibrationData({"x": x[:64]}), CONFIG).model
+    ref = _onnx(model, x[:64])
+    lo, hi = float(ref.min()), float(ref.max())
+    data = onnx_to_tflite(model, {"y": (lo, hi)})
+    got, want = _run_tflite(data, x[64:]), _onnx(model, x[64:])
+    assert got.shape == want.shape == (16, 5)
+    steps = _steps(got, want, lo, hi)
+    assert np.mean(steps <= 0.5 + 1e-6) >= 0.9 and steps.max() <= 1.5
+
+
+def test_float_output_needs_a_range(make_convnet: MakeConvnet, make_images: MakeImages) -> None:
+    model = quantize_static(
+        make_convnet(), CalibrationData({"image": make_images(32)}), CONFIG
+    ).model
+    with pytest.raises(ModelError, match="--calibration"):
+        onnx_to_tflite(model)
+
+
+def test_unsupported_op_is_named(make_convnet: MakeConvnet, make_images: MakeImages) -> None:
+    model = quantize_static(
+        make_convnet(head="Sigmoid"), CalibrationData({"image": make_images(32)}), CONFIG
+    ).model
+    with pytest.raises(ModelError, match=r"'head' \(Sigmoid\)"):
+        onnx_to_tflite(model, {"logits": (0.0, 1.0)})
+
+
+def test_cli_export(make_convnet: MakeConvnet, make_images: MakeImages, tmp_path: Path,
+                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    model = quantize_static(
+        make_convnet(), CalibrationData({"image": make_images(32)}), CONFIG
+    ).model
+    src, calib, out = tmp_path / "q.onnx", tmp_path / "c.npz", tmp_path / "q.tflite"
+    onnx.save_model(model, src)
+    np.savez(calib, image=make_images(16))
+    assert main(["export-tflite", str(src), "-o", str(out), "--calibration", str(calib)]) == 0
+    assert out.read_bytes()[4:8] == b"TFL3"
+    assert main(["export-tflite", str(src), "-o", str(tmp_path / "x.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert "--calibration" in err and not (tmp_path / "x.tflite").exists()
