@@ -151,3 +151,28 @@ def test_cli_export(make_convnet: MakeConvnet, make_images: MakeImages, tmp_path
     assert main(["export-tflite", str(src), "-o", str(tmp_path / "x.tflite")]) == 2
     err = capsys.readouterr().err
     assert "--calibration" in err and not (tmp_path / "x.tflite").exists()
+
+
+def test_bench_runs_tflite_beside_onnx(
+    make_convnet: MakeConvnet, make_images: MakeImages, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from quanta.runtime import EvalSet, bench_models
+
+    model = quantize_static(
+        make_convnet(), CalibrationData({"image": make_images(64)}), CONFIG
+    ).model
+    ref = _onnx(model, make_images(64))
+    onnx_path, tfl_path = tmp_path / "q.onnx", tmp_path / "q.tflite"
+    onnx.save_model(model, onnx_path)
+    tfl_path.write_bytes(onnx_to_tflite(model, {"logits": (float(ref.min()), float(ref.max()))}))
+    x = make_images(40, seed=2)
+    labels = _onnx(model, x).argmax(1)
+    results = bench_models([onnx_path, tfl_path], EvalSet({"image": x}, labels, "test"),
+                           batches=(1, 8), budget_s=0.05)  # fmt: skip
+    onnx_r, tfl_r = results
+    assert onnx_r.accuracy == 1.0 and tfl_r.accuracy is not None and tfl_r.accuracy >= 0.95
+    assert tfl_r.kernels.int8["CONV_2D"] == 1 and tfl_r.kernels.int8["FULLY_CONNECTED"] == 1
+    assert set(tfl_r.latency) == {1, 8}
+    code = main(["bench", str(onnx_path), "--runtime", "litert", "--data", "mnist"])
+    assert code == 2 and "not a .tflite file" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from quanta._io import check_output_path, write_text_atomic
 from quanta.cli.console import add_force, err, out
@@ -21,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--batch", default="1,256", help="batch sizes to time, e.g. 1,256 (default)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument(
+        "--runtime", default="auto",
+        help="auto | onnxruntime | litert: auto runs .onnx files in ONNX Runtime and .tflite "
+        "files in LiteRT (pip install 'quanta[litert]'); the others insist on one",
+    )  # fmt: skip
     p.add_argument(
         "--reference",
         help="float model to compare each model's outputs with (top-1 agreement, cosine, max "
@@ -47,19 +53,36 @@ def run(args: argparse.Namespace) -> int:
     from quanta.graph import load_model
     from quanta.report import bench_table, fidelity_table
     from quanta.runtime import bench_models, describe_machine
+    from quanta.runtime.litert import LiteRTSession, is_tflite
 
     if args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     batches = parse_batches(args.batch)
     inputs = [*args.models, *([args.reference] if args.reference else [])]
     json_path = check_output_path(args.json, *inputs, force=args.force) if args.json else None
+    if args.runtime not in ("auto", "onnxruntime", "litert"):
+        raise InputError(f"--runtime {args.runtime!r}; expected auto, onnxruntime or litert")
     if args.reference:
         load_model(args.reference)
-    first = load_model(args.models[0])
-    for path in args.models[1:]:
-        load_model(path)  # fail early, with a clear message, on a bad file
-    inits = {t.name for t in first.graph.initializer}
-    data = eval_set(args.data, [i.name for i in first.graph.input if i.name not in inits])
+    for path in args.models:
+        if is_tflite(path) and args.runtime == "onnxruntime":
+            raise InputError(f"{path!r} is a TFLite model; --runtime onnxruntime runs .onnx files")
+        if not is_tflite(path) and args.runtime == "litert":
+            raise InputError(
+                f"{path!r} is not a .tflite file; LiteRT runs TFLite models (make one with "
+                "quanta export-tflite)"
+            )
+        if not is_tflite(path):
+            load_model(path)  # fail early, with a clear message, on a bad file
+        elif not Path(path).is_file():
+            raise InputError(f"model file {path!r} does not exist; expected a .tflite file")
+    first = args.models[0]
+    names = (
+        [i.name for i in LiteRTSession(first).get_inputs()] if is_tflite(first)
+        else [i.name for i in load_model(first).graph.input
+              if i.name not in {t.name for t in load_model(first).graph.initializer}]
+    )  # fmt: skip
+    data = eval_set(args.data, names)
     with err.status("benchmarking") as status:
         results = bench_models(
             args.models, data, batches=batches, threads=args.threads,

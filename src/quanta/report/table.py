@@ -27,7 +27,10 @@ def bench_rows(results: Sequence[BenchResult]) -> tuple[list[str], list[list[str
     header = ["model", "size", "smaller", "accuracy", "Δ acc"]
     for b in batches:
         header += [f"batch {b} ms p50 (p90)", "speed-up"]
-    header.append("int8 kernels run by ONNX Runtime")
+    litert = any(r.path.endswith(".tflite") for r in results)
+    header.append(
+        "int8 kernels run (ONNX Runtime / LiteRT)" if litert else "int8 kernels run by ONNX Runtime"
+    )
     rows = []
     for r in results:
         row = [

@@ -12,6 +12,7 @@ import numpy as np
 from quanta.errors import DataError
 from quanta.runtime.fidelity import fidelity
 from quanta.runtime.kernels import KernelCounts, count_kernels
+from quanta.runtime.litert import LiteRTSession, is_tflite, tflite_kernels
 from quanta.runtime.measure import Latency, accuracy, interleaved_latency, predict_all
 from quanta.runtime.session import make_session
 
@@ -135,7 +136,10 @@ def bench_models(
     name to its fidelity against the reference's output (``quanta.runtime.fidelity``).
     """
     names = list(names) if names is not None else [Path(p).stem for p in paths]
-    sessions = [make_session(p, threads=threads) for p in paths]
+    sessions = [
+        LiteRTSession(p, threads=threads) if is_tflite(p) else make_session(p, threads=threads)
+        for p in paths
+    ]
     feeds = [feeds_for(s, data) for s in sessions]
     ref_outputs: dict[str, np.ndarray] | None = None
     if reference is not None:
@@ -155,7 +159,11 @@ def bench_models(
                 size_bytes=Path(path).stat().st_size,
                 accuracy=acc,
                 latency={},
-                kernels=count_kernels(path, threads=threads),
+                kernels=(
+                    tflite_kernels(path)
+                    if is_tflite(path)
+                    else count_kernels(path, threads=threads)
+                ),
                 threads=threads,
             )
         )

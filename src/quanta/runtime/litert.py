@@ -1,0 +1,113 @@
+"""LiteRT (TensorFlow Lite's interpreter) behind the small part of ONNX Runtime's session API
+that quanta's measurements use, so ``.tflite`` files are benchmarked beside ``.onnx`` ones.
+
+The data quanta measures with is NCHW (as the ONNX models take it); a 4-D input of a TFLite
+model is NHWC, so it is transposed on the way in. The batch dimension is resized per call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from quanta.errors import InputError, ModelError
+
+__all__ = ["LiteRTSession", "is_tflite", "tflite_kernels"]
+
+_TYPES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.uint8): "tensor(uint8)",
+          np.dtype(np.int8): "tensor(int8)", np.dtype(np.int64): "tensor(int64)",
+          np.dtype(np.int32): "tensor(int32)"}  # fmt: skip
+
+
+def is_tflite(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix == ".tflite"
+
+
+@dataclass(frozen=True)
+class _Arg:
+    name: str
+    type: str
+    shape: list[int | str | None]
+
+
+class LiteRTSession:
+    """``get_inputs()``, ``get_outputs()`` and ``run(names, feeds)``, as ONNX Runtime's."""
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 1) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise InputError(
+                f"{os.fspath(path)!r} is a TFLite model; running it needs LiteRT: "
+                "pip install 'quanta[litert]' (ai-edge-litert)"
+            ) from exc
+        try:
+            self._interpreter = Interpreter(model_path=os.fspath(path), num_threads=threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"LiteRT cannot load {os.fspath(path)!r}: {exc}") from exc
+        self._inputs = self._interpreter.get_input_details()
+        self._outputs = self._interpreter.get_output_details()
+        self._batch = int(self._inputs[0]["shape"][0]) if self._inputs else 1
+
+    @staticmethod
+    def _nchw(detail: dict) -> list[int | str | None]:  # type: ignore[type-arg]
+        shape = [int(d) for d in detail["shape"]]
+        dims: list[int | str | None] = ["N", *shape[1:]]
+        if len(shape) == 4:  # NHWC held, NCHW shown
+            dims = ["N", shape[3], shape[1], shape[2]]
+        return dims
+
+    def get_inputs(self) -> list[_Arg]:
+        return [_Arg(d["name"], _TYPES[np.dtype(d["dtype"])], self._nchw(d)) for d in self._inputs]
+
+    def get_outputs(self) -> list[_Arg]:
+        return [_Arg(d["name"], _TYPES[np.dtype(d["dtype"])], self._nchw(d)) for d in self._outputs]
+
+    def run(self, names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        it = self._interpreter
+        batch = len(next(iter(feeds.values())))
+        if batch != self._batch:
+            for d in self._inputs:
+                it.resize_tensor_input(d["index"], [batch, *[int(x) for x in d["shape"][1:]]])
+            it.allocate_tensors()
+            self._inputs = it.get_input_details()
+            self._outputs = it.get_output_details()
+            self._batch = batch
+        for d in self._inputs:
+            value = np.asarray(feeds[d["name"]])
+            if value.ndim == 4:
+                value = value.transpose(0, 2, 3, 1)
+            it.set_tensor(d["index"], np.ascontiguousarray(value, dtype=d["dtype"]))
+        it.invoke()
+        wanted = [d["name"] for d in self._outputs] if names is None else list(names)
+        by_name = {d["name"]: d for d in self._outputs}
+        return [it.get_tensor(by_name[n]["index"]).copy() for n in wanted]
+
+
+def tflite_kernels(path: str | os.PathLike[str]):  # type: ignore[no-untyped-def]
+    """The builtin operators of a TFLite file, as ``KernelCounts`` (int8: all but the
+    QUANTIZE/DEQUANTIZE at the edges)."""
+    import tflite
+
+    from quanta.runtime.kernels import KernelCounts
+
+    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+    model = tflite.Model.GetRootAsModel(Path(path).read_bytes(), 0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    graph = model.Subgraphs(0)
+    ops = Counter(
+        names.get(max(codes[graph.Operators(i).OpcodeIndex()].BuiltinCode(),
+                      codes[graph.Operators(i).OpcodeIndex()].DeprecatedBuiltinCode()), "?")
+        for i in range(graph.OperatorsLength())
+    )  # fmt: skip
+    counts = KernelCounts.__new__(KernelCounts)
+    counts.all = ops
+    counts.int8 = Counter({k: v for k, v in ops.items() if k not in ("QUANTIZE", "DEQUANTIZE")})
+    counts.qdq = Counter({k: v for k, v in ops.items() if k in ("QUANTIZE", "DEQUANTIZE")})
+    return counts
