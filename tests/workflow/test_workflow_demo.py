@@ -11,10 +11,13 @@ import pytest
 
 from quanta.cli import main
 from quanta.workflow import VARIANTS
+from quanta.workflow.classic import TFLITE_VARIANTS, tflite_available
 
 pytestmark = pytest.mark.slow
 
 NAMES = ["float", "fp16", "dynamic", "static", "qat", "qat_uint8"]
+# with LiteRT installed (the dev extra), the demo also writes and runs the TFLite files
+ALL_NAMES = NAMES + (list(TFLITE_VARIANTS) if tflite_available() else [])
 INT8 = ["dynamic", "static", "qat", "qat_uint8"]
 
 
@@ -42,7 +45,7 @@ def test_exit_code_and_files(demo: tuple[int, Path]) -> None:
     assert (out / "tradeoff.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     md = (out / "report.md").read_text()
     assert "![size vs accuracy](tradeoff.png)" in md
-    assert all(f"| {name} |" in md for name in NAMES)
+    assert all(f"| {name} |" in md for name in ALL_NAMES)
     assert not list(out.glob(".*.tmp"))  # atomic writes left no temporaries
 
 
@@ -53,7 +56,8 @@ def test_report_schema(report: dict[str, Any]) -> None:
     assert isinstance(dataset["source"], str) and dataset["source"]
     assert _is_int(report["threads"]) and report["threads"] == 1
     assert isinstance(report["machine"], str) and report["machine"]
-    assert [v["name"] for v in report["variants"]] == NAMES == list(VARIANTS)
+    assert [v["name"] for v in report["variants"]] == ALL_NAMES
+    assert NAMES == list(VARIANTS)
     for v in report["variants"]:
         assert isinstance(v["path"], str)
         assert _is_int(v["size_bytes"]) and v["size_bytes"] > 0

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from quanta._io import write_text_atomic
+from quanta._io import write_bytes_atomic, write_text_atomic
 from quanta.data import calibration_split, load_mnist
-from quanta.graph import CalibrationData, QuantizeConfig, quantize_static, save_model
+from quanta.graph import CalibrationData, QuantizeConfig, load_model, quantize_static, save_model
 from quanta.graph.dynamic import quantize_dynamic
 from quanta.graph.fp16 import quantize_fp16
 from quanta.models import LeNet, TrainConfig, evaluate, export_onnx, save_checkpoint, train
@@ -25,11 +25,24 @@ from quanta.qat import QATConfig, export_qat_onnx, prepare_qat, train_qat
 from quanta.report.explain import explain
 from quanta.report.plot import tradeoff_png
 from quanta.report.table import bench_markdown
-from quanta.runtime import BenchResult, EvalSet, bench_models, describe_machine
+from quanta.runtime import BenchResult, EvalSet, bench_models, describe_machine, make_session
+from quanta.tflite import onnx_to_tflite
 
-__all__ = ["ClassicConfig", "ClassicResult", "output_files", "run_classic", "VARIANTS"]
+__all__ = [
+    "ClassicConfig", "ClassicResult", "TFLITE_VARIANTS", "VARIANTS", "output_files",
+    "run_classic", "tflite_available",
+]  # fmt: skip
 
 VARIANTS = ("float", "fp16", "dynamic", "static", "qat", "qat_uint8")
+# written by quanta export-tflite and run in LiteRT, when LiteRT is installed
+TFLITE_VARIANTS = ("static_tflite", "qat_uint8_tflite")
+
+
+def tflite_available() -> bool:
+    """Whether LiteRT (``pip install 'quanta[litert]'``) is installed to run .tflite files."""
+    import importlib.util
+
+    return importlib.util.find_spec("ai_edge_litert") is not None
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,7 @@ def output_files(out_dir: str | os.PathLike[str]) -> list[Path]:
     out = Path(out_dir)
     return [
         *(out / f"lenet_{name}.onnx" for name in VARIANTS),
+        *(out / f"lenet_{name.removesuffix('_tflite')}.tflite" for name in TFLITE_VARIANTS),
         out / "lenet_float.pt",
         out / "report.json",
         out / "report.md",
@@ -119,10 +133,25 @@ def run_classic(
     qat_torch_acc = evaluate(qat, ds.test.images, ds.test.labels)
     steps["qat"] = time.perf_counter() - t
 
+    variants = list(VARIANTS)
+    if tflite_available():
+        t = time.perf_counter()
+        report("TFLite export")
+        # quanta's static model writes float logits; TFLite holds them in int8 on the range
+        # they take over the calibration digits
+        logits = make_session(paths["static"]).run(None, {"image": calib.images})[0]
+        ranges = {"logits": (float(logits.min()), float(logits.max()))}
+        for name in TFLITE_VARIANTS:
+            source = name.removesuffix("_tflite")
+            paths[name] = out / f"lenet_{source}.tflite"
+            write_bytes_atomic(paths[name], onnx_to_tflite(load_model(paths[source]), ranges))
+            variants.append(name)
+        steps["tflite"] = time.perf_counter() - t
+
     t = time.perf_counter()
     data = EvalSet({"image": ds.test.images}, ds.test.labels, ds.source)
     results = bench_models(
-        [paths[v] for v in VARIANTS], data, threads=config.threads, names=list(VARIANTS),
+        [paths[v] for v in variants], data, threads=config.threads, names=variants,
         budget_s=config.latency_budget_s, on_step=lambda msg: report(f"benchmark: {msg}"),
     )  # fmt: skip
     steps["bench"] = time.perf_counter() - t
