@@ -45,21 +45,6 @@ def explain(
     notes = notes or {}
     base = results["float"]
     lines: list[str] = []
-    for name, r in results.items():
-        if not name.endswith("_tflite"):
-            continue
-        source = results.get(name.removesuffix("_tflite"))
-        from_onnx = (
-            f"; the ONNX model it was written from scores {100 * (source.accuracy or 0):.2f} % in "
-            "ONNX Runtime"
-            if source is not None and source.accuracy is not None
-            else ""
-        )
-        lines.append(
-            f"{name} is the same int8 model written by quanta as a TFLite flatbuffer (no "
-            f"TensorFlow involved) and run in LiteRT ({format_ops(dict(r.kernels.int8))}): "
-            f"accuracy {_acc(r, base)}{from_onnx}; it is {_speed_text(r, base)}."
-        )
     if "fp16" in results:
         r = results["fp16"]
         lines.append(
@@ -128,6 +113,21 @@ def explain(
                 else f"differs from qat by {100 * ((r.accuracy or 0) - (q.accuracy or 0)):+.2f} pp"
             )
             + "."
+        )
+    for name, r in results.items():
+        if not name.endswith("_tflite"):
+            continue
+        source = results.get(name.removesuffix("_tflite"))
+        from_onnx = (
+            f"; the ONNX model it was written from scores {100 * (source.accuracy or 0):.2f} % in "
+            "ONNX Runtime"
+            if source is not None and source.accuracy is not None
+            else ""
+        )
+        lines.append(
+            f"{name} is the same int8 model written by quanta as a TFLite flatbuffer (no "
+            f"TensorFlow involved) and run in LiteRT ({format_ops(dict(r.kernels.int8))}): "
+            f"accuracy {_acc(r, base)}{from_onnx}; it is {_speed_text(r, base)}."
         )
     if "no VNNI" in machine:
         lines.append(
