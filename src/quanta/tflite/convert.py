@@ -8,6 +8,9 @@
   the same real values); weights int8 symmetric per output channel (zero point 0); biases int32
   with scale ``s_in * s_w``; pooling and reshapes keep their input's grid; SOFTMAX's output is
   fixed at ``(1/256, -128)``.
+- Layers the model keeps float (Conv, Add, Relu, Clip(0, 6)) are written float: DEQUANTIZE of
+  their int8 input, the float op (ReLU/ReLU6 fused), QUANTIZE back; their int8-stored weights
+  stay int8 behind a DEQUANTIZE of a constant, which TFLite evaluates once at load.
 - Edges: a float input gets a QUANTIZE, a uint8 input (``--input-uint8`` models) a QUANTIZE to
   int8; each output a DEQUANTIZE. A float output written by an integer op (quanta's float
   logits) needs an int8 grid in TFLite: it is taken from ``output_ranges`` (measured on
@@ -64,10 +67,32 @@ class _Converter:
         self.plain = expand_qdq(model)
         self.index = GraphIndex(self.plain)
         self.consts = {t.name: numpy_helper.to_array(t) for t in self.plain.graph.initializer}
+        self.initial = dict(self.consts)  # the stored initializers, before constant folding
         self.out = TFLiteModel(description="quanta export-tflite")
         self.acts: dict[str, _Act] = {}
         self.output_ranges = output_ranges
         self.shapes = self._shapes()
+        self.floats: dict[str, _Act] = {}  # float32 TFLite tensors standing for ONNX tensors
+        self.fused_away: set[str] = set()  # Relu/Clip nodes folded into a float op
+        self._fold_constants()
+
+    def _fold_constants(self) -> None:
+        """Evaluate constant subgraphs (an int8 weight decoded by Cast and Mul for a layer kept
+        float) once: the TFLite file stores their float result."""
+        from onnx.reference import ReferenceEvaluator
+
+        opsets = {o.domain: o.version for o in self.plain.opset_import}
+        self.constant_nodes: set[str] = set()
+        for node in self.plain.graph.node:
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.input:
+                continue
+            if all(not n or n in self.consts for n in node.input):
+                values = ReferenceEvaluator(node, opsets=opsets).run(
+                    None, {n: self.consts[n] for n in node.input if n}
+                )
+                for name, value in zip(node.output, values, strict=False):
+                    self.consts[name] = np.asarray(value)
+                self.constant_nodes.add(node.name)
 
     def _shapes(self) -> dict[str, list[int | None]]:
         inferred = onnx.shape_inference.infer_shapes(self.plain)
@@ -106,8 +131,8 @@ class _Converter:
         act = self.acts.get(name)
         if act is None:
             raise ModelError(
-                f"tensor {name!r} is float in this model (a layer kept float); TFLite's "
-                "full-integer form needs every layer int8 (quantize with --no-fallback)"
+                f"tensor {name!r} is float in this model, written by an op quanta's TFLite "
+                "export cannot write in float (it can for Conv, Add, Relu and Clip(0, 6))"
             )
         return act
 
@@ -212,7 +237,7 @@ class _Converter:
         b_index = self._bias(
             node.input[2] if len(node.input) > 2 and node.input[2] else None, m, scale
         )
-        y = self._output_act(node, self._nhwc_shape(self._float_out(node)), True)
+        y = self._output_act(node, self._nhwc_shape(node.output[0]), True)
         sh, sw = strides
         dh, dw = dilations
         if depthwise:
@@ -246,10 +271,6 @@ class _Converter:
                 return tflite.BuiltinOptions.Conv2DOptions, tflite.Conv2DOptionsEnd(b)
 
             self.out.ops.append(OpSpec(B.CONV_2D, [x.index, w_index, b_index], [y], options, 3))
-
-    def _float_out(self, node: onnx.NodeProto) -> str:
-        """The name whose (inferred) shape is the node's output's."""
-        return node.output[0]
 
     def fully_connected(self, node: onnx.NodeProto) -> None:
         x = self._act_of(node.input[0])
@@ -392,6 +413,204 @@ class _Converter:
 
         self.out.ops.append(OpSpec(code, [a.index, b_.index], [y], options, 2))
 
+    # --- layers kept float: DEQUANTIZE -> float op -> QUANTIZE ------------------------------
+
+    def _float_of(self, name: str) -> _Act:
+        """The float32 TFLite tensor of an ONNX tensor (an int8 one gets a DEQUANTIZE)."""
+        if name in self.floats:
+            return self.floats[name]
+        act = self._act_of(name)
+        t = self.out.tensors[act.index]
+        y = self.out.add(TensorSpec(f"{name}_float", list(t.shape), np.dtype(np.float32)))
+        self.out.ops.append(OpSpec(B.DEQUANTIZE, [act.index], [y], None, 2))
+        self.floats[name] = _Act(y, act.nhwc)
+        return self.floats[name]
+
+    def _float_out(self, node: onnx.NodeProto, shape: list[int], nhwc: bool) -> tuple[int, int]:
+        """A float32 output for ``node``, with a ReLU/ReLU6 reader fused; returns (tensor,
+        fused activation)."""
+        out = node.output[0]
+        activation = tflite.ActivationFunctionType.NONE
+        users = self.index.consumers.get(out, [])
+        if len(users) == 1 and out not in self.index.graph_outputs:
+            user = users[0]
+            low = self.consts.get(user.input[1]) if len(user.input) > 1 else None
+            high = self.consts.get(user.input[2]) if len(user.input) > 2 else None
+            if user.op_type == "Relu":
+                activation = tflite.ActivationFunctionType.RELU
+            elif (
+                user.op_type == "Clip"
+                and low is not None
+                and high is not None
+                and (float(low), float(high)) == (0.0, 6.0)
+            ):
+                activation = tflite.ActivationFunctionType.RELU6
+            if activation != tflite.ActivationFunctionType.NONE:
+                self.fused_away.add(user.name)
+                out = user.output[0]
+        y = self.out.add(TensorSpec(out, shape, np.dtype(np.float32)))
+        self.floats[out] = _Act(y, nhwc)
+        return y, activation
+
+    def _int8_storage(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(int8 values, per-output-channel scales) of a weight quanta stored as
+        ``Mul(Cast(q), scale)`` (``quanta.graph.rewrite.weight_only_decoder``), else None."""
+        mul = self.index.producer.get(name)
+        if mul is None or mul.op_type != "Mul":
+            return None
+        cast = self.index.producer.get(mul.input[0])
+        if cast is None or cast.op_type != "Cast" or cast.input[0] not in self.initial:
+            return None
+        q, scale = self.initial[cast.input[0]], self.initial.get(mul.input[1])
+        if q.dtype != np.int8 or scale is None or scale.size not in (1, q.shape[0]):
+            return None
+        return q, np.broadcast_to(scale.reshape(-1), (q.shape[0],))
+
+    def _float_constant(self, name: str, data: np.ndarray) -> int:
+        return self.out.add(TensorSpec(name, list(data.shape), np.dtype(np.float32),
+                                       data=data.astype(np.float32)))  # fmt: skip
+
+    def float_conv(self, node: onnx.NodeProto) -> None:
+        x = self._float_of(node.input[0])
+        w = self.consts.get(node.input[1])
+        if w is None:
+            raise ModelError(f"Conv {node.name!r}: its weight is not a constant")
+        m, cg, kh, kw = w.shape
+        group = int(_attr(node, "group", 1))  # type: ignore[call-overload]
+        strides = list(_attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
+        dilations = list(_attr(node, "dilations", [1, 1]))  # type: ignore[call-overload]
+        pads = list(_attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+        depthwise = group > 1 and cg == 1
+        if group > 1 and not depthwise:
+            raise ModelError(f"Conv {node.name!r}: grouped convolution has no TFLite builtin")
+        if any(pads):  # explicit padding, in float: PAD with zeros
+            t = self.out.tensors[x.index]
+            shape = [t.shape[0], t.shape[1] + pads[0] + pads[2], t.shape[2] + pads[1] + pads[3],
+                     t.shape[3]]  # fmt: skip
+            paddings = np.array([[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], np.int32)
+            p_index = self.out.add(TensorSpec(f"{node.name}_paddings", [4, 2],
+                                              np.dtype(np.int32), data=paddings))  # fmt: skip
+            padded = self.out.add(TensorSpec(f"{node.name}_padded", shape, np.dtype(np.float32)))
+            self.out.ops.append(OpSpec(B.PAD, [x.index, p_index], [padded], _pad_options))
+            x = _Act(padded, True)
+
+        def layout(a: np.ndarray) -> np.ndarray:
+            return (
+                a.reshape(m, kh, kw).transpose(1, 2, 0)[None]
+                if depthwise
+                else a.transpose(0, 2, 3, 1)
+            )
+
+        stored = self._int8_storage(node.input[1])
+        if stored is None:
+            w_index = self._float_constant(f"{node.input[1]}_tfl", layout(w))
+        else:
+            # quanta stores a float layer's weights in int8 (Cast * scale); TFLite does the same
+            # with a DEQUANTIZE of a constant, which it evaluates once when the model loads
+            q, scale = stored
+            q_index = self.out.add(TensorSpec(
+                f"{node.input[1]}_int8", list(layout(q).shape), np.dtype(np.int8),
+                data=layout(q).astype(np.int8), scale=[float(v) for v in scale],
+                zero_point=[0] * m, quantized_dimension=3 if depthwise else 0,
+            ))  # fmt: skip
+            w_index = self.out.add(
+                TensorSpec(f"{node.input[1]}_tfl", list(layout(q).shape), np.dtype(np.float32))
+            )
+            self.out.ops.append(OpSpec(B.DEQUANTIZE, [q_index], [w_index], None, 2))
+        bias = self.consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        b_index = self._float_constant(
+            f"{node.name}_bias", bias if bias is not None else np.zeros(m)
+        )
+        y, activation = self._float_out(node, self._nhwc_shape(node.output[0]), True)
+        sh, sw = strides
+        dh, dw = dilations
+        if depthwise:
+            multiplier = m // group
+
+            def dw_options(b: object) -> tuple[int, int]:
+                tflite.DepthwiseConv2DOptionsStart(b)
+                tflite.DepthwiseConv2DOptionsAddPadding(b, tflite.Padding.VALID)
+                tflite.DepthwiseConv2DOptionsAddStrideW(b, sw)
+                tflite.DepthwiseConv2DOptionsAddStrideH(b, sh)
+                tflite.DepthwiseConv2DOptionsAddDepthMultiplier(b, multiplier)
+                tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, dw)
+                tflite.DepthwiseConv2DOptionsAddDilationHFactor(b, dh)
+                tflite.DepthwiseConv2DOptionsAddFusedActivationFunction(b, activation)
+                return (
+                    tflite.BuiltinOptions.DepthwiseConv2DOptions,
+                    tflite.DepthwiseConv2DOptionsEnd(b),
+                )
+
+            self.out.ops.append(
+                OpSpec(B.DEPTHWISE_CONV_2D, [x.index, w_index, b_index], [y], dw_options)
+            )
+            return
+
+        def options(b: object) -> tuple[int, int]:
+            tflite.Conv2DOptionsStart(b)
+            tflite.Conv2DOptionsAddPadding(b, tflite.Padding.VALID)
+            tflite.Conv2DOptionsAddStrideW(b, sw)
+            tflite.Conv2DOptionsAddStrideH(b, sh)
+            tflite.Conv2DOptionsAddDilationWFactor(b, dw)
+            tflite.Conv2DOptionsAddDilationHFactor(b, dh)
+            tflite.Conv2DOptionsAddFusedActivationFunction(b, activation)
+            return tflite.BuiltinOptions.Conv2DOptions, tflite.Conv2DOptionsEnd(b)
+
+        self.out.ops.append(OpSpec(B.CONV_2D, [x.index, w_index, b_index], [y], options))
+
+    def float_add(self, node: onnx.NodeProto) -> None:
+        a, b_ = self._float_of(node.input[0]), self._float_of(node.input[1])
+        shape = list(self.out.tensors[a.index].shape)
+        y, activation = self._float_out(node, shape, a.nhwc)
+
+        def options(b: object) -> tuple[int, int]:
+            tflite.AddOptionsStart(b)
+            tflite.AddOptionsAddFusedActivationFunction(b, activation)
+            return tflite.BuiltinOptions.AddOptions, tflite.AddOptionsEnd(b)
+
+        self.out.ops.append(OpSpec(B.ADD, [a.index, b_.index], [y], options))
+
+    def float_activation(self, node: onnx.NodeProto) -> None:
+        x = self._float_of(node.input[0])
+        low = self.consts.get(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+        high = self.consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if node.op_type == "Relu":
+            code = B.RELU
+        elif low is not None and high is not None and (float(low), float(high)) == (0.0, 6.0):
+            code = B.RELU6
+        else:
+            raise ModelError(f"Clip {node.name!r}: only Relu and Clip(0, 6) have TFLite forms here")
+        y = self.out.add(TensorSpec(node.output[0], list(self.out.tensors[x.index].shape),
+                                    np.dtype(np.float32)))  # fmt: skip
+        self.floats[node.output[0]] = _Act(y, x.nhwc)
+        self.out.ops.append(OpSpec(code, [x.index], [y]))
+
+    def quantize_float(self, node: onnx.NodeProto) -> None:
+        """A QuantizeLinear of a float tensor computed here: the float layer's way back to int8."""
+        if node.output[0] in self.acts or node.input[0] not in self.floats:
+            return  # already an int8 op's output grid, or the model input (handled there)
+        x = self.floats[node.input[0]]
+        y = self._int8(node.output[0], list(self.out.tensors[x.index].shape), self._grid(node))
+        self.out.ops.append(OpSpec(B.QUANTIZE, [x.index], [y], None, 2))
+        self.acts[node.output[0]] = _Act(y, x.nhwc)
+        for dq in self.index.consumers.get(node.output[0], []):
+            if dq.op_type == "DequantizeLinear":
+                self.acts[dq.output[0]] = _Act(y, x.nhwc)
+
+    def _runs_int8(self, node: onnx.NodeProto) -> bool:
+        """Whether ``node`` computes on int8 here (else it is a layer kept float)."""
+        if node.op_type in ("Conv", "Gemm", "MatMul"):
+            weight = self.index.producer.get(node.input[1])
+            return (
+                node.input[0] in self.acts
+                and weight is not None
+                and (weight.op_type == "DequantizeLinear" and weight.input[0] in self.consts)
+            )
+        data = [n for n in node.input[:2] if n and n not in self.consts]
+        if node.op_type in ("Flatten", "Reshape", "MaxPool", "AveragePool", "GlobalAveragePool"):
+            data = data[:1]
+        return all(n in self.acts for n in data)
+
     # --- the whole graph -------------------------------------------------------------------------
 
     def convert(self) -> TFLiteModel:
@@ -407,9 +626,28 @@ class _Converter:
             "Flatten": self.flatten, "Reshape": self.flatten, "Add": self.elementwise,
             "Mul": self.elementwise,
         }  # fmt: skip
+        float_handlers = {
+            "Conv": self.float_conv, "Add": self.float_add, "Relu": self.float_activation,
+            "Clip": self.float_activation,
+        }  # fmt: skip
         for node in graph.node:
-            if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant"):
+            if node.name in self.constant_nodes or node.name in self.fused_away:
+                continue
+            if node.op_type == "QuantizeLinear":
+                self.quantize_float(node)
+                continue
+            if node.op_type in ("DequantizeLinear", "Constant"):
                 continue  # absorbed into the int8 tensors' grids
+            if not self._runs_int8(node):
+                float_handler = float_handlers.get(node.op_type)
+                if float_handler is None:
+                    raise ModelError(
+                        f"node {node.name!r} ({node.op_type}) computes in float in this model; "
+                        "quanta's TFLite export writes float layers only for Conv, Add, Relu "
+                        "and Clip(0, 6)"
+                    )
+                float_handler(node)
+                continue
             handler = handlers.get(node.op_type)
             if handler is None:
                 raise ModelError(
@@ -442,14 +680,11 @@ class _Converter:
         shape = [dims[0], dims[2], dims[3], dims[1]] if nhwc else dims
         if elem == onnx.TensorProto.FLOAT:
             q = next((u for u in users if u.op_type == "QuantizeLinear"), None)
-            if q is None or len(users) != 1:
-                ops = ", ".join(f"{u.name!r} ({u.op_type})" for u in users)
-                raise ModelError(
-                    f"input {value.name!r} feeds {ops} in float: this model keeps layers float, "
-                    "and TFLite's full-integer form needs every layer int8 (quantize with "
-                    "--no-fallback)"
-                )
             x = self.out.add(TensorSpec(value.name, shape, np.dtype(np.float32)))
+            self.out.inputs.append(x)
+            self.floats[value.name] = _Act(x, nhwc)  # for a first layer kept float
+            if q is None:
+                return
             y = self._int8(q.output[0], shape, self._grid(q))
         elif elem == onnx.TensorProto.UINT8:
             dq = next((u for u in users if u.op_type == "DequantizeLinear"), None)
