@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from tiny_graphs import make_model as tiny_model
 
+from quanta.errors import InputError
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
 from quanta.graph.sensitivity import mean_cosine, run_model, search_float_nodes
 from quanta.runtime import make_session
@@ -223,3 +224,15 @@ def test_bias_correction_note_counts_the_final_model() -> None:
     result = quantize_static(sensitive_mlp(), CalibrationData({"x": outlier_calibration()}),
                              config(0.999))  # fmt: skip
     assert "bias correction applied to 1 layers" in result.notes
+
+
+def test_max_float_caps_the_fallback() -> None:
+    model = sensitive_mlp()
+    data = CalibrationData({"x": outlier_calibration()})
+    capped = quantize_static(
+        model, data,
+        QuantizeConfig(method="minmax", activation_type="int8", min_fidelity=0.999, max_float=0),
+    )  # fmt: skip
+    assert not any("quantizing it alone cost" in f.reason for f in capped.float_nodes)
+    with pytest.raises(InputError, match="max-float"):
+        QuantizeConfig(max_float=-1)

@@ -53,6 +53,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "float model reaches this on held-out calibration samples (default 0.997); auto: the "
         "target mean cosine on --eval (default 0.99 when --eval has no labels)",
     )  # fmt: skip
+    p.add_argument(
+        "--max-float", type=int,
+        help="keep at most N nodes float to reach --min-fidelity (default: a quarter of them)",
+    )  # fmt: skip
     p.add_argument("--no-fallback", action="store_true",
                    help="quantize every node quanta can, whatever the fidelity")  # fmt: skip
     p.add_argument("--no-bias-correction", action="store_true",
@@ -101,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         compact=not args.no_compact,
         weight_range=args.weight_range,
+        max_float=args.max_float,
     )
     if args.calibration and config.mode not in ("static", "auto"):
         raise InputError(

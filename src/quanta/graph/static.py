@@ -290,7 +290,7 @@ def quantize_static(
         measure = goal.measure if goal is not None else "mean output cosine to float"
         fallback = search_float_nodes(
             lambda extra: build(extra)[0], candidates, list(plan.plans), feeds, reference,
-            target=target, on_step=on_search,
+            target=target, on_step=on_search, max_float=config.max_float,
             metric=goal.metric if goal is not None else None, where=where,
             cost=goal.cost if goal is not None else None,
         )  # fmt: skip
