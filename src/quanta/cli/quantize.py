@@ -73,6 +73,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "reduced on x86 CPUs with AVX2 but no VNNI, whose u8 x s8 kernels add pairs of products "
         "in saturating int16, full elsewhere (default auto)",
     )  # fmt: skip
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="calibrate in N processes, each on its share of the samples, statistics merged "
+        "(min-max exactly, histograms on a common grid; default 1)",
+    )  # fmt: skip
     p.add_argument("--samples", type=int, help="use at most N calibration samples")
     add_force(p)
     p.set_defaults(handler=run)
@@ -106,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         compact=not args.no_compact,
         weight_range=args.weight_range,
         max_float=args.max_float,
+        workers=args.workers,
     )
     if args.calibration and config.mode not in ("static", "auto"):
         raise InputError(

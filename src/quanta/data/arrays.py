@@ -33,6 +33,14 @@ class NpyMember:
     def __len__(self) -> int:
         return self.shape[0] if self.shape else 0
 
+    def rows(self, start: int, stop: int) -> NpyMember:
+        """Samples ``start:stop`` as another lazy member (nothing is read)."""
+        start, stop, _ = slice(start, stop).indices(len(self))
+        offset = self.offset + start * self._row * self.dtype.itemsize
+        return NpyMember(
+            self.path, offset, (max(0, stop - start), *self.shape[1:]), self.dtype, self.key
+        )
+
     @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))

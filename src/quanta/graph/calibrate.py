@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 
 from quanta.data.arrays import NpyMember
-from quanta.errors import DataError
+from quanta.errors import DataError, QuantaError
 from quanta.quant import MeanObserver, MinMaxObserver, Observer
 
 __all__ = ["CalibrationData", "collect_ranges", "collect_statistics", "session_with_outputs"]
@@ -116,6 +116,18 @@ class CalibrationData:
             for k, v in first.items()
         }
 
+    def split(self, parts: int) -> list[CalibrationData]:
+        """Up to ``parts`` contiguous shards of the samples (lazy arrays stay lazy)."""
+        bounds = np.linspace(0, self.count, min(parts, self.count) + 1).astype(int)
+        shards = []
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            arrays = {
+                k: a.rows(start, stop) if isinstance(a, NpyMember) else a[start:stop]
+                for k, a in self.arrays.items()
+            }
+            shards.append(CalibrationData(arrays, batch_size=self.batch_size))
+        return shards
+
     def num_batches(self, model: onnx.ModelProto, batch_size: int | None = None) -> int:
         return sum(1 for _ in self.batches(model, batch_size))
 
@@ -148,6 +160,7 @@ def session_with_outputs(
     model: onnx.ModelProto,
     names: Sequence[str],
     level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    threads: int = 0,
 ) -> ort.InferenceSession:
     """A session on a copy of ``model`` whose graph outputs also include the float tensors
     ``names``, so that ONNX Runtime keeps and returns them (the caller's model is untouched)."""
@@ -162,6 +175,7 @@ def session_with_outputs(
     options = ort.SessionOptions()
     options.graph_optimization_level = level
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (all cores)
     return ort.InferenceSession(
         augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
@@ -190,17 +204,28 @@ def collect_statistics(
     channel_means: Mapping[str, int] | None = None,
     make_observer: Callable[[], Observer] = MinMaxObserver,
     on_batch: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    threads: int = 0,
 ) -> tuple[dict[str, Observer], dict[str, MeanObserver]]:
     """Range observers for ``tensors`` and per-channel means for ``channel_means`` (tensor ->
     channel axis), from one run of ``model`` over ``data``.
 
     The model is copied with each tensor added as a graph output, so ONNX Runtime keeps it; one
     batch at a time flows through, so memory holds one batch of activations, never the data set.
+
+    With ``workers > 1`` the samples are split into that many contiguous shards, each run by
+    its own process (one ONNX Runtime thread each), and the observers merged: min-max exactly
+    (the result equals one process's), histograms by re-binning onto a common grid
+    (``HistogramObserver.merge``: every bin edge within one bin width of one process's), means
+    by sums and counts.
     """
     channel_means = dict(channel_means or {})
     data.check_inputs(model)
+    if workers > 1 and data.count > 1:
+        return _collect_in_workers(model, tensors, data, channel_means, make_observer, on_batch,
+                                   workers)  # fmt: skip
     names = list(dict.fromkeys([*tensors, *channel_means]))
-    session = session_with_outputs(model, names)
+    session = session_with_outputs(model, names, threads=threads)
     observers = {name: make_observer() for name in tensors}
     means = {name: MeanObserver(axis=axis) for name, axis in channel_means.items()}
     batch = max(1, min(data.batch_size, BATCH_BYTES // _bytes_per_sample(model, names)))
@@ -223,3 +248,58 @@ def collect_statistics(
         if on_batch is not None:
             on_batch(i + 1, total)
     return observers, means
+
+
+def _collect_in_workers(
+    model: onnx.ModelProto,
+    tensors: Sequence[str],
+    data: CalibrationData,
+    channel_means: Mapping[str, int],
+    make_observer: Callable[[], Observer],
+    on_batch: Callable[[int, int], None] | None,
+    workers: int,
+) -> tuple[dict[str, Observer], dict[str, MeanObserver]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if not hasattr(make_observer(), "merge"):
+        raise QuantaError(
+            f"{type(make_observer()).__name__} cannot merge workers' statistics; use one worker"
+        )
+    shards = data.split(workers)
+    blob = model.SerializeToString()
+    # NOTE: spawn, not fork: ONNX Runtime's thread pools do not survive a fork
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=len(shards), mp_context=context) as pool:
+        futures = [
+            pool.submit(
+                _collect_shard, blob, list(tensors), shard, dict(channel_means), make_observer
+            )
+            for shard in shards
+        ]
+        results = []
+        for done, future in enumerate(futures, 1):
+            results.append(future.result())
+            if on_batch is not None:
+                on_batch(done, len(futures))
+    observers, means = results[0]
+    for other_observers, other_means in results[1:]:
+        for name, observer in observers.items():
+            observer.merge(other_observers[name])  # type: ignore[attr-defined]
+        for name, mean in means.items():
+            mean.merge(other_means[name])
+    return observers, means
+
+
+def _collect_shard(
+    blob: bytes,
+    tensors: list[str],
+    data: CalibrationData,
+    channel_means: dict[str, int],
+    make_observer: Callable[[], Observer],
+) -> tuple[dict[str, Observer], dict[str, MeanObserver]]:
+    """One worker: its shard through its own session, one thread."""
+    model = onnx.load_model_from_string(blob)
+    return collect_statistics(
+        model, tensors, data, channel_means=channel_means, make_observer=make_observer, threads=1
+    )

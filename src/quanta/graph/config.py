@@ -44,6 +44,8 @@ class QuantizeConfig:
         compact: store only the quantization parameters that carry information (no all-zero
             zero points; bias scales computed in the graph as ``s_in * s_w``), see
             ``quanta.graph.compact``. False writes every scale and zero point as an initializer.
+        workers: calibration processes: the samples are split between them and their
+            statistics merged (min-max exactly; see ``quanta.graph.calibrate``).
         max_float: the accuracy-aware fallback keeps at most this many nodes float (None: a
             quarter of the quantizable nodes).
         weight_range: "full" int8 weights in [-127, 127]; "reduced" 7-bit weights in [-64, 64],
@@ -65,6 +67,7 @@ class QuantizeConfig:
     compact: bool = True
     weight_range: Literal["auto", "full", "reduced"] = "auto"
     max_float: int | None = None
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -88,6 +91,8 @@ class QuantizeConfig:
             raise InputError(f"--percentile must be in (50, 100], got {self.percentile}")
         if self.min_fidelity is not None and not 0.0 < self.min_fidelity <= 1.0:
             raise InputError(f"--min-fidelity must be in (0, 1], got {self.min_fidelity}")
+        if self.workers < 1:
+            raise InputError(f"--workers must be >= 1, got {self.workers}")
         if self.max_float is not None and self.max_float < 0:
             raise InputError(f"--max-float must be >= 0, got {self.max_float}")
         if self.holdout_samples < 1:

@@ -215,7 +215,7 @@ def quantize_static(
     )
     ranges, means = collect_statistics(
         model, observed, data, channel_means=mean_axes,
-        make_observer=observer_factory(config), on_batch=on_batch,
+        make_observer=observer_factory(config), on_batch=on_batch, workers=config.workers,
     )  # fmt: skip
     exclude = mismatched_concats(model, plan, ranges)
     exclude.update(keep_float or {})

@@ -94,6 +94,19 @@ class MinMaxObserver(Observer):
             self.min_val = np.minimum(self.min_val, lo)
             self.max_val = np.maximum(self.max_val, hi)
 
+    def merge(self, other: MinMaxObserver) -> None:
+        """Add another worker's state: the min of the minima and the max of the maxima, exactly
+        what one observer over all the batches would hold."""
+        self.nonfinite += other.nonfinite
+        self.batches += other.batches
+        if other.min_val is None or other.max_val is None:
+            return
+        if self.min_val is None or self.max_val is None:
+            self.min_val, self.max_val = other.min_val, other.max_val
+        else:
+            self.min_val = np.minimum(self.min_val, other.min_val)
+            self.max_val = np.maximum(self.max_val, other.max_val)
+
 
 @dataclass
 class MovingAverageMinMaxObserver(Observer):
@@ -147,6 +160,12 @@ class MeanObserver:
         s = moved.sum(axis=0)
         self.total = s if self.total is None else self.total + s
         self.count += len(moved)
+
+    def merge(self, other: MeanObserver) -> None:
+        """Add another worker's sums and counts."""
+        if other.total is not None:
+            self.total = other.total if self.total is None else self.total + other.total
+        self.count += other.count
 
     def mean(self) -> npt.NDArray[np.float64]:
         if self.total is None or self.count == 0:
