@@ -10,6 +10,7 @@ Every module has two switches, set for the whole model by ``set_qat_state``:
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -31,6 +32,11 @@ def weight_qparams(weight: torch.Tensor, per_channel: bool) -> QParams:
         lo, hi = flat.min(dim=1).values.numpy(), flat.max(dim=1).values.numpy()
         return choose_qparams(lo, hi, "int8", symmetric=True, axis=0)
     return choose_qparams(float(w.min()), float(w.max()), "int8", symmetric=True)
+
+
+def _distributed() -> bool:
+    """Whether this process is one of several ranks of an initialized process group."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class ActivationQuantizer(nn.Module):
@@ -67,9 +73,18 @@ class ActivationQuantizer(nn.Module):
     @torch.no_grad()
     def _observe(self, x: torch.Tensor) -> None:
         finite = x[torch.isfinite(x)]
-        if finite.numel() == 0:
+        inf = torch.tensor(float("inf"), dtype=torch.float64)
+        lo = finite.min().double() if finite.numel() else inf
+        hi = finite.max().double() if finite.numel() else -inf
+        if _distributed():
+            # Under torch.distributed every rank sees its own slice of the global batch; taking
+            # the global batch's min and max (all-reduce) before the moving average keeps the
+            # ranges identical on every rank and equal to one process's on the whole batch.
+            # (DDP's default buffer broadcast would instead copy rank 0's ranges everywhere.)
+            dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+            dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):
             return
-        lo, hi = finite.min().double(), finite.max().double()
         if not bool(self.initialized):
             self.min_val.copy_(lo)
             self.max_val.copy_(hi)
