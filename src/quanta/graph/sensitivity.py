@@ -27,15 +27,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-row cosine; two all-zero rows agree (1.0), one all-zero row against another does not
-    (0.0): an output that collapsed to zero must never look perfect."""
-    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-    both_zero = (na == 0) & (nb == 0)
-    cos = (a * b).sum(axis=1) / np.maximum(na * nb, 1e-300)
-    return np.where(both_zero, 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
-
+from quanta.runtime.fidelity import row_cosines
 
 __all__ = ["FallbackResult", "mean_cosine", "search_float_nodes", "run_model"]
 
@@ -68,7 +60,7 @@ def mean_cosine(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float
     for out, ref in zip(outputs, reference, strict=True):
         a = np.asarray(out, np.float64).reshape(len(out), -1)
         b = np.asarray(ref, np.float64).reshape(len(ref), -1)
-        cos = _cosines(a, b)
+        cos = row_cosines(a, b)
         scores.append(float(cos.mean()))
     return float(np.mean(scores))
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-row cosine; two all-zero rows agree (1.0), one all-zero row against another does not
     (0.0): an output that collapsed to zero must never look perfect."""
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
@@ -24,7 +24,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(both_zero, 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
 
 
-__all__ = ["Fidelity", "fidelity"]
+__all__ = ["Fidelity", "fidelity", "row_cosines"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def fidelity(
     ref = np.asarray(reference, np.float64).reshape(len(reference), -1)  # (N, D)
     if out.shape != ref.shape:
         raise ValueError(f"output shape {out.shape} differs from reference shape {ref.shape}")
-    cos = _cosines(out, ref)
+    cos = row_cosines(out, ref)
     noise = float(((out - ref) ** 2).sum())
     signal = float((ref**2).sum())
     sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-300) / noise)
