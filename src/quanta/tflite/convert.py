@@ -33,7 +33,7 @@ from quanta.errors import ModelError
 from quanta.graph.compact import expand_qdq
 from quanta.graph.index import GraphIndex
 from quanta.quant import choose_qparams
-from quanta.tflite.writer import OpSpec, TensorSpec, TFLiteModel
+from quanta.tflite.writer import OpSpec, TensorSpec, TFLiteModel, int_vector
 
 __all__ = ["SUPPORTED_OPS", "onnx_to_tflite"]
 
@@ -206,71 +206,71 @@ class _Converter:
         paddings = np.array([[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], np.int32)
         p_index = self.out.add(TensorSpec(f"{node.name}_paddings", [4, 2], np.dtype(np.int32),
                                           data=paddings))  # fmt: skip
-        y = self._int8(f"{node.name}_padded", padded_shape, (t.scale[0], t.zero_point[0]))  # type: ignore[index]
+        # same type and grid as the input: int8 pads with its zero point (real 0), float with 0
+        y = self.out.add(TensorSpec(f"{node.name}_padded", padded_shape, t.dtype, scale=t.scale,
+                                    zero_point=t.zero_point))  # fmt: skip
         self.out.ops.append(OpSpec(B.PAD, [x.index, p_index], [y], _pad_options))
         return tflite.Padding.VALID, _Act(y, True)
+
+    def _conv_shape(self, node: onnx.NodeProto, w: np.ndarray) -> tuple[bool, int]:
+        """(depthwise, depth multiplier) of a Conv with OIHW weights ``w``."""
+        m, cg = w.shape[:2]
+        group = int(_attr(node, "group", 1))  # type: ignore[call-overload]
+        if group > 1 and cg != 1:
+            raise ModelError(f"Conv {node.name!r}: grouped convolution has no TFLite builtin")
+        return group > 1, m // group
+
+    @staticmethod
+    def _nhwc_weight(w: np.ndarray, depthwise: bool) -> np.ndarray:
+        """OIHW -> OHWI (CONV_2D), or 1HW(C*M) (DEPTHWISE_CONV_2D)."""
+        m, _, kh, kw = w.shape
+        return (
+            w.reshape(m, kh, kw).transpose(1, 2, 0)[None] if depthwise else w.transpose(0, 2, 3, 1)
+        )
+
+    def _append_conv(
+        self, node: onnx.NodeProto, inputs: list[int], y: int, depthwise: bool, multiplier: int,
+        padding: int, activation: int = tflite.ActivationFunctionType.NONE,
+    ) -> None:  # fmt: skip
+        sh, sw = list(_attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
+        dh, dw = list(_attr(node, "dilations", [1, 1]))  # type: ignore[call-overload]
+        name = "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions"
+
+        def options(b: object) -> tuple[int, int]:
+            add = lambda field, value: getattr(tflite, f"{name}Add{field}")(b, value)  # noqa: E731
+            getattr(tflite, f"{name}Start")(b)
+            add("Padding", padding)
+            add("StrideW", sw)
+            add("StrideH", sh)
+            add("DilationWFactor", dw)
+            add("DilationHFactor", dh)
+            add("FusedActivationFunction", activation)
+            if depthwise:
+                add("DepthMultiplier", multiplier)
+            return getattr(tflite.BuiltinOptions, name), getattr(tflite, f"{name}End")(b)
+
+        code = B.DEPTHWISE_CONV_2D if depthwise else B.CONV_2D
+        self.out.ops.append(OpSpec(code, inputs, [y], options, 3))
 
     def conv(self, node: onnx.NodeProto) -> None:
         x = self._act_of(node.input[0])
         w, w_scale = self._weight(node.input[1])
-        m, cg, kh, kw = w.shape
-        group = int(_attr(node, "group", 1))  # type: ignore[call-overload]
-        strides = list(_attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
-        dilations = list(_attr(node, "dilations", [1, 1]))  # type: ignore[call-overload]
+        m, _, kh, kw = w.shape
+        depthwise, multiplier = self._conv_shape(node, w)
         padding, x = self._padding(node, x, [kh, kw])
         x_t = self.out.tensors[x.index]
         scale = np.float32(x_t.scale[0]) * w_scale.astype(np.float32)  # type: ignore[index]
-        depthwise = group > 1 and cg == 1
-        if group > 1 and not depthwise:
-            raise ModelError(f"Conv {node.name!r}: grouped convolution has no TFLite builtin")
-        if depthwise:
-            data = w.reshape(m, kh, kw).transpose(1, 2, 0)[None]  # 1, kh, kw, M
-            qdim = 3
-        else:
-            data = w.transpose(0, 2, 3, 1)  # O, kh, kw, I
-            qdim = 0
+        data = self._nhwc_weight(w, depthwise)
         w_index = self.out.add(TensorSpec(
             f"{node.input[1]}_tfl", list(data.shape), np.dtype(np.int8), data=data.astype(np.int8),
             scale=[float(s) for s in np.broadcast_to(w_scale, (m,))], zero_point=[0] * m,
-            quantized_dimension=qdim,
+            quantized_dimension=3 if depthwise else 0,
         ))  # fmt: skip
         b_index = self._bias(
             node.input[2] if len(node.input) > 2 and node.input[2] else None, m, scale
         )
         y = self._output_act(node, self._nhwc_shape(node.output[0]), True)
-        sh, sw = strides
-        dh, dw = dilations
-        if depthwise:
-            multiplier = m // group
-
-            def options(b: object) -> tuple[int, int]:
-                tflite.DepthwiseConv2DOptionsStart(b)
-                tflite.DepthwiseConv2DOptionsAddPadding(b, padding)
-                tflite.DepthwiseConv2DOptionsAddStrideW(b, sw)
-                tflite.DepthwiseConv2DOptionsAddStrideH(b, sh)
-                tflite.DepthwiseConv2DOptionsAddDepthMultiplier(b, multiplier)
-                tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, dw)
-                tflite.DepthwiseConv2DOptionsAddDilationHFactor(b, dh)
-                return (
-                    tflite.BuiltinOptions.DepthwiseConv2DOptions,
-                    tflite.DepthwiseConv2DOptionsEnd(b),
-                )
-
-            self.out.ops.append(
-                OpSpec(B.DEPTHWISE_CONV_2D, [x.index, w_index, b_index], [y], options, 3)
-            )
-        else:
-
-            def options(b: object) -> tuple[int, int]:
-                tflite.Conv2DOptionsStart(b)
-                tflite.Conv2DOptionsAddPadding(b, padding)
-                tflite.Conv2DOptionsAddStrideW(b, sw)
-                tflite.Conv2DOptionsAddStrideH(b, sh)
-                tflite.Conv2DOptionsAddDilationWFactor(b, dw)
-                tflite.Conv2DOptionsAddDilationHFactor(b, dh)
-                return tflite.BuiltinOptions.Conv2DOptions, tflite.Conv2DOptionsEnd(b)
-
-            self.out.ops.append(OpSpec(B.CONV_2D, [x.index, w_index, b_index], [y], options, 3))
+        self._append_conv(node, [x.index, w_index, b_index], y, depthwise, multiplier, padding)
 
     def fully_connected(self, node: onnx.NodeProto) -> None:
         x = self._act_of(node.input[0])
@@ -343,7 +343,7 @@ class _Converter:
                                           data=np.array(new_shape, np.int32)))  # fmt: skip
 
         def options(b: object) -> tuple[int, int]:
-            vec = _int_vector(b, tflite.ReshapeOptionsStartNewShapeVector, new_shape)
+            vec = int_vector(b, tflite.ReshapeOptionsStartNewShapeVector, new_shape)
             tflite.ReshapeOptionsStart(b)
             tflite.ReshapeOptionsAddNewShape(b, vec)
             return tflite.BuiltinOptions.ReshapeOptions, tflite.ReshapeOptionsEnd(b)
@@ -475,46 +475,24 @@ class _Converter:
         w = self.consts.get(node.input[1])
         if w is None:
             raise ModelError(f"Conv {node.name!r}: its weight is not a constant")
-        m, cg, kh, kw = w.shape
-        group = int(_attr(node, "group", 1))  # type: ignore[call-overload]
-        strides = list(_attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
-        dilations = list(_attr(node, "dilations", [1, 1]))  # type: ignore[call-overload]
-        pads = list(_attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
-        depthwise = group > 1 and cg == 1
-        if group > 1 and not depthwise:
-            raise ModelError(f"Conv {node.name!r}: grouped convolution has no TFLite builtin")
-        if any(pads):  # explicit padding, in float: PAD with zeros
-            t = self.out.tensors[x.index]
-            shape = [t.shape[0], t.shape[1] + pads[0] + pads[2], t.shape[2] + pads[1] + pads[3],
-                     t.shape[3]]  # fmt: skip
-            paddings = np.array([[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], np.int32)
-            p_index = self.out.add(TensorSpec(f"{node.name}_paddings", [4, 2],
-                                              np.dtype(np.int32), data=paddings))  # fmt: skip
-            padded = self.out.add(TensorSpec(f"{node.name}_padded", shape, np.dtype(np.float32)))
-            self.out.ops.append(OpSpec(B.PAD, [x.index, p_index], [padded], _pad_options))
-            x = _Act(padded, True)
-
-        def layout(a: np.ndarray) -> np.ndarray:
-            return (
-                a.reshape(m, kh, kw).transpose(1, 2, 0)[None]
-                if depthwise
-                else a.transpose(0, 2, 3, 1)
-            )
-
+        m, _, kh, kw = w.shape
+        depthwise, multiplier = self._conv_shape(node, w)
+        padding, x = self._padding(node, x, [kh, kw])
         stored = self._int8_storage(node.input[1])
         if stored is None:
-            w_index = self._float_constant(f"{node.input[1]}_tfl", layout(w))
+            w_index = self._float_constant(f"{node.input[1]}_tfl", self._nhwc_weight(w, depthwise))
         else:
             # quanta stores a float layer's weights in int8 (Cast * scale); TFLite does the same
             # with a DEQUANTIZE of a constant, which it evaluates once when the model loads
             q, scale = stored
+            data = self._nhwc_weight(q, depthwise)
             q_index = self.out.add(TensorSpec(
-                f"{node.input[1]}_int8", list(layout(q).shape), np.dtype(np.int8),
-                data=layout(q).astype(np.int8), scale=[float(v) for v in scale],
+                f"{node.input[1]}_int8", list(data.shape), np.dtype(np.int8),
+                data=data.astype(np.int8), scale=[float(v) for v in scale],
                 zero_point=[0] * m, quantized_dimension=3 if depthwise else 0,
             ))  # fmt: skip
             w_index = self.out.add(
-                TensorSpec(f"{node.input[1]}_tfl", list(layout(q).shape), np.dtype(np.float32))
+                TensorSpec(f"{node.input[1]}_tfl", list(data.shape), np.dtype(np.float32))
             )
             self.out.ops.append(OpSpec(B.DEQUANTIZE, [q_index], [w_index], None, 2))
         bias = self.consts.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
@@ -522,41 +500,9 @@ class _Converter:
             f"{node.name}_bias", bias if bias is not None else np.zeros(m)
         )
         y, activation = self._float_out(node, self._nhwc_shape(node.output[0]), True)
-        sh, sw = strides
-        dh, dw = dilations
-        if depthwise:
-            multiplier = m // group
-
-            def dw_options(b: object) -> tuple[int, int]:
-                tflite.DepthwiseConv2DOptionsStart(b)
-                tflite.DepthwiseConv2DOptionsAddPadding(b, tflite.Padding.VALID)
-                tflite.DepthwiseConv2DOptionsAddStrideW(b, sw)
-                tflite.DepthwiseConv2DOptionsAddStrideH(b, sh)
-                tflite.DepthwiseConv2DOptionsAddDepthMultiplier(b, multiplier)
-                tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, dw)
-                tflite.DepthwiseConv2DOptionsAddDilationHFactor(b, dh)
-                tflite.DepthwiseConv2DOptionsAddFusedActivationFunction(b, activation)
-                return (
-                    tflite.BuiltinOptions.DepthwiseConv2DOptions,
-                    tflite.DepthwiseConv2DOptionsEnd(b),
-                )
-
-            self.out.ops.append(
-                OpSpec(B.DEPTHWISE_CONV_2D, [x.index, w_index, b_index], [y], dw_options)
-            )
-            return
-
-        def options(b: object) -> tuple[int, int]:
-            tflite.Conv2DOptionsStart(b)
-            tflite.Conv2DOptionsAddPadding(b, tflite.Padding.VALID)
-            tflite.Conv2DOptionsAddStrideW(b, sw)
-            tflite.Conv2DOptionsAddStrideH(b, sh)
-            tflite.Conv2DOptionsAddDilationWFactor(b, dw)
-            tflite.Conv2DOptionsAddDilationHFactor(b, dh)
-            tflite.Conv2DOptionsAddFusedActivationFunction(b, activation)
-            return tflite.BuiltinOptions.Conv2DOptions, tflite.Conv2DOptionsEnd(b)
-
-        self.out.ops.append(OpSpec(B.CONV_2D, [x.index, w_index, b_index], [y], options))
+        self._append_conv(
+            node, [x.index, w_index, b_index], y, depthwise, multiplier, padding, activation
+        )
 
     def float_add(self, node: onnx.NodeProto) -> None:
         a, b_ = self._float_of(node.input[0]), self._float_of(node.input[1])
@@ -710,13 +656,6 @@ class _Converter:
         self.acts[q.output[0]] = _Act(y, nhwc)
         for dq in self.index.consumers.get(q.output[0], []):
             self.acts[dq.output[0]] = _Act(y, nhwc)
-
-
-def _int_vector(b: object, start: object, items: list[int]) -> int:
-    start(b, len(items))  # type: ignore[operator]
-    for item in reversed(items):
-        b.PrependInt32(int(item))  # type: ignore[attr-defined]
-    return int(b.EndVector())  # type: ignore[attr-defined]
 
 
 def _pad_options(b: object) -> tuple[int, int]:

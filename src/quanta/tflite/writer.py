@@ -15,7 +15,7 @@ import flatbuffers
 import numpy as np
 import tflite
 
-__all__ = ["TFLiteModel", "TensorSpec", "OpSpec", "TENSOR_TYPES"]
+__all__ = ["TFLiteModel", "TensorSpec", "OpSpec", "TENSOR_TYPES", "int_vector"]
 
 TENSOR_TYPES = {
     np.dtype(np.float32): tflite.TensorType.FLOAT32,
@@ -95,8 +95,8 @@ class TFLiteModel:
 
         tensors_vec = _offsets(b, tflite.SubGraphStartTensorsVector, tensor_offsets)
         ops_vec = _offsets(b, tflite.SubGraphStartOperatorsVector, op_offsets)
-        inputs_vec = _ints(b, tflite.SubGraphStartInputsVector, self.inputs)
-        outputs_vec = _ints(b, tflite.SubGraphStartOutputsVector, self.outputs)
+        inputs_vec = int_vector(b, tflite.SubGraphStartInputsVector, self.inputs)
+        outputs_vec = int_vector(b, tflite.SubGraphStartOutputsVector, self.outputs)
         name = b.CreateString("main")
         tflite.SubGraphStart(b)
         tflite.SubGraphAddTensors(b, tensors_vec)
@@ -137,9 +137,9 @@ class TFLiteModel:
             tflite.QuantizationParametersAddZeroPoint(b, zp)
             tflite.QuantizationParametersAddQuantizedDimension(b, t.quantized_dimension)
             quant = tflite.QuantizationParametersEnd(b)
-        shape = _ints(b, tflite.TensorStartShapeVector, t.shape)
+        shape = int_vector(b, tflite.TensorStartShapeVector, t.shape)
         signature = (
-            _ints(b, tflite.TensorStartShapeSignatureVector, t.shape_signature)
+            int_vector(b, tflite.TensorStartShapeSignatureVector, t.shape_signature)
             if t.shape_signature is not None
             else None
         )
@@ -158,8 +158,8 @@ class TFLiteModel:
     @staticmethod
     def _op(b: flatbuffers.Builder, op: OpSpec, code_index: int) -> int:
         options = op.options(b) if op.options is not None else None
-        inputs = _ints(b, tflite.OperatorStartInputsVector, op.inputs)
-        outputs = _ints(b, tflite.OperatorStartOutputsVector, op.outputs)
+        inputs = int_vector(b, tflite.OperatorStartInputsVector, op.inputs)
+        outputs = int_vector(b, tflite.OperatorStartOutputsVector, op.outputs)
         tflite.OperatorStart(b)
         tflite.OperatorAddOpcodeIndex(b, code_index)
         tflite.OperatorAddInputs(b, inputs)
@@ -177,7 +177,7 @@ def _offsets(b: flatbuffers.Builder, start: Callable[..., Any], items: list[int]
     return int(b.EndVector())
 
 
-def _ints(b: flatbuffers.Builder, start: Callable[..., Any], items: list[int]) -> int:
+def int_vector(b: flatbuffers.Builder, start: Callable[..., Any], items: list[int]) -> int:
     start(b, len(items))
     for item in reversed(items):
         b.PrependInt32(int(item))
