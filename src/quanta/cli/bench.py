@@ -72,16 +72,15 @@ def run(args: argparse.Namespace) -> int:
                 f"{path!r} is not a .tflite file; LiteRT runs TFLite models (make one with "
                 "quanta export-tflite)"
             )
-        if not is_tflite(path):
-            load_model(path)  # fail early, with a clear message, on a bad file
-        elif not Path(path).is_file():
+        if is_tflite(path) and not Path(path).is_file():
             raise InputError(f"model file {path!r} does not exist; expected a .tflite file")
+    loaded = {p: load_model(p) for p in args.models if not is_tflite(p)}  # fail early, clearly
     first = args.models[0]
-    names = (
-        [i.name for i in LiteRTSession(first).get_inputs()] if is_tflite(first)
-        else [i.name for i in load_model(first).graph.input
-              if i.name not in {t.name for t in load_model(first).graph.initializer}]
-    )  # fmt: skip
+    if is_tflite(first):
+        names = [i.name for i in LiteRTSession(first).get_inputs()]
+    else:
+        inits = {t.name for t in loaded[first].graph.initializer}
+        names = [i.name for i in loaded[first].graph.input if i.name not in inits]
     data = eval_set(args.data, names)
     with err.status("benchmarking") as status:
         results = bench_models(

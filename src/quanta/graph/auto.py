@@ -177,7 +177,9 @@ def quantize_auto(
     candidates = [Candidate("float", model, detail="the float model as given")]
 
     step("weight-only int8 storage")
-    weight_only = prepare(model)
+    prepared = prepare(model)
+    weight_only = onnx.ModelProto()
+    weight_only.CopyFrom(prepared)
     if compress_float_weights(weight_only, per_channel=config.per_channel):
         candidates.append(
             Candidate("weight-only", weight_only, detail="float compute, int8-stored weights")
@@ -198,7 +200,6 @@ def quantize_auto(
     # per-node time of the float and the all-int8 model, from ONNX Runtime's profiler
     step("profiling float and int8 kernels")
     one = {k: np.asarray(v)[:1] for k, v in eval_inputs.items()}
-    prepared = prepare(model)
     aliases = _fused_outputs(prepared)
     float_ms = _node_times(prepared, aliases, one)
     int8_ms = _node_times(full.model, {n: {n} for n in aliases}, one)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
@@ -72,6 +73,16 @@ class KernelCounts:
         self.qdq: Counter[str] = Counter(
             {k: v for k, v in self.all.items() if k in ("QuantizeLinear", "DequantizeLinear")}
         )
+
+    @classmethod
+    def from_counts(cls, ops: Counter[str], edges: Sequence[str] = ()) -> KernelCounts:
+        """Counts of a runtime whose file already names its integer ops (TFLite): every op is
+        integer except the ``edges`` (its quantize/dequantize)."""
+        counts = cls.__new__(cls)
+        counts.all = Counter(ops)
+        counts.int8 = Counter({k: v for k, v in ops.items() if k not in edges})
+        counts.qdq = Counter({k: v for k, v in ops.items() if k in edges})
+        return counts
 
     def as_dict(self) -> dict[str, dict[str, int]]:
         return {"int8": dict(sorted(self.int8.items())), "all": dict(sorted(self.all.items()))}

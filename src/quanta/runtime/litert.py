@@ -106,8 +106,4 @@ def tflite_kernels(path: str | os.PathLike[str]):  # type: ignore[no-untyped-def
                       codes[graph.Operators(i).OpcodeIndex()].DeprecatedBuiltinCode()), "?")
         for i in range(graph.OperatorsLength())
     )  # fmt: skip
-    counts = KernelCounts.__new__(KernelCounts)
-    counts.all = ops
-    counts.int8 = Counter({k: v for k, v in ops.items() if k not in ("QUANTIZE", "DEQUANTIZE")})
-    counts.qdq = Counter({k: v for k, v in ops.items() if k in ("QUANTIZE", "DEQUANTIZE")})
-    return counts
+    return KernelCounts.from_counts(ops, edges=("QUANTIZE", "DEQUANTIZE"))
