@@ -10,9 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from quanta._io import write_bytes_atomic
+from quanta.distributed import batch_share, rank_and_world
 from quanta.errors import InputError, ModelError
 
 __all__ = ["TrainConfig", "evaluate", "load_checkpoint", "save_checkpoint", "train"]
@@ -39,14 +42,22 @@ class TrainConfig:
             raise InputError(f"shift must be >= 0 pixels, got {self.shift}")
 
 
-def _random_shift(x: torch.Tensor, shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to ``shift`` pixels in x and y (zero fill)."""
+def _draw_shifts(n: int, shift: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Per-image offsets ``(dy, dx)`` in ``0..2*shift`` for ``n`` images (nothing if no shift)."""
     if shift == 0:
-        return x
-    n, _, h, w = x.shape
-    padded = nn.functional.pad(x, (shift, shift, shift, shift))  # (N, C, H+2s, W+2s)
+        return ()
     dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+    return dy, dx
+
+
+def _apply_shifts(x: torch.Tensor, shift: int, offsets: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Translate each image by its drawn offset minus ``shift`` pixels in y and x (zero fill)."""
+    if not offsets:
+        return x
+    dy, dx = offsets
+    n, _, h, w = x.shape
+    padded = nn.functional.pad(x, (shift, shift, shift, shift))  # (N, C, H+2s, W+2s)
     rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]  # (N, 1, H, 1)
     cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]  # (N, 1, 1, W)
     idx_n = torch.arange(n)[:, None, None, None]
@@ -67,12 +78,23 @@ def train(
     Deterministic for a given ``config.seed`` on CPU: shuffling and augmentation draw from one
     seeded generator, and PyTorch is asked for deterministic algorithms.
 
+    Under an initialized torch.distributed process group (``torchrun``; gloo on CPU) the model
+    is wrapped in ``DistributedDataParallel`` and ``config.batch_size`` is the *global* batch:
+    every rank draws the same shuffled order and augmentation, trains on its contiguous share
+    of each batch, and the averaged gradient is the global batch's, so N processes take the
+    steps one process takes (up to float summation order, and dropout masks, which are drawn
+    per rank).
+
     Args:
         on_step: called as ``on_step(step, total_steps, loss)`` after every optimizer step.
         step_fn: called as ``step_fn(model, step)`` before every forward pass (QAT uses it to
             switch fake quantization on after the quant delay).
     """
-    torch.manual_seed(config.seed)
+    rank, world = rank_and_world()
+    # Under torch.distributed the shuffling and augmentation generator is the same on every rank
+    # (each takes its share of the same global batch); the global RNG, which draws dropout
+    # masks, differs per rank so that the ranks' masks are independent.
+    torch.manual_seed(config.seed + 1_000_003 * rank)
     torch.use_deterministic_algorithms(True)
     generator = torch.Generator().manual_seed(config.seed)
     x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
@@ -80,23 +102,49 @@ def train(
     n = len(x_all)
     steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
     total = steps_per_epoch * config.epochs
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    # The fused kernel: one pass per parameter instead of a dozen (measured: a fifth of a QAT step).
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=True)
+    # DDP averages the ranks' gradients after backward; the ranges of QAT observers and
+    # BatchNorm statistics are all-reduced by the modules themselves, so buffers need no
+    # broadcast from rank 0 before each forward pass.
+    net = (
+        DDP(model, forward_sync_buffers=False, gradient_as_bucket_view=True) if world > 1 else model
+    )
     model.train()
     step = 0
     for _ in range(config.epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, config.batch_size):
             idx = order[start : start + config.batch_size]
-            x = _random_shift(x_all[idx], config.shift, generator)
+            offsets = _draw_shifts(len(idx), config.shift, generator)
+            if world > 1:
+                share = batch_share(len(idx), rank, world)
+                offsets = tuple(o[share] for o in offsets)
+                mine = idx[share]
+            else:
+                mine = idx
+            x = _apply_shifts(x_all[mine], config.shift, offsets)
             if step_fn is not None:
                 step_fn(model, step)
-            loss = nn.functional.cross_entropy(model(x), y_all[idx])
+            logits = net(x)
+            if world > 1:
+                # The global batch's mean loss: DDP divides the summed gradients by the world
+                # size, so each rank's summed loss is scaled by world / global batch size.
+                ce = nn.functional.cross_entropy(logits, y_all[mine], reduction="sum")
+                loss = ce * (world / len(idx))
+            else:
+                loss = nn.functional.cross_entropy(logits, y_all[mine])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
-            if on_step is not None:
-                on_step(step, total, float(loss.detach()))
+            if on_step is not None or world > 1:
+                reported = loss.detach().clone()
+                if world > 1:
+                    dist.all_reduce(reported)  # every rank takes part, reporting or not
+                    reported /= world
+                if on_step is not None:
+                    on_step(step, total, float(reported))
     model.eval()
     return model
 

@@ -29,12 +29,13 @@ def qparams_tensors(
 class _FakeQuantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, zero_point, qmin, qmax):  # type: ignore[no-untyped-def,override]
-        q = torch.round(x / scale) + zero_point
-        q = torch.where(torch.isnan(q), zero_point, q)  # NaN -> zero point, as quanta.quant
-        q = torch.clamp(q, qmin, qmax)
+        # In place on one buffer: the weights of a large layer are fake-quantized every step.
+        y = (x / scale).round_().add_(zero_point).clamp_(qmin, qmax).sub_(zero_point).mul_(scale)
+        # NaN -> the zero point, as quanta.quant: only NaN survives the clamp, and it gives 0.0
+        y.nan_to_num_(nan=0.0)
         ctx.save_for_backward(x, scale, zero_point)
         ctx.bounds = (qmin, qmax)
-        return (q - zero_point) * scale
+        return y
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def,override]

@@ -14,6 +14,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from quanta.distributed import is_distributed
 from quanta.qat.fake_quant import fake_quantize
 from quanta.quant import QParams, choose_qparams
 
@@ -29,14 +30,44 @@ def weight_qparams(weight: torch.Tensor, per_channel: bool) -> QParams:
     w = weight.detach().float()
     if per_channel:
         flat = w.reshape(w.shape[0], -1)  # (C_out, rest)
-        lo, hi = flat.min(dim=1).values.numpy(), flat.max(dim=1).values.numpy()
-        return choose_qparams(lo, hi, "int8", symmetric=True, axis=0)
-    return choose_qparams(float(w.min()), float(w.max()), "int8", symmetric=True)
+        lo, hi = torch.aminmax(flat, dim=1)  # one pass over the weights
+        return choose_qparams(lo.numpy(), hi.numpy(), "int8", symmetric=True, axis=0)
+    lo, hi = torch.aminmax(w)
+    return choose_qparams(float(lo), float(hi), "int8", symmetric=True)
 
 
-def _distributed() -> bool:
-    """Whether this process is one of several ranks of an initialized process group."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+def _global_batch_norm(bn: nn.BatchNorm2d, y: torch.Tensor) -> torch.Tensor:
+    """Training-mode BatchNorm over the *global* batch of all ranks.
+
+    The per-channel count, sum and sum of squares (float64) are all-reduced with autograd
+    (``torch.distributed.nn.functional.all_reduce``), so the forward pass and the gradients are
+    those of one process holding the whole batch. This is what ``nn.SyncBatchNorm`` does, which
+    refuses CPU tensors; the running statistics are updated as ``nn.BatchNorm2d`` would.
+    """
+    from torch.distributed.nn.functional import all_reduce
+
+    c = y.shape[1]
+    y64 = y.double()
+    count = torch.full((1,), y.numel() / c, dtype=torch.float64)
+    stats = all_reduce(torch.cat([y64.sum((0, 2, 3)), (y64 * y64).sum((0, 2, 3)), count]))
+    n = stats[2 * c]
+    mean = stats[:c] / n
+    var = stats[c : 2 * c] / n - mean * mean  # biased, as normalization uses
+    if bn.training and bn.track_running_stats:
+        assert bn.running_mean is not None and bn.running_var is not None
+        with torch.no_grad():
+            assert bn.num_batches_tracked is not None
+            bn.num_batches_tracked.add_(1)
+            m = bn.momentum if bn.momentum is not None else 1 / float(bn.num_batches_tracked)
+            unbiased = var * (n / (n - 1)) if float(n) > 1 else var
+            bn.running_mean.mul_(1 - m).add_(m * mean.to(bn.running_mean.dtype))
+            bn.running_var.mul_(1 - m).add_(m * unbiased.to(bn.running_var.dtype))
+    shape = (1, c, 1, 1)
+    inv = torch.rsqrt(var + bn.eps).to(y.dtype).reshape(shape)
+    out = (y - mean.to(y.dtype).reshape(shape)) * inv
+    if bn.affine:
+        out = out * bn.weight.reshape(shape) + bn.bias.reshape(shape)
+    return out
 
 
 class ActivationQuantizer(nn.Module):
@@ -72,17 +103,21 @@ class ActivationQuantizer(nn.Module):
 
     @torch.no_grad()
     def _observe(self, x: torch.Tensor) -> None:
-        finite = x[torch.isfinite(x)]
         inf = torch.tensor(float("inf"), dtype=torch.float64)
-        lo = finite.min().double() if finite.numel() else inf
-        hi = finite.max().double() if finite.numel() else -inf
-        if _distributed():
+        lo, hi = torch.aminmax(x) if x.numel() else (inf, -inf)
+        lo, hi = lo.double(), hi.double()
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):  # rare: skip NaN and inf values
+            finite = x[torch.isfinite(x)]
+            lo = finite.min().double() if finite.numel() else inf
+            hi = finite.max().double() if finite.numel() else -inf
+        if is_distributed():
             # Under torch.distributed every rank sees its own slice of the global batch; taking
             # the global batch's min and max (all-reduce) before the moving average keeps the
             # ranges identical on every rank and equal to one process's on the whole batch.
             # (DDP's default buffer broadcast would instead copy rank 0's ranges everywhere.)
-            dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-            dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+            both = torch.stack([lo, -hi])  # one collective: min of minima, max of maxima
+            dist.all_reduce(both, op=dist.ReduceOp.MIN)
+            lo, hi = both[0], -both[1]
         if not (torch.isfinite(lo) and torch.isfinite(hi)):
             return
         if not bool(self.initialized):
@@ -178,6 +213,8 @@ class QuantConv2d(_QuantWeighted):
         y = self._conv(x, w, None) / factor.reshape(1, -1, 1, 1)
         if self.conv.bias is not None:
             y = y + self.conv.bias.reshape(1, -1, 1, 1)
+        if is_distributed():
+            return _global_batch_norm(self.bn, y)  # every rank normalizes by the global batch
         return self.bn(y)
 
 
