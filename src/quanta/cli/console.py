@@ -16,7 +16,8 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 
-def progress() -> Progress:
+def progress(disable: bool = False) -> Progress:
+    """A transient progress bar on stderr; ``disable`` draws nothing (ranks other than 0)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -24,6 +25,7 @@ def progress() -> Progress:
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=disable,
     )
 
 

@@ -35,6 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--input-uint8", action="store_true", help="the model takes raw uint8 pixels 0..255"
     )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine (torch.distributed, gloo); the same as "
+        "`torchrun --standalone --nproc-per-node N -m quanta qat ...`",
+    )
     add_force(p)
     p.set_defaults(handler=run)
 
@@ -70,36 +77,75 @@ def load_lenet(model: str | None, checkpoint: str | None):  # type: ignore[no-un
     return net
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _rank_args(args: argparse.Namespace) -> list[str]:
+    """The ``quanta qat`` arguments each launched rank runs with (``--nproc`` left out)."""
+    argv = ["quanta", "qat"] + ([args.model] if args.model else [])
+    if args.from_lenet:
+        argv += ["--from-lenet", args.from_lenet]
+    argv += ["-o", args.output, "--epochs", str(args.epochs), "--quant-delay",
+             str(args.quant_delay), "--learning-rate", repr(args.learning_rate),
+             "--seed", str(args.seed)]  # fmt: skip
+    if args.data:
+        argv += ["--data", args.data]
+    return argv + ["--input-uint8"] * args.input_uint8 + ["--force"] * args.force
 
+
+def run(args: argparse.Namespace) -> int:
     from quanta.data import load_mnist
-    from quanta.models import TrainConfig, evaluate
-    from quanta.qat import QATConfig, export_qat_onnx, prepare_qat, train_qat
+    from quanta.distributed import launch_local, launched_by_torchrun, process_group
+    from quanta.models import TrainConfig
+    from quanta.qat import QATConfig
 
     config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     qat_config = QATConfig(quant_delay=args.quant_delay)
     inputs = [p for p in (args.model, args.from_lenet) if p]
     output = check_output_path(args.output, *inputs, force=args.force)
+    if args.nproc is not None and launched_by_torchrun():
+        raise InputError("--nproc launches the ranks itself; under torchrun leave it out")
+    if args.nproc is not None and args.nproc < 1:
+        raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     net = load_lenet(args.model, args.from_lenet)
     ds = load_mnist(args.data)
+    if args.nproc is not None and args.nproc > 1:
+        # Everything a rank could refuse was checked above, so a rank fails only on a bug.
+        return launch_local(args.nproc, ["-m", *_rank_args(args)])
+    if not launched_by_torchrun():
+        return _train_and_export(args, net, ds, config, qat_config, output, rank=0, world=1)
+    with process_group() as (rank, world):
+        return _train_and_export(args, net, ds, config, qat_config, output, rank, world)
+
+
+def _train_and_export(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace, net, ds, config, qat_config, output: Path, rank: int, world: int
+) -> int:
+    """Fine-tune (this rank's share of every global batch); rank 0 evaluates and writes."""
+    import torch
+
+    from quanta.models import evaluate
+    from quanta.qat import export_qat_onnx, prepare_qat, train_qat
+
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     qat = prepare_qat(net, qat_config)
-    with progress() as bar:
-        task = bar.add_task("QAT fine-tuning", total=None)
+    with progress(disable=rank > 0) as bar:
+        title = "QAT fine-tuning" + (f" ({world} processes)" if world > 1 else "")
+        task = bar.add_task(title, total=None)
         train_qat(
             qat, ds.train.images, ds.train.labels, config, quant_delay=qat_config.quant_delay,
             on_step=lambda s, t, loss: bar.update(task, completed=s, total=t),
         )  # fmt: skip
+    if rank > 0:
+        return 0  # one writer: rank 0 holds the same weights and ranges
+    seconds = time.perf_counter() - start
     acc = evaluate(qat, ds.test.images, ds.test.labels)
     sample = torch.from_numpy(ds.train.images[:64])
     _, notes = export_qat_onnx(qat, output, sample, uint8_input=args.input_uint8)
     for note in notes:
         err.print(f"[yellow]note:[/] {note}")
     kind = "uint8-input int8" if args.input_uint8 else "int8"
+    ranks = f", {world} processes" if world > 1 else ""
     out.print(
         f"QAT LeNet: fake-quant test accuracy {100 * acc:.2f} % "
-        f"({time.perf_counter() - start:.1f} s); wrote {kind} model {output}"
+        f"({seconds:.1f} s training{ranks}); wrote {kind} model {output}"
     )
     return 0
