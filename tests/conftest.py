@@ -1,8 +1,12 @@
-"""Shared fixtures: a tiny float conv net built with ``onnx.helper`` (opset 20), and its inputs."""
+"""Shared fixtures: a tiny float conv net built with ``onnx.helper`` (opset 20), and its inputs;
+a writer of tiny MNIST IDX directories."""
 
 from __future__ import annotations
 
+import gzip
+import struct
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -88,3 +92,33 @@ def make_convnet() -> Callable[..., onnx.ModelProto]:
 @pytest.fixture
 def make_images() -> Callable[..., np.ndarray]:
     return random_images
+
+
+IDX_NAMES = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def write_mnist_dir(
+    root: Path, n_train: int = 6, n_test: int = 4, *, gz: bool = False, side: int = 28
+) -> dict[str, np.ndarray]:
+    """Write four tiny IDX files; return the arrays written, keyed by file name."""
+    rng = np.random.default_rng(1)
+    arrays = {
+        IDX_NAMES[0]: rng.integers(0, 256, (n_train, side, side), dtype=np.uint8),
+        IDX_NAMES[1]: np.arange(n_train, dtype=np.uint8) % 10,
+        IDX_NAMES[2]: rng.integers(0, 256, (n_test, side, side), dtype=np.uint8),
+        IDX_NAMES[3]: (np.arange(n_test, dtype=np.uint8) * 3) % 10,
+    }
+    for name, arr in arrays.items():
+        data = idx_bytes(arr)
+        (root / (name + ".gz" if gz else name)).write_bytes(gzip.compress(data) if gz else data)
+    return arrays

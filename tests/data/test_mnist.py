@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 import quanta
+from conftest import IDX_NAMES, idx_bytes, write_mnist_dir
 from quanta.data import Dataset, Split, bundled_dir, load_mnist, read_idx, read_mnist_csv
 from quanta.errors import DataError
 
@@ -22,36 +22,6 @@ from quanta.errors import DataError
 T10K_IMAGES_MD5 = "2646ac647ad5339dbf082846283269ea"
 T10K_LABELS_MD5 = "27ae3e4e09519cfbb04c329615203637"
 T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-IDX_NAMES = [
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-]
-
-
-def idx_bytes(arr: np.ndarray) -> bytes:
-    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
-    return header + arr.astype(np.uint8).tobytes()
-
-
-def write_mnist_dir(
-    root: Path, n_train: int = 6, n_test: int = 4, *, gz: bool = False, side: int = 28
-) -> dict[str, np.ndarray]:
-    """Write four tiny IDX files; return the arrays written, keyed by file name."""
-    rng = np.random.default_rng(1)
-    arrays = {
-        IDX_NAMES[0]: rng.integers(0, 256, (n_train, side, side), dtype=np.uint8),
-        IDX_NAMES[1]: np.arange(n_train, dtype=np.uint8) % 10,
-        IDX_NAMES[2]: rng.integers(0, 256, (n_test, side, side), dtype=np.uint8),
-        IDX_NAMES[3]: (np.arange(n_test, dtype=np.uint8) * 3) % 10,
-    }
-    for name, arr in arrays.items():
-        data = idx_bytes(arr)
-        (root / (name + ".gz" if gz else name)).write_bytes(gzip.compress(data) if gz else data)
-    return arrays
-
-
 # --- the bundled files ---------------------------------------------------------------------------
 
 
