@@ -195,9 +195,10 @@ def _qat_lines(doc: dict) -> list[str]:  # type: ignore[type-arg]
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        f"- Two processes against one single-threaded process: {one_thread / two['train_s']:.2f}× "
+        f"- Speed of two processes against one single-threaded process: "
+        f"{one_thread / two['train_s']:.2f}× "
         "(the scaling of the data-parallel split itself). Against one process using both cores "
-        "through PyTorch's intra-op threads, the split gains "
+        "through PyTorch's intra-op threads: "
         f"{base['train_s'] / two['train_s']:.2f}×: both use the same two cores, and every rank "
         "still does the per-step work that does not shrink with its share of the batch: "
         "fake-quantizing all 3.3 M weights (forward and backward), the Adam update, the 13 MB "
