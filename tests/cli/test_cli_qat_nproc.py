@@ -36,7 +36,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _qat(setup: dict[str, Path], out: Path, *extra: str) -> list[str]:
     return ["qat", "--from-lenet", str(setup["ckpt"]), "--data", str(setup["root"]), "-o",
-            str(out), "--epochs", "1", "--quant-delay", "1", "--learning-rate", "1e-6", *extra]  # fmt: skip
+            str(out), "--epochs", "1", "--quant-delay", "1", "--learning-rate", "1e-6",
+            *extra]  # fmt: skip
 
 
 def _inits(path: Path) -> dict[str, np.ndarray]:
