@@ -85,7 +85,6 @@ def launch_local(nproc: int, module_args: Sequence[str]) -> int:
     if nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {nproc}")
     threads = max(1, (os.cpu_count() or 1) // nproc)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # torchrun warns when it is unset
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -98,10 +97,16 @@ def launch_local(nproc: int, module_args: Sequence[str]) -> int:
     launcher_log = logging.getLogger("torch.distributed.elastic")
     level = launcher_log.level
     launcher_log.setLevel(logging.CRITICAL)  # its failure report repeats the ranks' own errors
+    # The ranks inherit this process's environment (torchrun warns when OMP_NUM_THREADS is
+    # unset); the launcher also writes TORCHELASTIC_* variables there. Restored afterwards.
+    saved = dict(os.environ)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     try:
         elastic_launch(config, entrypoint=sys.executable)(*module_args)
     except ChildFailedError as exc:
         return min(exc.failures.items())[1].exitcode or 1
     finally:
         launcher_log.setLevel(level)
+        os.environ.clear()
+        os.environ.update(saved)
     return 0

@@ -11,6 +11,7 @@ tests/qat/test_qat_ddp.py.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +46,13 @@ def _inits(path: Path) -> dict[str, np.ndarray]:
 
 
 def test_two_ranks_write_one_model_close_to_one_process(
-    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    setup: dict[str, Path], tmp_path: Path
 ) -> None:
     one, two = tmp_path / "one.onnx", tmp_path / "two.onnx"
     assert main(_qat(setup, one)) == 0
+    env_before = dict(os.environ)
     assert main(_qat(setup, two, "--nproc", "2")) == 0
+    assert dict(os.environ) == env_before  # the launch leaves this process's environment alone
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.onnx", "two.onnx"]  # no temp files
     a, b = _inits(one), _inits(two)
     assert a.keys() == b.keys()
