@@ -94,7 +94,7 @@ def _qat_one(ckpt: Path, out: Path, nproc: int, threads: int | None) -> dict[str
     }
 
 
-def _step_costs(ckpt: Path) -> dict[str, float]:
+def _step_costs(ckpt: Path, batches: tuple[int, ...] = (64, 32, 1)) -> dict[str, float]:
     """Median ms of one QAT step (one thread) by batch size: what a rank's share saves."""
     import torch
     from torch.nn.functional import cross_entropy
@@ -109,7 +109,7 @@ def _step_costs(ckpt: Path) -> dict[str, float]:
     qat.train()
     best: dict[str, float] = {}
     for _ in range(REPEATS):
-        for batch in (64, 32, 1):
+        for batch in batches:
             x, y = torch.rand(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
             times = []
             for _ in range(12):
@@ -127,6 +127,12 @@ def _step_costs(ckpt: Path) -> dict[str, float]:
 def qat(cache: Path) -> dict[str, object]:
     ckpt = _lenet_checkpoint(cache)
     steps = _step_costs(ckpt)
+    # the same batch-32 step in two processes side by side, with no communication: what
+    # sharing this machine's two cores costs each of them
+    probe = [sys.executable, __file__, "--probe-steps", str(ckpt)]
+    pair = [subprocess.Popen(probe, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    side_by_side = [json.loads(p.communicate()[0])["32"] for p in pair]
+    steps["32, two processes side by side"] = statistics.mean(side_by_side)
     print(f"QAT step, one thread, by batch: {steps}", flush=True)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in QAT_RUNS}
     for repeat in range(REPEATS):
@@ -208,9 +214,11 @@ def _qat_lines(doc: dict) -> list[str]:  # type: ignore[type-arg]
         f"{steps['1']:.0f} ms of every step is weight work each rank repeats, which bounds what "
         "splitting the batch can gain for LeNet (its fully connected layer holds 3.2 M weights "
         f"for little compute per sample). A 2-process step took {1e3 * two['train_s'] / 79:.0f}"
-        f" ms against {steps['32']:.0f} ms for a batch-32 step alone: the rest is the gradient "
-        "all-reduce and the waits at every synchronization, on two cores that gloo's "
-        "communication threads share with the ranks.",
+        f" ms against {steps['32']:.0f} ms for a batch-32 step alone. Two processes stepping "
+        "side by side with no communication at all already take "
+        f"{steps['32, two processes side by side']:.0f} ms each: the two cores of this machine "
+        "do not give two processes twice the throughput of one. The rest is the gradient "
+        "all-reduce and the waits at every synchronization.",
         "- Tolerance: ranks draw their own dropout masks, so the runs are not the same "
         "computation; accuracy is expected within 0.2 pp. Without dropout the 2-process model "
         "equals one process's within float summation order "
@@ -264,7 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(DEFAULT_CACHE))
     parser.add_argument("--samples", type=int, default=2016)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--probe-steps", metavar="CKPT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.probe_steps:  # one side of the side-by-side step measurement
+        print(json.dumps(_step_costs(Path(args.probe_steps), (32,))))
+        return 0
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = out_dir / "distributed.json"
