@@ -21,7 +21,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from quanta.distributed import batch_share
-from quanta.models import TrainConfig
+from quanta.models import TrainConfig, TrainState
 from quanta.qat import export_qat_onnx, prepare_qat, train_qat
 from quanta.runtime import make_session
 
@@ -50,25 +50,32 @@ def _data() -> tuple[np.ndarray, np.ndarray]:
     return images, rng.integers(0, 10, SAMPLES)
 
 
-def _train(out: Path) -> None:
-    """Train and (on rank 0) export; every rank saves its state to compare ranks."""
+def _train(out: Path, resume: str = "") -> None:
+    """Train (or resume) and, on rank 0, write a state per epoch and export; every rank saves
+    its final state to compare ranks."""
     rank = dist.get_rank() if dist.is_initialized() else 0
     torch.manual_seed(0)
     qat = prepare_qat(_ConvBnNet())
     images, labels = _data()
     config = TrainConfig(epochs=EPOCHS, batch_size=GLOBAL_BATCH, learning_rate=1e-2, shift=1)
-    train_qat(qat, images, labels, config, quant_delay=DELAY)
+
+    def on_epoch(state: TrainState) -> None:
+        if rank == 0:
+            state.save(out / f"epoch{state.epoch}.pt")
+
+    train_qat(qat, images, labels, config, quant_delay=DELAY, on_epoch=on_epoch,
+              resume=TrainState.load(resume) if resume else None)  # fmt: skip
     state = {k: v.detach().clone() for k, v in qat.state_dict().items()}
     torch.save(state, out / f"state{rank}.pt")
     if rank == 0:
         export_qat_onnx(qat, out / "model.onnx", torch.from_numpy(images[:8]))
 
 
-def _rank(rank: int, world: int, init: str, out: str) -> None:
+def _rank(rank: int, world: int, init: str, out: str, resume: str) -> None:
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
-        _train(Path(out))
+        _train(Path(out), resume)
     finally:
         dist.destroy_process_group()
 
@@ -78,8 +85,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     single, ddp = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("ddp")
     _train(single)
     init = f"file://{tmp_path_factory.mktemp('rdzv') / 'store'}"
-    mp.spawn(_rank, args=(2, init, str(ddp)), nprocs=2, join=True)
-    return {"single": single, "ddp": ddp}
+    mp.spawn(_rank, args=(2, init, str(ddp), ""), nprocs=2, join=True)
+    # the same 2-process run, stopped after epoch 1 and resumed from rank 0's checkpoint
+    resumed = tmp_path_factory.mktemp("ddp_resumed")
+    init = f"file://{tmp_path_factory.mktemp('rdzv') / 'store'}"
+    mp.spawn(_rank, args=(2, init, str(resumed), str(ddp / "epoch1.pt")), nprocs=2, join=True)
+    return {"single": single, "ddp": ddp, "resumed": resumed}
 
 
 def _initializers(path: Path) -> dict[str, np.ndarray]:
@@ -141,6 +152,21 @@ def test_exported_models_agree(runs: dict[str, Path]) -> None:
     assert last.op_type == "DequantizeLinear"
     step = float(a[last.input[1]])
     assert np.abs(ya - yb).max() <= 2 * step + 1e-6
+
+
+def test_rank0_checkpoints_resume_the_distributed_run_exactly(runs: dict[str, Path]) -> None:
+    state = TrainState.load(runs["ddp"] / "epoch1.pt")
+    assert state.epoch == 1 and len(state.rng) == 2  # both ranks' dropout streams
+    assert not torch.equal(state.rng[0], state.rng[1])
+    assert sorted(p.name for p in runs["ddp"].glob("epoch*.pt")) == ["epoch1.pt", "epoch2.pt"]
+    straight = torch.load(runs["ddp"] / "state0.pt", weights_only=True)
+    for rank in (0, 1):
+        resumed = torch.load(runs["resumed"] / f"state{rank}.pt", weights_only=True)
+        for key, value in straight.items():
+            assert torch.equal(resumed[key], value), key
+    assert (runs["resumed"] / "model.onnx").read_bytes() == (
+        runs["ddp"] / "model.onnx"
+    ).read_bytes()
 
 
 def test_single_process_is_unaffected_by_the_distributed_path(tmp_path: Path) -> None:

@@ -36,6 +36,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--input-uint8", action="store_true", help="the model takes raw uint8 pixels 0..255"
     )
     p.add_argument(
+        "--checkpoint",
+        metavar="STATE.pt",
+        help="write the training state here after every epoch (rank 0, atomically)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="STATE.pt",
+        help="continue from a --checkpoint file (the epochs after it, up to --epochs)",
+    )
+    p.add_argument(
         "--nproc",
         type=int,
         metavar="N",
@@ -85,8 +95,10 @@ def _rank_args(args: argparse.Namespace) -> list[str]:
     argv += ["-o", args.output, "--epochs", str(args.epochs), "--quant-delay",
              str(args.quant_delay), "--learning-rate", repr(args.learning_rate),
              "--seed", str(args.seed)]  # fmt: skip
-    if args.data:
-        argv += ["--data", args.data]
+    for flag, value in (("--data", args.data), ("--checkpoint", args.checkpoint),
+                        ("--resume", args.resume)):  # fmt: skip
+        if value:
+            argv += [flag, value]
     return argv + ["--input-uint8"] * args.input_uint8 + ["--force"] * args.force
 
 
@@ -98,14 +110,19 @@ def run(args: argparse.Namespace) -> int:
 
     config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     qat_config = QATConfig(quant_delay=args.quant_delay)
-    inputs = [p for p in (args.model, args.from_lenet) if p]
+    inputs = [p for p in (args.model, args.from_lenet, args.resume) if p]
     output = check_output_path(args.output, *inputs, force=args.force)
+    if args.checkpoint and not _same_file(args.checkpoint, args.resume):
+        # (a checkpoint that continues its own --resume file replaces it, as training goes on)
+        check_output_path(args.checkpoint, *inputs, output, force=args.force)
     if args.nproc is not None and launched_by_torchrun():
         raise InputError("--nproc launches the ranks itself; under torchrun leave it out")
     if args.nproc is not None and args.nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     net = load_lenet(args.model, args.from_lenet)
     ds = load_mnist(args.data)
+    if args.resume:
+        _check_resume(args.resume, net, qat_config, config)
     if args.nproc is not None and args.nproc > 1:
         # Everything a rank could refuse was checked above, so a rank fails only on a bug.
         return launch_local(args.nproc, ["-m", *_rank_args(args)])
@@ -115,24 +132,53 @@ def run(args: argparse.Namespace) -> int:
         return _train_and_export(args, net, ds, config, qat_config, output, rank, world)
 
 
+def _same_file(a: str, b: str | None) -> bool:
+    return b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def _check_resume(path: str, net, qat_config, config) -> None:  # type: ignore[no-untyped-def]
+    """Refuse a --resume file that does not fit this model or has nothing left to train."""
+    from quanta.models import TrainState
+    from quanta.qat import prepare_qat
+
+    state = TrainState.load(path)
+    try:
+        prepare_qat(net, qat_config).load_state_dict(state.model)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"--resume {path!r} does not fit this QAT LeNet: {first}") from exc
+    if state.epoch >= config.epochs:
+        raise InputError(
+            f"--resume {path!r} already holds {state.epoch} epoch(s); ask for more with "
+            f"--epochs (got {config.epochs})"
+        )
+
+
 def _train_and_export(  # type: ignore[no-untyped-def]
     args: argparse.Namespace, net, ds, config, qat_config, output: Path, rank: int, world: int
 ) -> int:
     """Fine-tune (this rank's share of every global batch); rank 0 evaluates and writes."""
     import torch
 
-    from quanta.models import evaluate
+    from quanta.models import TrainState, evaluate
     from quanta.qat import export_qat_onnx, prepare_qat, train_qat
 
     start = time.perf_counter()
     torch.manual_seed(config.seed)
     qat = prepare_qat(net, qat_config)
+    resume = TrainState.load(args.resume) if args.resume else None
+
+    def on_epoch(state: TrainState) -> None:
+        if rank == 0:  # one writer; every rank's dropout stream is in the state
+            state.save(args.checkpoint)
+
     with progress(disable=rank > 0) as bar:
         title = "QAT fine-tuning" + (f" ({world} processes)" if world > 1 else "")
         task = bar.add_task(title, total=None)
         train_qat(
             qat, ds.train.images, ds.train.labels, config, quant_delay=qat_config.quant_delay,
             on_step=lambda s, t, loss: bar.update(task, completed=s, total=t),
+            on_epoch=on_epoch if args.checkpoint else None, resume=resume,
         )  # fmt: skip
     if rank > 0:
         return 0  # one writer: rank 0 holds the same weights and ranges

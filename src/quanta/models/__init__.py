@@ -6,7 +6,14 @@ from quanta.models.export import export_onnx, to_onnx_model
 from quanta.models.lenet import LeNet
 from quanta.models.minilm import BertConfig, MiniLM
 from quanta.models.mobilenetv2 import MobileNetV2
-from quanta.models.train import TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
+from quanta.models.train import (
+    TrainConfig,
+    TrainState,
+    evaluate,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
 
 __all__ = [
     "LeNet",
@@ -14,6 +21,7 @@ __all__ = [
     "MiniLM",
     "BertConfig",
     "TrainConfig",
+    "TrainState",
     "train",
     "evaluate",
     "export_onnx",

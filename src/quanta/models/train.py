@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +20,14 @@ from quanta._io import write_bytes_atomic
 from quanta.distributed import batch_share, rank_and_world
 from quanta.errors import InputError, ModelError
 
-__all__ = ["TrainConfig", "evaluate", "load_checkpoint", "save_checkpoint", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainState",
+    "evaluate",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,45 @@ def _apply_shifts(x: torch.Tensor, shift: int, offsets: tuple[torch.Tensor, ...]
     return padded[idx_n, torch.arange(x.shape[1])[None, :, None, None], rows, cols]
 
 
+@dataclass
+class TrainState:
+    """Everything needed to resume training after ``epoch`` completed epochs, bit for bit.
+
+    ``rng`` holds every rank's global RNG state (dropout masks); a run resumed with another
+    number of processes reseeds instead.
+    """
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    generator: torch.Tensor  # the shuffling and augmentation generator, the same on every rank
+    rng: list[torch.Tensor]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the state atomically (a weights-only PyTorch file)."""
+        buffer = io.BytesIO()
+        torch.save({"quanta_train_state": 1, **vars(self)}, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TrainState:
+        if not os.path.isfile(path):
+            raise ModelError(f"checkpoint {os.fspath(path)!r} does not exist; expected a .pt file")
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is the file's fault
+            raise ModelError(
+                f"checkpoint {os.fspath(path)!r} is not a weights-only PyTorch file ({exc})"
+            ) from exc
+        if not isinstance(raw, dict) or raw.get("quanta_train_state") != 1:
+            raise ModelError(
+                f"checkpoint {os.fspath(path)!r} is not a training checkpoint written by "
+                "`quanta qat --checkpoint`"
+            )
+        del raw["quanta_train_state"]
+        return cls(**raw)
+
+
 def train(
     model: nn.Module,
     images: npt.NDArray[np.float32],
@@ -72,6 +120,8 @@ def train(
     *,
     on_step: Callable[[int, int, float], None] | None = None,
     step_fn: Callable[[nn.Module, int], None] | None = None,
+    on_epoch: Callable[[TrainState], None] | None = None,
+    resume: TrainState | None = None,
 ) -> nn.Module:
     """Train ``model`` in place with Adam on ``(images, labels)``; return it in eval mode.
 
@@ -89,6 +139,10 @@ def train(
         on_step: called as ``on_step(step, total_steps, loss)`` after every optimizer step.
         step_fn: called as ``step_fn(model, step)`` before every forward pass (QAT uses it to
             switch fake quantization on after the quant delay).
+        on_epoch: called on every rank with the ``TrainState`` after each epoch (to write a
+            checkpoint: rank 0 only, ``TrainState.save`` is atomic).
+        resume: continue from this state: the model, the optimizer, the generators and the
+            step count are restored, and training runs the epochs after ``resume.epoch``.
     """
     rank, world = rank_and_world()
     # Under torch.distributed the shuffling and augmentation generator is the same on every rank
@@ -107,12 +161,22 @@ def train(
     # DDP averages the ranks' gradients after backward; the ranges of QAT observers and
     # BatchNorm statistics are all-reduced by the modules themselves, so buffers need no
     # broadcast from rank 0 before each forward pass.
+    start_epoch = 0
+    if resume is not None:
+        start_epoch = resume.epoch
+        model.load_state_dict(resume.model)
+        optimizer.load_state_dict(resume.optimizer)
+        generator.set_state(resume.generator)
+        if len(resume.rng) == world:
+            torch.set_rng_state(resume.rng[rank])
+        else:  # another number of processes: dropout masks cannot continue the same stream
+            torch.manual_seed(config.seed + 1_000_003 * rank + 7919 * start_epoch)
     net = (
         DDP(model, forward_sync_buffers=False, gradient_as_bucket_view=True) if world > 1 else model
     )
     model.train()
-    step = 0
-    for _ in range(config.epochs):
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, config.epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, config.batch_size):
             idx = order[start : start + config.batch_size]
@@ -145,8 +209,31 @@ def train(
                     reported /= world
                 if on_step is not None:
                     on_step(step, total, float(reported))
+        if on_epoch is not None:
+            on_epoch(_state(epoch + 1, model, optimizer, generator, world))
     model.eval()
     return model
+
+
+def _state(
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    world: int,
+) -> TrainState:
+    rng = torch.get_rng_state()
+    rngs = [rng]
+    if world > 1:  # every rank's dropout stream, so that a resumed run continues each one
+        rngs = [torch.empty_like(rng) for _ in range(world)]
+        dist.all_gather(rngs, rng)
+    return TrainState(
+        epoch=epoch,
+        model={k: v.detach().clone() for k, v in model.state_dict().items()},
+        optimizer=copy.deepcopy(optimizer.state_dict()),
+        generator=generator.get_state(),
+        rng=rngs,
+    )
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""``quanta qat --nproc 2``: two ranks launched by torch's elastic launcher (gloo, CPU) on a tiny
+"""``quanta qat``: ``--checkpoint``/``--resume`` give the uninterrupted run's bytes, and
+``--nproc 2``: two ranks launched by torch's elastic launcher (gloo, CPU) on a tiny
 MNIST directory, rank 0 writing the model once, against the same command in one process.
 
 LeNet has dropout, whose masks each rank draws for its own share, so the two runs are not the
@@ -96,3 +97,39 @@ def test_bad_nproc_is_one_line(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not list(tmp_path.iterdir())
+
+
+def test_resume_from_a_checkpoint_gives_the_same_model(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    straight, resumed, state = (
+        tmp_path / "straight.onnx",
+        tmp_path / "resumed.onnx",
+        tmp_path / "s.pt",
+    )
+    two_epochs = ["--epochs", "2"]
+    assert main(_qat(setup, straight) + two_epochs) == 0
+    assert main(_qat(setup, tmp_path / "first.onnx", "--checkpoint", str(state))) == 0
+    assert main(_qat(setup, resumed, "--resume", str(state), "--checkpoint", str(state))
+                + two_epochs) == 0  # fmt: skip
+    assert resumed.read_bytes() == straight.read_bytes()
+
+
+def test_bad_resume_is_one_line(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "s.pt"
+    assert main(_qat(setup, tmp_path / "a.onnx", "--checkpoint", str(state))) == 0
+    capsys.readouterr()
+    cases = {
+        "already holds 1 epoch": ["--resume", str(state)],  # --epochs 1: nothing left
+        "not a training checkpoint": ["--resume", str(setup["ckpt"]), "--epochs", "2"],
+        "exists; pass --force": ["--checkpoint", str(state), "--epochs", "2"],
+    }
+    for message, extra in cases.items():
+        out = tmp_path / "b.onnx"
+        before = state.read_bytes()
+        assert main(_qat(setup, out, *extra)) == 2, message
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert not out.exists() and state.read_bytes() == before
