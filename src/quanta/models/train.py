@@ -158,9 +158,6 @@ def train(
     total = steps_per_epoch * config.epochs
     # The fused kernel: one pass per parameter instead of a dozen (measured: a fifth of a QAT step).
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=True)
-    # DDP averages the ranks' gradients after backward; the ranges of QAT observers and
-    # BatchNorm statistics are all-reduced by the modules themselves, so buffers need no
-    # broadcast from rank 0 before each forward pass.
     start_epoch = 0
     if resume is not None:
         start_epoch = resume.epoch
@@ -171,6 +168,9 @@ def train(
             torch.set_rng_state(resume.rng[rank])
         else:  # another number of processes: dropout masks cannot continue the same stream
             torch.manual_seed(config.seed + 1_000_003 * rank + 7919 * start_epoch)
+    # DDP averages the ranks' gradients after backward; the ranges of QAT observers and
+    # BatchNorm statistics are all-reduced by the modules themselves, so buffers need no
+    # broadcast from rank 0 before each forward pass.
     net = (
         DDP(model, forward_sync_buffers=False, gradient_as_bucket_view=True) if world > 1 else model
     )
