@@ -207,3 +207,88 @@ def test_layers_kept_float_are_written_float_with_int8_weights() -> None:
     want = ReferenceEvaluator(model).run(None, {"x": x[64:]})[0]
     steps = _steps(got, want, lo, hi)
     assert np.mean(steps <= 0.5 + 1e-6) >= 0.95 and steps.max() <= 1.5
+
+
+def _ranges(
+    model: onnx.ModelProto, names: list[str], x: np.ndarray
+) -> dict[str, tuple[float, float]]:
+    from quanta.graph.calibrate import session_with_outputs
+
+    values = session_with_outputs(model, names).run(names, {model.graph.input[0].name: x})
+    return {n: (float(v.min()), float(v.max())) for n, v in zip(names, values, strict=True)}
+
+
+def test_softmax_runs_int8_on_tflites_fixed_grid(
+    make_convnet: MakeConvnet, make_images: MakeImages
+) -> None:
+    from quanta.runtime.litert import tflite_kernels
+
+    model = quantize_static(
+        make_convnet(head="Softmax"), CalibrationData({"image": make_images(64)}), CONFIG
+    ).model
+    assert any(n.op_type == "Softmax" for n in model.graph.node)  # kept float in ONNX
+    with pytest.raises(ModelError, match="Softmax input 'fc_out'.*--calibration"):
+        onnx_to_tflite(model, {"logits": (0.0, 1.0)})
+    data = onnx_to_tflite(model, _ranges(model, ["fc_out", "logits"], make_images(64)))
+    path = Path(__import__("tempfile").mkdtemp()) / "m.tflite"
+    path.write_bytes(data)
+    assert tflite_kernels(path).int8["SOFTMAX"] == 1
+    x = make_images(40, seed=9)
+    got, want = _run_tflite(data, x), _onnx(model, x)
+    # probabilities on the (1/256, -128) grid, from logits on their own int8 grid: within a
+    # few output steps of ONNX Runtime's float softmax of the int8 logits
+    assert np.abs(got - want).max() <= 4 / 256
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=0.05)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+
+
+def _two_branch_concat() -> onnx.ModelProto:
+    """Two convolutions of different output ranges concatenated on channels -> GAP -> Gemm."""
+    rng = np.random.default_rng(2)
+    inits = {
+        "wa": rng.normal(0, 0.5, (3, 2, 3, 3)), "ba": rng.normal(0, 0.1, 3),
+        "wb": rng.normal(0, 1.5, (5, 2, 1, 1)), "bb": rng.normal(0, 0.1, 5),
+        "wf": rng.normal(0, 0.5, (4, 8)), "bf": rng.normal(0, 0.1, 4),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["x", "wa", "ba"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a"], ["ra"], name="relu_a"),
+        helper.make_node("Conv", ["x", "wb", "bb"], ["b"], name="conv_b"),
+        helper.make_node("Relu", ["b"], ["rb"], name="relu_b"),
+        helper.make_node("Concat", ["ra", "rb"], ["cat"], name="cat", axis=1),
+        helper.make_node("GlobalAveragePool", ["cat"], ["pooled"], name="gap"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "wf", "bf"], ["y"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "concat",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 2, 6, 6])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    return model
+
+
+def test_concat_of_inputs_on_other_grids() -> None:
+    from quanta.runtime.litert import tflite_kernels
+
+    x = np.random.default_rng(3).normal(0, 1, (80, 2, 6, 6)).astype(np.float32)
+    model = quantize_static(_two_branch_concat(), CalibrationData({"x": x[:64]}), CONFIG).model
+    cat = next(n for n in model.graph.node if n.op_type == "Concat")
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert all(producers[i].op_type == "DequantizeLinear" for i in cat.input)  # int8 Concat
+    scales = {i: producers[i].input[1] for i in cat.input}
+    assert len(set(scales.values())) == 2  # each input on its own grid
+    ranges = _ranges(model, ["y"], x[:64])
+    data = onnx_to_tflite(model, ranges)
+    path = Path(__import__("tempfile").mkdtemp()) / "m.tflite"
+    path.write_bytes(data)
+    kernels = tflite_kernels(path)
+    assert kernels.int8["CONCATENATION"] == 1
+    assert kernels.all["QUANTIZE"] >= 2  # model input + at least one input requantized
+    lo, hi = ranges["y"]
+    got, want = _run_tflite(data, x[64:]), _onnx(model, x[64:])
+    steps = _steps(got, want, lo, hi)
+    assert np.mean(steps <= 0.5 + 1e-6) >= 0.9 and steps.max() <= 1.5

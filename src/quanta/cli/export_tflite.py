@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--calibration",
         help="X.npz or mnist: samples to measure the range of float outputs written by integer "
-        "ops (quanta's float logits), which TFLite must hold in int8",
+        "ops (quanta's float logits) and of Softmax inputs, which TFLite must hold in int8",
     )  # fmt: skip
     add_force(p)
     p.set_defaults(handler=run)
@@ -35,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     from quanta.cli.datasets import eval_set
     from quanta.graph import load_model
+    from quanta.graph.calibrate import session_with_outputs
     from quanta.graph.uint8_input import with_uint8_input
-    from quanta.runtime import feeds_for, make_session
+    from quanta.runtime import feeds_for
     from quanta.tflite import onnx_to_tflite
 
     inputs = [
@@ -53,9 +54,11 @@ def run(args: argparse.Namespace) -> int:
         data = eval_set(
             args.calibration, [i.name for i in model.graph.input if i.name not in inits]
         )
-        session = make_session(model.SerializeToString())
-        feeds = {k: v[:500] for k, v in feeds_for(session, data).items()}
+        # the float tensors TFLite holds in int8: the outputs, and what a Softmax reads
         names = [o.name for o in model.graph.output]
+        names += [n.input[0] for n in model.graph.node if n.op_type == "Softmax"]
+        session = session_with_outputs(model, names)
+        feeds = {k: v[:500] for k, v in feeds_for(session, data).items()}
         for name, value in zip(names, session.run(names, feeds), strict=True):
             ranges[name] = (float(np.min(value)), float(np.max(value)))
     if args.input_uint8:

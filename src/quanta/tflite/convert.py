@@ -6,8 +6,10 @@
   reordered from (C, H, W) to (H, W, C)), anywhere else a TRANSPOSE back to NCHW is inserted.
 - Quantization: activations int8 asymmetric (a uint8 grid ``(s, z)`` becomes ``(s, z - 128)``,
   the same real values); weights int8 symmetric per output channel (zero point 0); biases int32
-  with scale ``s_in * s_w``; pooling and reshapes keep their input's grid; SOFTMAX's output is
-  fixed at ``(1/256, -128)``.
+  with scale ``s_in * s_w``; pooling and reshapes keep their input's grid; CONCATENATION's
+  inputs are requantized onto its output's grid where they differ (TFLite's int8 kernel needs
+  one grid); SOFTMAX (which quanta keeps float in ONNX) runs on int8 with TFLite's fixed output
+  grid ``(1/256, -128)``, its input's grid measured like a float output's.
 - Layers the model keeps float (Conv, Add, Relu, Clip(0, 6)) are written float: DEQUANTIZE of
   their int8 input, the float op (ReLU/ReLU6 fused), QUANTIZE back; their int8-stored weights
   stay int8 behind a DEQUANTIZE of a constant, which TFLite evaluates once at load.
@@ -166,10 +168,12 @@ class _Converter:
                 if dq.op_type == "DequantizeLinear":
                     self.acts[dq.output[0]] = _Act(index, nhwc)
             return index
-        if out_name in self.index.graph_outputs:
+        into_softmax = bool(users) and all(u.op_type == "Softmax" for u in users)
+        if out_name in self.index.graph_outputs or into_softmax:
             if out_name not in self.output_ranges:
+                what = "output" if out_name in self.index.graph_outputs else "Softmax input"
                 raise ModelError(
-                    f"output {out_name!r} is float, written by {node.op_type} {node.name!r}; "
+                    f"{what} {out_name!r} is float, written by {node.op_type} {node.name!r}; "
                     "TFLite needs its int8 range: pass --calibration to measure it"
                 )
             lo, hi = self.output_ranges[out_name]
@@ -413,6 +417,74 @@ class _Converter:
 
         self.out.ops.append(OpSpec(code, [a.index, b_.index], [y], options, 2))
 
+    def _requantized(self, act: _Act, grid: tuple[float, int], name: str) -> int:
+        """``act`` on ``grid``: itself if it is already there, else a QUANTIZE (int8 -> int8)."""
+        t = self.out.tensors[act.index]
+        if (t.scale[0], t.zero_point[0]) == grid:  # type: ignore[index]
+            return act.index
+        y = self._int8(name, list(t.shape), grid)
+        self.out.ops.append(OpSpec(B.QUANTIZE, [act.index], [y], None, 2))
+        return y
+
+    def _tflite_axis(self, node: onnx.NodeProto, rank: int, nhwc: bool) -> int:
+        axis = int(_attr(node, "axis", -1 if node.op_type == "Softmax" else 0))  # type: ignore[call-overload]
+        axis = axis + rank if axis < 0 else axis
+        if not 0 <= axis < rank:
+            raise ModelError(f"{node.op_type} {node.name!r}: axis {axis} is outside rank {rank}")
+        return [0, 3, 1, 2][axis] if nhwc else axis  # NCHW axis -> NHWC axis
+
+    def concat(self, node: onnx.NodeProto) -> None:
+        """CONCATENATION: TFLite's int8 kernel needs every input on the output's grid, so an
+        input on another grid (quanta's QDQ Concat lets each keep its own) is requantized."""
+        acts = [self._act_of(name) for name in node.input]
+        if len({a.nhwc for a in acts}) != 1:
+            raise ModelError(f"Concat {node.name!r}: inputs in different layouts")
+        shapes = [list(self.out.tensors[a.index].shape) for a in acts]
+        axis = self._tflite_axis(node, len(shapes[0]), acts[0].nhwc)
+        shape = list(shapes[0])
+        shape[axis] = sum(sh[axis] for sh in shapes)
+        y = self._output_act(node, shape, acts[0].nhwc)
+        out_t = self.out.tensors[y]
+        grid = (out_t.scale[0], out_t.zero_point[0])  # type: ignore[index]
+        inputs = [self._requantized(a, grid, f"{node.name}_in{i}") for i, a in enumerate(acts)]
+
+        def options(b: object) -> tuple[int, int]:
+            tflite.ConcatenationOptionsStart(b)
+            tflite.ConcatenationOptionsAddAxis(b, axis)
+            return tflite.BuiltinOptions.ConcatenationOptions, tflite.ConcatenationOptionsEnd(b)
+
+        self.out.ops.append(OpSpec(B.CONCATENATION, inputs, [y], options))
+
+    def softmax(self, node: onnx.NodeProto) -> None:
+        """SOFTMAX on int8, over the last axis, with the output grid TFLite fixes: (1/256, -128).
+        quanta keeps Softmax float in ONNX; its int8 input grid comes from the op before it."""
+        x = self._act_of(node.input[0])
+        shape = list(self.out.tensors[x.index].shape)
+        if self._tflite_axis(node, len(shape), x.nhwc) != len(shape) - 1:
+            raise ModelError(
+                f"Softmax {node.name!r}: TFLite normalizes over the last axis only; this one is "
+                f"over axis {_attr(node, 'axis', -1)}"
+            )
+        grid = (1 / 256, -128)
+        y = self._int8(node.output[0], shape, grid)
+        self.acts[node.output[0]] = _Act(y, x.nhwc)
+
+        def options(b: object) -> tuple[int, int]:
+            tflite.SoftmaxOptionsStart(b)
+            tflite.SoftmaxOptionsAddBeta(b, 1.0)
+            return tflite.BuiltinOptions.SoftmaxOptions, tflite.SoftmaxOptionsEnd(b)
+
+        self.out.ops.append(OpSpec(B.SOFTMAX, [x.index], [y], options))
+        # a QuantizeLinear after it (a QDQ model that quantizes probabilities) gets its grid
+        for q in self.index.consumers.get(node.output[0], []):
+            if q.op_type == "QuantizeLinear":
+                z = self._requantized(self.acts[node.output[0]], self._grid(q), q.output[0])
+                self.acts[q.output[0]] = _Act(z, x.nhwc)
+                for dq in self.index.consumers.get(q.output[0], []):
+                    if dq.op_type == "DequantizeLinear":
+                        self.acts[dq.output[0]] = _Act(z, x.nhwc)
+                self.fused_away.add(q.name)
+
     # --- layers kept float: DEQUANTIZE -> float op -> QUANTIZE ------------------------------
 
     def _float_of(self, name: str) -> _Act:
@@ -552,9 +624,12 @@ class _Converter:
                 and weight is not None
                 and (weight.op_type == "DequantizeLinear" and weight.input[0] in self.consts)
             )
-        data = [n for n in node.input[:2] if n and n not in self.consts]
-        if node.op_type in ("Flatten", "Reshape", "MaxPool", "AveragePool", "GlobalAveragePool"):
+        data = [n for n in node.input if n and n not in self.consts]
+        if node.op_type in ("Flatten", "Reshape", "MaxPool", "AveragePool", "GlobalAveragePool",
+                            "Softmax"):  # fmt: skip
             data = data[:1]
+        elif node.op_type != "Concat":
+            data = data[:2]
         return all(n in self.acts for n in data)
 
     # --- the whole graph -------------------------------------------------------------------------
@@ -570,7 +645,7 @@ class _Converter:
             "Conv": self.conv, "Gemm": self.fully_connected, "MatMul": self.fully_connected,
             "MaxPool": self.pool, "AveragePool": self.pool, "GlobalAveragePool": self.pool,
             "Flatten": self.flatten, "Reshape": self.flatten, "Add": self.elementwise,
-            "Mul": self.elementwise,
+            "Mul": self.elementwise, "Concat": self.concat, "Softmax": self.softmax,
         }  # fmt: skip
         float_handlers = {
             "Conv": self.float_conv, "Add": self.float_add, "Relu": self.float_activation,
@@ -598,7 +673,7 @@ class _Converter:
             if handler is None:
                 raise ModelError(
                     f"node {node.name!r} is {node.op_type}, which quanta's TFLite export does not "
-                    f"support; supported: {', '.join(SUPPORTED_OPS[:-2])}"
+                    f"support; supported: {', '.join(SUPPORTED_OPS)}"
                 )
             handler(node)
         for value in graph.output:
