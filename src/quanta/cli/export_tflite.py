@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--calibration",
         help="X.npz or mnist: samples to measure the range of float outputs written by integer "
-        "ops (quanta's float logits) and of Softmax inputs, which TFLite must hold in int8",
+        "ops (quanta's float logits) and of Softmax/Sigmoid inputs, which TFLite must hold in int8",
     )  # fmt: skip
     add_force(p)
     p.set_defaults(handler=run)
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         )
         # the float tensors TFLite holds in int8: the outputs, and what a Softmax reads
         names = [o.name for o in model.graph.output]
-        names += [n.input[0] for n in model.graph.node if n.op_type == "Softmax"]
+        names += [n.input[0] for n in model.graph.node if n.op_type in ("Softmax", "Sigmoid")]
         session = session_with_outputs(model, names)
         feeds = {k: v[:500] for k, v in feeds_for(session, data).items()}
         for name, value in zip(names, session.run(names, feeds), strict=True):

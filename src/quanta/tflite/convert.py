@@ -8,8 +8,9 @@
   the same real values); weights int8 symmetric per output channel (zero point 0); biases int32
   with scale ``s_in * s_w``; pooling and reshapes keep their input's grid; CONCATENATION's
   inputs are requantized onto its output's grid where they differ (TFLite's int8 kernel needs
-  one grid); SOFTMAX (which quanta keeps float in ONNX) runs on int8 with TFLite's fixed output
-  grid ``(1/256, -128)``, its input's grid measured like a float output's.
+  one grid); SOFTMAX and LOGISTIC (Sigmoid; quanta keeps both float in ONNX) run on int8 with
+  TFLite's fixed output grid ``(1/256, -128)``, their input's grid measured like a float
+  output's.
 - Layers the model keeps float (Conv, Add, Relu, Clip(0, 6)) are written float: DEQUANTIZE of
   their int8 input, the float op (ReLU/ReLU6 fused), QUANTIZE back; their int8-stored weights
   stay int8 behind a DEQUANTIZE of a constant, which TFLite evaluates once at load.
@@ -41,7 +42,7 @@ __all__ = ["SUPPORTED_OPS", "onnx_to_tflite"]
 
 SUPPORTED_OPS = (
     "Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten",
-    "Reshape", "Add", "Mul", "Concat", "Softmax",
+    "Reshape", "Add", "Mul", "Concat", "Softmax", "Sigmoid",
 )  # fmt: skip
 
 B = tflite.BuiltinOperator
@@ -168,10 +169,14 @@ class _Converter:
                 if dq.op_type == "DequantizeLinear":
                     self.acts[dq.output[0]] = _Act(index, nhwc)
             return index
-        into_softmax = bool(users) and all(u.op_type == "Softmax" for u in users)
+        into_softmax = bool(users) and all(u.op_type in ("Softmax", "Sigmoid") for u in users)
         if out_name in self.index.graph_outputs or into_softmax:
             if out_name not in self.output_ranges:
-                what = "output" if out_name in self.index.graph_outputs else "Softmax input"
+                what = (
+                    "output"
+                    if out_name in self.index.graph_outputs
+                    else f"{users[0].op_type} input"
+                )
                 raise ModelError(
                     f"{what} {out_name!r} is float, written by {node.op_type} {node.name!r}; "
                     "TFLite needs its int8 range: pass --calibration to measure it"
@@ -455,26 +460,29 @@ class _Converter:
 
         self.out.ops.append(OpSpec(B.CONCATENATION, inputs, [y], options))
 
-    def softmax(self, node: onnx.NodeProto) -> None:
-        """SOFTMAX on int8, over the last axis, with the output grid TFLite fixes: (1/256, -128).
-        quanta keeps Softmax float in ONNX; its int8 input grid comes from the op before it."""
+    def probability(self, node: onnx.NodeProto) -> None:
+        """SOFTMAX (over the last axis) or LOGISTIC on int8, with the output grid TFLite fixes
+        for both: (1/256, -128). quanta keeps Softmax and Sigmoid float in ONNX; the int8 grid
+        of their input comes from the op before (measured by ``--calibration``)."""
         x = self._act_of(node.input[0])
         shape = list(self.out.tensors[x.index].shape)
-        if self._tflite_axis(node, len(shape), x.nhwc) != len(shape) - 1:
-            raise ModelError(
-                f"Softmax {node.name!r}: TFLite normalizes over the last axis only; this one is "
-                f"over axis {_attr(node, 'axis', -1)}"
-            )
-        grid = (1 / 256, -128)
-        y = self._int8(node.output[0], shape, grid)
+        options = None
+        if node.op_type == "Softmax":
+            if self._tflite_axis(node, len(shape), x.nhwc) != len(shape) - 1:
+                raise ModelError(
+                    f"Softmax {node.name!r}: TFLite normalizes over the last axis only; this "
+                    f"one is over axis {_attr(node, 'axis', -1)}"
+                )
+
+            def options(b: object) -> tuple[int, int]:
+                tflite.SoftmaxOptionsStart(b)
+                tflite.SoftmaxOptionsAddBeta(b, 1.0)
+                return tflite.BuiltinOptions.SoftmaxOptions, tflite.SoftmaxOptionsEnd(b)
+
+        y = self._int8(node.output[0], shape, (1 / 256, -128))
         self.acts[node.output[0]] = _Act(y, x.nhwc)
-
-        def options(b: object) -> tuple[int, int]:
-            tflite.SoftmaxOptionsStart(b)
-            tflite.SoftmaxOptionsAddBeta(b, 1.0)
-            return tflite.BuiltinOptions.SoftmaxOptions, tflite.SoftmaxOptionsEnd(b)
-
-        self.out.ops.append(OpSpec(B.SOFTMAX, [x.index], [y], options))
+        code = B.SOFTMAX if node.op_type == "Softmax" else B.LOGISTIC
+        self.out.ops.append(OpSpec(code, [x.index], [y], options))
         # a QuantizeLinear after it (a QDQ model that quantizes probabilities) gets its grid
         for q in self.index.consumers.get(node.output[0], []):
             if q.op_type == "QuantizeLinear":
@@ -626,7 +634,7 @@ class _Converter:
             )
         data = [n for n in node.input if n and n not in self.consts]
         if node.op_type in ("Flatten", "Reshape", "MaxPool", "AveragePool", "GlobalAveragePool",
-                            "Softmax"):  # fmt: skip
+                            "Softmax", "Sigmoid"):  # fmt: skip
             data = data[:1]
         elif node.op_type != "Concat":
             data = data[:2]
@@ -645,7 +653,8 @@ class _Converter:
             "Conv": self.conv, "Gemm": self.fully_connected, "MatMul": self.fully_connected,
             "MaxPool": self.pool, "AveragePool": self.pool, "GlobalAveragePool": self.pool,
             "Flatten": self.flatten, "Reshape": self.flatten, "Add": self.elementwise,
-            "Mul": self.elementwise, "Concat": self.concat, "Softmax": self.softmax,
+            "Mul": self.elementwise, "Concat": self.concat, "Softmax": self.probability,
+            "Sigmoid": self.probability,
         }  # fmt: skip
         float_handlers = {
             "Conv": self.float_conv, "Add": self.float_add, "Relu": self.float_activation,
