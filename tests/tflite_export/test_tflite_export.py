@@ -312,3 +312,29 @@ def test_cli_measures_the_softmax_input_range(
     x = make_images(20, seed=4)
     got, want = _run_tflite(out.read_bytes(), x), _onnx(model, x)
     assert np.abs(got - want).max() <= 4 / 256
+
+
+def test_quantized_probabilities_are_requantized_from_the_fixed_grid(
+    make_convnet: MakeConvnet, make_images: MakeImages
+) -> None:
+    """A QDQ model that quantizes the Softmax output itself (uint8, 1/255): TFLite's SOFTMAX
+    writes its fixed grid and a QUANTIZE moves it onto the model's."""
+    model = quantize_static(
+        make_convnet(head="Softmax"), CalibrationData({"image": make_images(64)}), CONFIG
+    ).model
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
+    softmax.output[0] = "probs"
+    model.graph.initializer.extend([
+        numpy_helper.from_array(np.array(1 / 255, np.float32), "p_s"),
+        numpy_helper.from_array(np.array(0, np.uint8), "p_zp"),
+    ])  # fmt: skip
+    model.graph.node.extend([
+        helper.make_node("QuantizeLinear", ["probs", "p_s", "p_zp"], ["probs_q"], name="p_q"),
+        helper.make_node("DequantizeLinear", ["probs_q", "p_s", "p_zp"], ["logits"], name="p_dq"),
+    ])  # fmt: skip
+    data = onnx_to_tflite(model, _ranges(model, ["fc_out"], make_images(64)))
+    x = make_images(30, seed=6)
+    got, want = _run_tflite(data, x), _onnx(model, x)
+    assert np.abs(got - want).max() <= 4 / 256 + 1 / 255
+    on_grid = np.abs(got * 255 - np.rint(got * 255))
+    assert on_grid.max() <= 1e-4  # the model's own (1/255, 0) grid, not 1/256

@@ -123,6 +123,13 @@ class _Converter:
         return self.out.add(TensorSpec(name, shape, np.dtype(np.int8), scale=[grid[0]],
                                        zero_point=[grid[1]]))  # fmt: skip
 
+    def _bind(self, q_output: str, act: _Act) -> None:
+        """``act`` stands for a QuantizeLinear's output and for each DequantizeLinear of it."""
+        self.acts[q_output] = act
+        for dq in self.index.consumers.get(q_output, []):
+            if dq.op_type == "DequantizeLinear":
+                self.acts[dq.output[0]] = act
+
     def _nhwc_shape(self, name: str, batch: int = 1) -> list[int]:
         dims = self.shapes.get(name)
         if dims is None:
@@ -164,10 +171,7 @@ class _Converter:
         if len(users) == 1 and users[0].op_type == "QuantizeLinear":
             q = users[0]
             index = self._int8(q.output[0], shape, self._grid(q))
-            self.acts[q.output[0]] = _Act(index, nhwc)
-            for dq in self.index.consumers.get(q.output[0], []):
-                if dq.op_type == "DequantizeLinear":
-                    self.acts[dq.output[0]] = _Act(index, nhwc)
+            self._bind(q.output[0], _Act(index, nhwc))
             return index
         into_softmax = bool(users) and all(u.op_type in ("Softmax", "Sigmoid") for u in users)
         if out_name in self.index.graph_outputs or into_softmax:
@@ -487,11 +491,7 @@ class _Converter:
         for q in self.index.consumers.get(node.output[0], []):
             if q.op_type == "QuantizeLinear":
                 z = self._requantized(self.acts[node.output[0]], self._grid(q), q.output[0])
-                self.acts[q.output[0]] = _Act(z, x.nhwc)
-                for dq in self.index.consumers.get(q.output[0], []):
-                    if dq.op_type == "DequantizeLinear":
-                        self.acts[dq.output[0]] = _Act(z, x.nhwc)
-                self.fused_away.add(q.name)
+                self._bind(q.output[0], _Act(z, x.nhwc))
 
     # --- layers kept float: DEQUANTIZE -> float op -> QUANTIZE ------------------------------
 
@@ -618,10 +618,7 @@ class _Converter:
         x = self.floats[node.input[0]]
         y = self._int8(node.output[0], list(self.out.tensors[x.index].shape), self._grid(node))
         self.out.ops.append(OpSpec(B.QUANTIZE, [x.index], [y], None, 2))
-        self.acts[node.output[0]] = _Act(y, x.nhwc)
-        for dq in self.index.consumers.get(node.output[0], []):
-            if dq.op_type == "DequantizeLinear":
-                self.acts[dq.output[0]] = _Act(y, x.nhwc)
+        self._bind(node.output[0], _Act(y, x.nhwc))
 
     def _runs_int8(self, node: onnx.NodeProto) -> bool:
         """Whether ``node`` computes on int8 here (else it is a layer kept float)."""
@@ -737,9 +734,7 @@ class _Converter:
             )
         self.out.inputs.append(x)
         self.out.ops.append(OpSpec(B.QUANTIZE, [x], [y], None, 2))
-        self.acts[q.output[0]] = _Act(y, nhwc)
-        for dq in self.index.consumers.get(q.output[0], []):
-            self.acts[dq.output[0]] = _Act(y, nhwc)
+        self._bind(q.output[0], _Act(y, nhwc))
 
 
 def _pad_options(b: object) -> tuple[int, int]:
