@@ -77,6 +77,21 @@ def test_uint8_input(make_convnet: MakeConvnet, make_images: MakeImages) -> None
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
 
 
+def _float_model(
+    nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], x_shape: list, y_shape: list
+) -> onnx.ModelProto:
+    """An opset-20 float model from ``nodes`` reading ``x`` and writing ``y``."""
+    graph = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, y_shape)],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    return model
+
+
 def _mobile_block(e: int = 12) -> onnx.ModelProto:
     """Pointwise conv -> depthwise 3x3 (pad 1) -> pointwise, a residual Add, global average pool:
     MobileNetV2's ops in miniature."""
@@ -99,15 +114,7 @@ def _mobile_block(e: int = 12) -> onnx.ModelProto:
         helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
         helper.make_node("Gemm", ["flat", "wf", "bf"], ["y"], name="fc", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "block",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", c, 8, 8])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 5])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    model.ir_version = 10
-    return model
+    return _float_model(nodes, inits, ["N", c, 8, 8], ["N", 5])
 
 
 def test_depthwise_pad_add_and_mean() -> None:
@@ -262,15 +269,7 @@ def _two_branch_concat() -> onnx.ModelProto:
         helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
         helper.make_node("Gemm", ["flat", "wf", "bf"], ["y"], name="fc", transB=1),
     ]
-    graph = helper.make_graph(
-        nodes, "concat",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 2, 6, 6])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    model.ir_version = 10
-    return model
+    return _float_model(nodes, inits, ["N", 2, 6, 6], ["N", 4])
 
 
 def test_concat_of_inputs_on_other_grids() -> None:
