@@ -103,10 +103,12 @@ def _rank_args(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from quanta.data import load_mnist
     from quanta.distributed import launch_local, launched_by_torchrun, process_group
     from quanta.models import TrainConfig
-    from quanta.qat import QATConfig
+    from quanta.qat import QATConfig, prepare_qat
 
     config = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed)
     qat_config = QATConfig(quant_delay=args.quant_delay)
@@ -121,29 +123,30 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--nproc must be >= 1, got {args.nproc}")
     net = load_lenet(args.model, args.from_lenet)
     ds = load_mnist(args.data)
-    if args.resume:
-        _check_resume(args.resume, net, qat_config, config)
+    torch.manual_seed(config.seed)
+    qat = prepare_qat(net, qat_config)
+    resume = _load_resume(args.resume, qat, config) if args.resume else None
     if args.nproc is not None and args.nproc > 1:
         # Everything a rank could refuse was checked above, so a rank fails only on a bug.
         return launch_local(args.nproc, ["-m", *_rank_args(args)])
     if not launched_by_torchrun():
-        return _train_and_export(args, net, ds, config, qat_config, output, rank=0, world=1)
+        return _train_and_export(args, qat, ds, config, resume, output, rank=0, world=1)
     with process_group() as (rank, world):
-        return _train_and_export(args, net, ds, config, qat_config, output, rank, world)
+        return _train_and_export(args, qat, ds, config, resume, output, rank, world)
 
 
 def _same_file(a: str, b: str | None) -> bool:
     return b is not None and Path(a).resolve() == Path(b).resolve()
 
 
-def _check_resume(path: str, net, qat_config, config) -> None:  # type: ignore[no-untyped-def]
-    """Refuse a --resume file that does not fit this model or has nothing left to train."""
+def _load_resume(path: str, qat, config):  # type: ignore[no-untyped-def]
+    """The --resume state, refused if it does not fit the QAT model (into which it is loaded)
+    or has nothing left to train."""
     from quanta.models import TrainState
-    from quanta.qat import prepare_qat
 
     state = TrainState.load(path)
     try:
-        prepare_qat(net, qat_config).load_state_dict(state.model)
+        qat.load_state_dict(state.model)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"--resume {path!r} does not fit this QAT LeNet: {first}") from exc
@@ -152,21 +155,19 @@ def _check_resume(path: str, net, qat_config, config) -> None:  # type: ignore[n
             f"--resume {path!r} already holds {state.epoch} epoch(s); ask for more with "
             f"--epochs (got {config.epochs})"
         )
+    return state
 
 
 def _train_and_export(  # type: ignore[no-untyped-def]
-    args: argparse.Namespace, net, ds, config, qat_config, output: Path, rank: int, world: int
+    args: argparse.Namespace, qat, ds, config, resume, output: Path, rank: int, world: int
 ) -> int:
     """Fine-tune (this rank's share of every global batch); rank 0 evaluates and writes."""
     import torch
 
     from quanta.models import TrainState, evaluate
-    from quanta.qat import export_qat_onnx, prepare_qat, train_qat
+    from quanta.qat import export_qat_onnx, train_qat
 
     start = time.perf_counter()
-    torch.manual_seed(config.seed)
-    qat = prepare_qat(net, qat_config)
-    resume = TrainState.load(args.resume) if args.resume else None
 
     def on_epoch(state: TrainState) -> None:
         if rank == 0:  # one writer; every rank's dropout stream is in the state
@@ -176,7 +177,7 @@ def _train_and_export(  # type: ignore[no-untyped-def]
         title = "QAT fine-tuning" + (f" ({world} processes)" if world > 1 else "")
         task = bar.add_task(title, total=None)
         train_qat(
-            qat, ds.train.images, ds.train.labels, config, quant_delay=qat_config.quant_delay,
+            qat, ds.train.images, ds.train.labels, config, quant_delay=args.quant_delay,
             on_step=lambda s, t, loss: bar.update(task, completed=s, total=t),
             on_epoch=on_epoch if args.checkpoint else None, resume=resume,
         )  # fmt: skip
