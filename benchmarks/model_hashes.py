@@ -3,9 +3,9 @@
 Trains LeNet once (1 epoch, seed 0) into ``--work`` (kept between runs, so "before" and "after"
 quantize the same float model), then writes LeNet static, dynamic, QAT (1 epoch) and, when
 ``benchmarks/real_models/prepare.py`` has made it, MobileNetV2 static, each with default flags,
-and their TFLite exports, and prints one hash per model. Run it on the commit before a change and after it: equal hashes
-mean the change kept the behaviour. The hashes depend on the CPU (``--weight-range auto``) and
-the ONNX Runtime version, so compare runs on one machine only.
+and their TFLite exports, and prints one hash per model. Run it on the commit before a change
+and after it: equal hashes mean the change kept the behaviour. The hashes depend on the CPU
+(``--weight-range auto``) and the ONNX Runtime version, so compare runs on one machine only.
 
     python benchmarks/model_hashes.py [--work DIR] [--json OUT.json]
 """
