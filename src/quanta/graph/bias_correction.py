@@ -16,11 +16,16 @@ import numpy as np
 import onnx
 
 from quanta.graph.ops import get_attr
+from quanta.opfacts import FACTS
 
 __all__ = ["bias_shift", "MEAN_AXIS"]
 
 # The channel axis of each corrected op's input: NCHW for Conv, (M, K) for Gemm.
-MEAN_AXIS = {"Conv": 1, "Gemm": -1}
+MEAN_AXIS = {
+    op: facts.bias_correction_axis
+    for op, facts in FACTS.items()
+    if facts.bias_correction_axis is not None
+}
 
 
 def bias_shift(

@@ -28,13 +28,20 @@ from onnx import helper, numpy_helper
 
 from quanta.graph.index import GraphIndex
 from quanta.graph.rewrite import Names, remove_unused
+from quanta.opfacts import FACTS
 
 __all__ = ["compact_qdq", "expand_qdq"]
 
 # op type -> (input, weight, bias) positions of the ops whose bias is int32 at scale s_in * s_w
-_BIASED = {"Conv": (0, 1, 2), "Gemm": (0, 1, 2)}
+_BIASED = {
+    op: (0, facts.weight, facts.bias)
+    for op, facts in FACTS.items()
+    if facts.weight is not None and facts.bias is not None
+}
 # ops that accept a weight DequantizeLinear without an explicit zero point and still fuse
-_WEIGHT_ZP_OPTIONAL = frozenset({"Conv"})
+_WEIGHT_ZP_OPTIONAL = frozenset(
+    op for op, facts in FACTS.items() if facts.weight_zero_point_optional
+)
 
 
 def compact_qdq(model: onnx.ModelProto) -> int:

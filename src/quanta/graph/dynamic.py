@@ -30,6 +30,7 @@ from quanta.graph.prepare import prepare
 from quanta.graph.result import FloatNode, QuantizeResult
 from quanta.graph.rewrite import Names, quantize_weight, remove_unused, weight_only_decoder
 from quanta.graph.weight_only import compress_float_weights
+from quanta.opfacts import FACTS, Backend, OpKind, weight_axis
 from quanta.runtime.machine import int8_pairs_saturate
 
 __all__ = ["quantize_dynamic"]
@@ -54,7 +55,11 @@ def quantize_dynamic(
         config.weight_range == "auto" and int8_pairs_saturate()
     )
     for node in graph.node:
-        if node.op_type in ("Gemm", "MatMul"):
+        facts = FACTS.get(node.op_type)
+        if facts is None:
+            body.append(node)
+            continue
+        if Backend.DYNAMIC in facts.backends:
             reason = _dynamic_matmul_refusal(node, index)
             if reason is None:
                 body.extend(
@@ -63,15 +68,16 @@ def quantize_dynamic(
                 counts["matmul"] += 1
                 continue
             float_nodes.append(FloatNode(node.name, node.op_type, reason))
-        elif node.op_type == "Conv" and index.is_constant(node.input[1]):
+        elif facts.kind is OpKind.COMPUTE and index.is_constant(node.input[1]):
+            # no fast int8 kernel with run-time ranges (ConvInteger): float, int8-stored weight
             w = index.constant(node.input[1])
-            q, qp = quantize_weight(w, 0 if config.per_channel else None)
+            q, qp = quantize_weight(w, weight_axis(node) if config.per_channel else None)
             decode, inits = weight_only_decoder(q, qp, node.input[1], names)
             new_inits.extend(inits)
             head.extend(decode)
             node.input[1] = decode[-1].output[0]
             counts["weight_only"] += 1
-        elif node.op_type == "Conv":
+        elif facts.kind is OpKind.COMPUTE:
             float_nodes.append(FloatNode(node.name, node.op_type, "its weight is not a constant"))
         body.append(node)
     del graph.node[:]

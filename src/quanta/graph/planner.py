@@ -17,6 +17,7 @@ import onnx
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import FLOAT_IS_FINE, KEPT_FLOAT, REGISTRY, OpPlan, fusable_activation
 from quanta.graph.result import FloatNode
+from quanta.opfacts import FACTS
 
 __all__ = ["StaticPlan", "plan_static"]
 
@@ -54,9 +55,9 @@ class StaticPlan:
 # Ops whose int8 kernel can write float32 directly (QGemm, MatMulIntegerToFloat): when no int8
 # consumer reads their output, it stays float32 instead of paying a requantization and a
 # DequantizeLinear for nothing.
-FLOAT_OUTPUT_OK = frozenset({"Gemm", "MatMul"})
+FLOAT_OUTPUT_OK = frozenset(op for op, facts in FACTS.items() if facts.float_output)
 # Ops that gain nothing from int8 unless their output feeds an int8 consumer.
-USEFUL_ONLY_IF_READ = frozenset({"Add", "Mul", "Concat", "GlobalAveragePool", "AveragePool"})
+USEFUL_ONLY_IF_READ = frozenset(op for op, facts in FACTS.items() if facts.needs_int8_reader)
 UNREAD = "kept float: no int8 consumer reads its output, so int8 would add error and buy nothing"
 
 

@@ -19,6 +19,7 @@ from quanta.graph.bias_correction import bias_shift
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import get_attr
 from quanta.graph.rewrite import Names, quantize_weight, remove_unused, weight_only_decoder
+from quanta.opfacts import FACTS, Backend, weight_axis
 from quanta.quant import dequantize
 
 __all__ = ["compress_float_weights", "MIN_ELEMENTS"]
@@ -27,17 +28,20 @@ __all__ = ["compress_float_weights", "MIN_ELEMENTS"]
 MIN_ELEMENTS = 1024
 
 
-def _weight_axis(node: onnx.NodeProto, rank: int) -> tuple[int, int] | None:
-    """(input index of the weight, its output-channel axis) for the ops this pass covers."""
-    if node.op_type == "Conv":
-        return 1, 0
-    if node.op_type == "Gemm" and rank == 2:
-        return 1, 0 if get_attr(node, "transB", 0) else 1
-    if node.op_type == "MatMul" and rank == 2:
-        return 1, 1
-    if node.op_type == "Gather" and int(get_attr(node, "axis", 0)) == 0:
-        return 0, 0  # an embedding table: one scale per row
-    return None
+def _weight_slot(node: onnx.NodeProto) -> int | None:
+    """Input index of the weight of a node this pass covers (``Backend.WEIGHT_ONLY``)."""
+    facts = FACTS.get(node.op_type)
+    if facts is None or Backend.WEIGHT_ONLY not in facts.backends or facts.weight is None:
+        return None
+    if node.op_type == "Gather" and int(get_attr(node, "axis", 0)) != 0:
+        return None  # only a table gathered by rows is an embedding with one scale per row
+    return facts.weight if len(node.input) > facts.weight else None
+
+
+def _channel_axis(node: onnx.NodeProto, rank: int) -> int | None:
+    """The output-channel axis of a weight of ``rank`` dimensions, if it has a single one."""
+    required_rank = FACTS[node.op_type].weight_rank
+    return weight_axis(node) if required_rank is None or rank == required_rank else None
 
 
 def compress_float_weights(
@@ -58,23 +62,24 @@ def compress_float_weights(
     new_inits: list[onnx.TensorProto] = []
     count = 0
     for node in model.graph.node:
-        if node.op_type not in ("Conv", "Gemm", "MatMul", "Gather") or len(node.input) < 2:
+        k = _weight_slot(node)
+        if k is None or len(node.input) < 2:
             continue
-        slot = node.input[0] if node.op_type == "Gather" else node.input[1]
+        slot = node.input[k]
         if not index.is_constant(slot) or not index.is_float(slot):
             continue
         w = index.constant(slot)
-        spec = _weight_axis(node, w.ndim)
-        if spec is None or w.size < MIN_ELEMENTS:
+        axis = _channel_axis(node, w.ndim)
+        if axis is None or w.size < MIN_ELEMENTS:
             continue
-        k, axis = spec
         q, qp = quantize_weight(w, axis if per_channel else None)
         decode, inits = weight_only_decoder(q, qp, slot, names)
         head.extend(decode)
         new_inits.extend(inits)
         node.input[k] = decode[-1].output[0]
         count += 1
-        mean = input_means.get(node.input[0]) if node.op_type in ("Conv", "Gemm") else None
+        corrected = FACTS[node.op_type].bias_correction_axis is not None
+        mean = input_means.get(node.input[0]) if corrected else None
         has_bias = len(node.input) > 2 and node.input[2] and index.is_constant(node.input[2])
         if mean is not None and has_bias:
             shift = bias_shift(node, w, dequantize(q, qp), mean)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import onnx
 
+from quanta.opfacts import FACTS
 from quanta.runtime.session import make_session
 
 __all__ = ["INTEGER_OPS", "KernelCounts", "count_kernels"]
@@ -29,14 +30,9 @@ INTEGER_OPS = frozenset(
         "DynamicQuantizeLSTM", "QEmbedLayerNormalization", "QOrderedMatMul", "NhwcQLinearConv",
     }
 )  # fmt: skip
-# Ops that only move values: they run in int8 when their input is int8.
-MOVERS = frozenset(
-    {
-        "MaxPool", "NhwcMaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze",
-        "Concat", "Gather", "Slice", "Split", "Identity", "Resize", "DepthToSpace", "SpaceToDepth",
-        "Pad",
-    }
-)  # fmt: skip
+# Ops that only move values: they run in int8 when their input is int8 (NhwcMaxPool is ONNX
+# Runtime's own layout-transformed MaxPool).
+MOVERS = frozenset(op for op, facts in FACTS.items() if facts.ort_int8_mover) | {"NhwcMaxPool"}
 # Index of the output zero point of integer ops whose output is quantized.
 _OUTPUT_ZP = {"QLinearConv": 7, "QLinearMatMul": 7, "QGemm": 8, "QLinearAdd": 7, "QLinearMul": 7,
               "QLinearAveragePool": 4, "QLinearGlobalAveragePool": 4, "QLinearConcat": 1,

@@ -1,6 +1,8 @@
 """Op handlers, one file each, in a registry keyed by ONNX op type.
 
-Adding an op is one file with a ``plan_*`` function and one entry in ``REGISTRY``.
+What an op is (weight and bias inputs, kind, which backends handle it) is in ``quanta.opfacts``;
+this registry holds how static quantization plans it. Adding an op here is one file with a
+``plan_*`` function and one entry in ``REGISTRY``, for an op whose facts name ``Backend.STATIC``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from quanta.graph.ops.matmul import plan_matmul
 from quanta.graph.ops.passthrough import plan_passthrough
 from quanta.graph.ops.plan import Handler, OpPlan, fusable_activation, get_attr
 from quanta.graph.ops.pool import plan_average_pool
+from quanta.opfacts import FACTS, OpKind
 
 __all__ = [
     "REGISTRY",
@@ -48,28 +51,11 @@ REGISTRY: dict[str, Handler] = {
     "AveragePool": plan_average_pool,
 }
 
-# Ops that carry no float arithmetic worth quantizing (shapes, constants, casts): staying float is
-# not a loss, so no warning names them. Relu is here because a Relu after Conv/Gemm/MatMul is
-# absorbed by its producer's plan; a lone one stays float at no cost.
+# Ops whose staying float is no loss (no arithmetic worth quantizing, or a Relu/Clip that its
+# producer's plan absorbs; a lone one stays float at no cost): no warning names them.
 FLOAT_IS_FINE = frozenset(
-    {"Constant", "Shape", "Size", "Cast", "Identity", "Dropout", "Relu", "Clip",
-     "ConstantOfShape", "Range", "Expand", "Equal", "Where", "Not", "Less", "Greater"}
-)  # fmt: skip
+    op for op, facts in FACTS.items() if facts.kind in (OpKind.SHAPE, OpKind.ACTIVATION)
+)
 
 # Ops that quanta keeps float on purpose, with the reason the user sees.
-KEPT_FLOAT = {
-    "Softmax": "kept float: its output is a probability whose small values int8 would flatten, "
-    "and ONNX Runtime's int8 Softmax is no faster on CPU",
-    "LayerNormalization": "kept float: normalization needs the full dynamic range of its input",
-    "Gelu": "kept float: a non-linear float op between int8 neighbours costs only the Q/DQ pair",
-    "Erf": "kept float: part of a float GELU",
-    "Sigmoid": "kept float: no measured gain from int8 on CPU",
-    "HardSigmoid": "kept float: no int8 kernel in ONNX Runtime's CPU provider",
-    "HardSwish": "kept float: no int8 kernel in ONNX Runtime's CPU provider",
-    "ReduceMean": "kept float: only a spatial mean (GlobalAveragePool) has an int8 kernel",
-    "Div": "kept float: no int8 kernel",
-    "Sub": "kept float: no int8 kernel",
-    "Pow": "kept float: no int8 kernel",
-    "Sqrt": "kept float: no int8 kernel",
-    "Tanh": "kept float: no int8 kernel in ONNX Runtime's CPU provider",
-}
+KEPT_FLOAT = {op: facts.float_reason for op, facts in FACTS.items() if facts.float_reason}

@@ -6,6 +6,7 @@ import onnx
 
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops.plan import OpPlan, get_attr, relu_follows
+from quanta.opfacts import weight_axis
 
 
 def plan_gemm(node: onnx.NodeProto, index: GraphIndex) -> OpPlan | str:
@@ -14,7 +15,8 @@ def plan_gemm(node: onnx.NodeProto, index: GraphIndex) -> OpPlan | str:
     if not index.is_constant(node.input[1]):
         return "its weight B is not a constant initializer"
     # Y = alpha * A' @ B' + beta * C; B is (K, N), or (N, K) with transB: the axis of N.
-    axis = 0 if get_attr(node, "transB", 0) else 1
+    axis = weight_axis(node)
+    assert axis is not None  # Gemm's facts name it
     bias = None
     if len(node.input) > 2 and node.input[2]:
         c = node.input[2]
