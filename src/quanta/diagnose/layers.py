@@ -24,12 +24,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from quanta.errors import ModelError
-from quanta.graph.calibrate import session_with_outputs
 from quanta.graph.compact import expand_qdq
 from quanta.graph.prepare import prepare
 from quanta.graph.rewrite import Names
-from quanta.graph.sensitivity import mean_cosine, run_model
 from quanta.quant import QParams, dequantize
+from quanta.runtime import mean_cosine, run_model, session_with_outputs
 
 __all__ = ["LayerReport", "inspect_layers"]
 
