@@ -6,16 +6,21 @@ first convolutions, whose 3x3 depthwise filters and wide-range activations lose 
 
 1. the fully quantized model's fidelity on held-out calibration samples (mean cosine similarity
    of each output to the float model's, per sample); if it meets the target, nothing changes;
-2. otherwise, for each weighted node (Conv, Gemm, MatMul), the damage when *only* that node is
-   quantized (its input activation, weights and output), all in ONNX Runtime with its real
-   integer kernels. Damage in isolation ranks nodes far better than leave-one-out: a tensor
-   stays int8 as long as either its producer or a consumer is int8, so keeping one node of a
-   bad region float changes little while the whole region stays costly;
+2. otherwise, for each weighted node (Conv, Gemm, MatMul), its *damage alone*: the loss of
+   mean cosine when *only* that node is quantized (its input activation, weights and output),
+   all in ONNX Runtime with its real integer kernels. Damage in isolation ranks nodes far
+   better than leave-one-out: a tensor stays int8 as long as either its producer or a consumer
+   is int8, so keeping one node of a bad region float changes little while the whole region
+   stays costly;
 3. nodes are then returned to float in order of damage until the target is met (or
    ``max_float`` is reached); the smallest prefix of that order that reaches the best measured
    fidelity is kept.
 
 Every node kept float is reported with the gain that justified it.
+
+Damage alone is a node's cost to the *model being built* (it picks what to keep float); the
+per-layer "sensitivity" of ``quanta inspect`` (``quanta.diagnose``) measures an already
+quantized model's own grids, one activation tensor at a time.
 """
 
 from __future__ import annotations
@@ -39,6 +44,92 @@ class FallbackResult:
     fidelity_before: float
     fidelity_after: float
     evaluations: int
+
+
+class _Trials:
+    """Builds and runs the quantized model with some nodes kept float, and counts the runs."""
+
+    def __init__(
+        self,
+        build: Callable[[dict[str, str]], onnx.ModelProto],
+        feeds: Mapping[str, np.ndarray],
+        reference: list[np.ndarray],
+        metric: Callable[[list[np.ndarray]], float] | None,
+    ) -> None:
+        self.build, self.feeds, self.reference, self.metric = build, feeds, reference, metric
+        # NOTE: ranking nodes needs far fewer samples than judging the result: damage in
+        # isolation differs between nodes by orders of magnitude.
+        self.rank_feeds = {k: v[:RANK_SAMPLES] for k, v in feeds.items()}
+        self.rank_reference = [r[:RANK_SAMPLES] for r in reference]
+        self.evaluations = 0
+
+    def score(self, keep_float: dict[str, str]) -> float:
+        """The model's score on all samples: ``metric``, or mean cosine to the reference."""
+        self.evaluations += 1
+        outputs = run_model(self.build(keep_float), self.feeds)
+        if self.metric is not None:
+            return self.metric(outputs)
+        return mean_cosine(outputs, self.reference)
+
+    def rank_cosine(self, keep_float: dict[str, str]) -> float:
+        """Mean cosine to the reference on the first ``RANK_SAMPLES`` samples."""
+        self.evaluations += 1
+        return mean_cosine(run_model(self.build(keep_float), self.rank_feeds), self.rank_reference)
+
+
+def _damage_alone(
+    trials: _Trials,
+    candidates: list[str],
+    planned: list[str],
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
+    """Per candidate, the loss of mean cosine when only that node is quantized (every other
+    planned node kept float)."""
+    damage = {}
+    for i, name in enumerate(candidates):
+        alone = {other: "" for other in planned if other != name}
+        damage[name] = 1.0 - trials.rank_cosine(alone)
+        if on_step is not None:
+            on_step(i + 1, len(candidates))
+    return damage
+
+
+def _fallback_order(
+    candidates: list[str],
+    damage: Mapping[str, float],
+    cost: Mapping[str, float] | None,
+    limit: int,
+) -> list[str]:
+    """The ``limit`` candidates worth returning to float first: most damage, or most damage per
+    unit of ``cost``."""
+    if cost:
+        floor = max(min((c for c in cost.values() if c > 0), default=1.0), 1e-6)
+        worth = {n: damage[n] / max(cost.get(n, floor), floor) for n in candidates}
+        return sorted(candidates, key=lambda n: -worth[n])[:limit]
+    return sorted(candidates, key=lambda n: -damage[n])[:limit]
+
+
+def _best_prefix(
+    trials: _Trials, order: list[str], before: float, target: float
+) -> tuple[float, int]:
+    """Keep ``order[:k]`` float for k = 1, 2, ... until ``target`` is met; the best score and
+    the smallest k that reached it."""
+    best, best_k = before, 0
+    for k in range(1, len(order) + 1):
+        value = trials.score({n: "" for n in order[:k]})
+        if value > best:
+            best, best_k = value, k
+        if value >= target:
+            break
+    return best, best_k
+
+
+def _reason(name: str, damage: float, cost: Mapping[str, float] | None, where: str) -> str:
+    return (
+        f"kept float: quantizing it alone cost {damage:.4f} of the output's mean "
+        f"cosine on {where}, among the most of any node"
+        + (f" per ms of float time ({cost[name]:.3f} ms)" if cost and name in cost else "")
+    )
 
 
 def search_float_nodes(
@@ -70,49 +161,13 @@ def search_float_nodes(
         cost: what keeping each node float costs (e.g. its measured float time, ms); nodes
             are then returned to float in order of damage per cost, not damage alone.
     """
-    evaluations = 0
-    # NOTE: ranking nodes needs far fewer samples than judging the result: damage in isolation
-    # differs between nodes by orders of magnitude.
-    rank_feeds = {k: v[:RANK_SAMPLES] for k, v in feeds.items()}
-    rank_reference = [r[:RANK_SAMPLES] for r in reference]
-
-    def score(exclude: dict[str, str], ranking: bool = False) -> float:
-        nonlocal evaluations
-        evaluations += 1
-        if ranking:
-            return mean_cosine(run_model(build(exclude), rank_feeds), rank_reference)
-        outputs = run_model(build(exclude), feeds)
-        return metric(outputs) if metric is not None else mean_cosine(outputs, reference)
-
-    before = score({})
+    trials = _Trials(build, feeds, reference, metric)
+    before = trials.score({})
     if before >= target or not candidates:
-        return FallbackResult({}, before, before, evaluations)
+        return FallbackResult({}, before, before, trials.evaluations)
     limit = max_float if max_float is not None else max(1, len(candidates) // 4)
-    damage = {}
-    for i, name in enumerate(candidates):
-        alone = {other: "" for other in planned if other != name}
-        damage[name] = 1.0 - score(alone, ranking=True)
-        if on_step is not None:
-            on_step(i + 1, len(candidates))
-    if cost:
-        floor = max(min((c for c in cost.values() if c > 0), default=1.0), 1e-6)
-        worth = {n: damage[n] / max(cost.get(n, floor), floor) for n in candidates}
-        order = sorted(candidates, key=lambda n: -worth[n])[:limit]
-    else:
-        order = sorted(candidates, key=lambda n: -damage[n])[:limit]
-    best, best_k = before, 0
-    for k in range(1, len(order) + 1):
-        value = score({n: "" for n in order[:k]})
-        if value > best:
-            best, best_k = value, k
-        if value >= target:
-            break
-    kept = {
-        name: (
-            f"kept float: quantizing it alone cost {damage[name]:.4f} of the output's mean "
-            f"cosine on {where}, among the most of any node"
-            + (f" per ms of float time ({cost[name]:.3f} ms)" if cost and name in cost else "")
-        )
-        for name in order[:best_k]
-    }
-    return FallbackResult(kept, before, best, evaluations)
+    damage = _damage_alone(trials, candidates, planned, on_step)
+    order = _fallback_order(candidates, damage, cost, limit)
+    best, best_k = _best_prefix(trials, order, before, target)
+    kept = {name: _reason(name, damage[name], cost, where) for name in order[:best_k]}
+    return FallbackResult(kept, before, best, trials.evaluations)
