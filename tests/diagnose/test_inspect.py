@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from quanta.cli import main
-from quanta.diagnose import inspect_layers, profile_op_times
+from quanta.diagnose import inspect_layers
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
 from quanta.quant import fake_quantize
 
@@ -70,16 +70,6 @@ def test_clipping_and_sensitivity_show_a_bad_grid(
     assert layers["relu_out"].clipped_fraction > 0.3
     assert layers["relu_out"].sensitivity == max(r.sensitivity for r in layers.values())
     assert layers["relu_out"].sensitivity > 10 * layers["image"].sensitivity
-
-
-def test_profile_counts_runs_and_kernels(
-    make_convnet: MakeConvnet, make_images: MakeImages
-) -> None:
-    quantized = _quantize(make_convnet(), make_images(32))
-    times = profile_op_times(quantized, {"image": make_images(1)}, runs=5)
-    assert times.runs == 5
-    assert {"QLinearConv", "QGemm"} <= set(times.ms)
-    assert all(ms >= 0 for ms in times.ms.values()) and times.total_ms > 0
 
 
 def test_cli_inspect_writes_table_json_and_png(

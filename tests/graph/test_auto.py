@@ -13,7 +13,7 @@ from quanta.cli import main
 from quanta.errors import InputError
 from quanta.graph import CalibrationData, QuantizeConfig
 from quanta.graph.auto import AutoTarget, quantize_auto
-from quanta.graph.sensitivity import mean_cosine, run_model
+from quanta.runtime import mean_cosine, run_model
 
 MakeConvnet = Callable[..., onnx.ModelProto]
 MakeImages = Callable[..., np.ndarray]

@@ -1,4 +1,4 @@
-"""fidelity(): golden values on hand-computed arrays."""
+"""fidelity() and mean_cosine(): golden values on hand-computed arrays."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from quanta.runtime import Fidelity, fidelity
+from quanta.runtime import Fidelity, fidelity, mean_cosine
 
 
 def test_identical_outputs() -> None:
@@ -143,3 +143,59 @@ def test_bench_reports_top1_only_for_class_scores() -> None:
     assert _is_classifier("logits", emb, unlabelled)  # named as class scores
     assert _is_classifier("output", emb, labelled)  # the data has labels
     assert not _is_classifier("logits", np.zeros((4, 1), np.float32), labelled)  # one column
+
+
+def _rand(*shape: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, 0.5, shape).astype(np.float32)
+
+
+# --- mean_cosine: golden ---------------------------------------------------------------------
+
+
+def test_mean_cosine_identical_is_one() -> None:
+    a = _rand(3, 5, seed=0)
+    assert mean_cosine([a], [a.copy()]) == pytest.approx(1.0)
+
+
+def test_mean_cosine_hand_computed() -> None:
+    out = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    ref = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    # per sample: 1 (same), 0 (orthogonal), 1/sqrt(2) (45 degrees)
+    assert mean_cosine([out], [ref]) == pytest.approx((1.0 + 0.0 + 1 / np.sqrt(2)) / 3)
+
+
+def test_mean_cosine_is_scale_invariant_and_sign_sensitive() -> None:
+    ref = _rand(4, 6, seed=1)
+    assert mean_cosine([3.0 * ref], [ref]) == pytest.approx(1.0)
+    assert mean_cosine([-ref], [ref]) == pytest.approx(-1.0)
+
+
+def test_mean_cosine_flattens_each_sample() -> None:
+    ref = np.array([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 2.0]]])  # (2, 2, 2)
+    out = np.array([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [2.0, 0.0]]])
+    # sample 0 identical (1), sample 1 orthogonal once flattened (0)
+    assert mean_cosine([out], [ref]) == pytest.approx(0.5)
+
+
+def test_mean_cosine_averages_over_outputs() -> None:
+    same = np.array([[1.0, 2.0]])
+    opposite = np.array([[-1.0, -2.0]])
+    # output 0: cosine 1, output 1: cosine -1 -> mean 0
+    assert mean_cosine([same, opposite], [same, same]) == pytest.approx(0.0)
+
+
+def test_mean_cosine_two_zero_vectors_count_as_identical() -> None:
+    zero = np.zeros((1, 3))
+    assert mean_cosine([zero], [zero]) == 1.0
+
+
+def test_mean_cosine_zero_output_against_nonzero_reference_is_not_perfect() -> None:
+    out = np.zeros((1, 3))
+    ref = np.array([[1.0, 2.0, 3.0]])
+    assert mean_cosine([out], [ref]) < 1.0
+
+
+def test_mean_cosine_output_count_mismatch_raises() -> None:
+    a = np.ones((1, 2))
+    with pytest.raises(ValueError):
+        mean_cosine([a, a], [a])

@@ -49,6 +49,8 @@ def parse_batches(value: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # NOTE: the library loads when the command runs: `quanta --help` builds every command's
+    # parser and should not pay for ONNX Runtime.
     from quanta.cli.datasets import eval_set
     from quanta.graph import load_model
     from quanta.report import bench_table, fidelity_table

@@ -8,6 +8,8 @@ import json
 import math
 from pathlib import Path
 
+from rich.table import Table
+
 from quanta._io import check_output_path, write_text_atomic
 from quanta.cli.console import add_force, err, out
 from quanta.errors import InputError
@@ -41,13 +43,13 @@ def _db(value: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
+    # NOTE: the library loads when the command runs: `quanta --help` builds every command's
+    # parser and should not pay for ONNX Runtime.
     from quanta.cli.datasets import eval_set
-    from quanta.diagnose import inspect_layers, profile_op_times
+    from quanta.diagnose import inspect_layers
     from quanta.graph import load_model
     from quanta.report.plot import sqnr_png
-    from quanta.runtime import count_kernels, feeds_for, make_session
+    from quanta.runtime import count_kernels, feeds_for, make_session, profile_op_times
 
     for flag, value in (("--samples", args.samples), ("--sensitivity-samples",
                         args.sensitivity_samples), ("--runs", args.runs)):  # fmt: skip

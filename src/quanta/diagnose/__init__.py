@@ -1,6 +1,9 @@
 """Why a quantized model is as accurate and as fast as it is (``quanta inspect``)."""
 
 from quanta.diagnose.layers import LayerReport, inspect_layers
-from quanta.diagnose.profile import OpTimes, profile_op_times
+
+# NOTE: profiling lives in quanta.runtime (it makes its own session); re-exported here because
+# the README documents ``quanta.diagnose.profile_op_times``.
+from quanta.runtime.profile import OpTimes, profile_op_times
 
 __all__ = ["LayerReport", "OpTimes", "inspect_layers", "profile_op_times"]

@@ -24,12 +24,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from quanta.errors import ModelError
-from quanta.graph.calibrate import session_with_outputs
 from quanta.graph.compact import expand_qdq
 from quanta.graph.prepare import prepare
 from quanta.graph.rewrite import Names
-from quanta.graph.sensitivity import mean_cosine, run_model
 from quanta.quant import QParams, dequantize
+from quanta.runtime import mean_cosine, run_model, session_with_outputs
 
 __all__ = ["LayerReport", "inspect_layers"]
 
@@ -173,6 +172,63 @@ def _only_this_layer(base: onnx.ModelProto, site: _Site) -> onnx.ModelProto:
     return model
 
 
+def _float_values(
+    base: onnx.ModelProto, names: list[str], feeds: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The float model's values of the tensors ``names`` (graph inputs straight from ``feeds``)."""
+    inputs = {i.name for i in base.graph.input}
+    wanted = [n for n in names if n not in inputs]
+    session = session_with_outputs(base, wanted)
+    values = dict(zip(wanted, session.run(wanted, dict(feeds)), strict=True))
+    values.update({n: np.asarray(feeds[n]) for n in names if n in inputs})
+    return values
+
+
+def _quantized_values(
+    quantized: onnx.ModelProto,
+    plain: onnx.ModelProto,
+    sites: list[_Site],
+    feeds: Mapping[str, np.ndarray],
+    float_outputs: set[str],
+) -> tuple[dict[str, str | None], dict[str, np.ndarray]]:
+    """The quantized model's own values of the sites' tensors (the dequantized outputs): the
+    DequantizeLinear output of each site's tensor (None where it has none), and their values."""
+    dq_of = {}
+    for site in sites:
+        readers = [n for n in plain.graph.node if site.q_node.output[0] in n.input]
+        dq_of[site.float_name] = next(
+            (r.output[0] for r in readers if r.op_type == "DequantizeLinear"), None
+        )
+    exposed = [v for v in dq_of.values() if v]
+    session = session_with_outputs(quantized, [v for v in exposed if v not in float_outputs])
+    return dq_of, dict(zip(exposed, session.run(exposed, dict(feeds)), strict=True))
+
+
+def _layer_report(
+    site: _Site, float_value: np.ndarray, q_value: np.ndarray | None, sensitivity: float
+) -> LayerReport:
+    f = np.asarray(float_value, np.float32)
+    lo, hi = _grid_range(site.qp)
+    step = float(site.qp.scale)
+    clipped = float(np.mean((f < lo - step / 2) | (f > hi + step / 2))) if f.size else 0.0
+    sqnr = _sqnr_db(f, np.asarray(q_value, np.float32)) if q_value is not None else float("nan")
+    return LayerReport(
+        tensor=site.float_name,
+        producer=site.producer.name if site.producer is not None else "",
+        op_type=site.producer.op_type if site.producer is not None else "input",
+        dtype=site.qp.dtype,
+        scale=float(site.qp.scale),
+        zero_point=int(site.qp.zero_point),
+        grid_min=lo,
+        grid_max=hi,
+        observed_min=float(f.min()) if f.size else 0.0,
+        observed_max=float(f.max()) if f.size else 0.0,
+        clipped_fraction=clipped,
+        sqnr_db=float(sqnr),
+        sensitivity=float(max(sensitivity, 0.0)),
+    )
+
+
 def inspect_layers(
     quantized: onnx.ModelProto,
     reference: onnx.ModelProto,
@@ -193,56 +249,22 @@ def inspect_layers(
             "no quantized tensor of this model matches a tensor of the reference model; "
             "pass the float model it was quantized from"
         )
-    names = [s.float_name for s in sites]
-    inputs = {i.name for i in base.graph.input}
-    outputs = {o.name for o in base.graph.output}
-    wanted = [n for n in names if n not in inputs]
     if on_step:
         on_step("running the float model")
-    float_session = session_with_outputs(base, wanted)
-    float_values = dict(zip(wanted, float_session.run(wanted, dict(feeds)), strict=True))
-    float_values.update({n: np.asarray(feeds[n]) for n in names if n in inputs})
-    # the quantized model's own values of those tensors (the dequantized outputs)
-    dq_of = {}
-    for site in sites:
-        readers = [n for n in plain.graph.node if site.q_node.output[0] in n.input]
-        dq_of[site.float_name] = next(
-            (r.output[0] for r in readers if r.op_type == "DequantizeLinear"), None
-        )
-    exposed = [v for v in dq_of.values() if v]
+    float_values = _float_values(base, [s.float_name for s in sites], feeds)
     if on_step:
         on_step("running the quantized model")
-    q_session = session_with_outputs(quantized, [v for v in exposed if v not in outputs])
-    q_values = dict(zip(exposed, q_session.run(exposed, dict(feeds)), strict=True))
-
+    float_outputs = {o.name for o in base.graph.output}
+    dq_of, q_values = _quantized_values(quantized, plain, sites, feeds, float_outputs)
     head = {k: np.asarray(v)[:sensitivity_samples] for k, v in feeds.items()}
     ref_out = run_model(base, head)
     reports = []
     for i, site in enumerate(sites):
         if on_step:
             on_step(f"sensitivity {i + 1}/{len(sites)}: {site.float_name}")
-        f = np.asarray(float_values[site.float_name], np.float32)
-        lo, hi = _grid_range(site.qp)
-        step = float(site.qp.scale)
-        clipped = float(np.mean((f < lo - step / 2) | (f > hi + step / 2))) if f.size else 0.0
-        qv = q_values.get(dq_of[site.float_name] or "")
-        sqnr = _sqnr_db(f, np.asarray(qv, np.float32)) if qv is not None else float("nan")
-        damage = 1.0 - mean_cosine(run_model(_only_this_layer(base, site), head), ref_out)
-        reports.append(
-            LayerReport(
-                tensor=site.float_name,
-                producer=site.producer.name if site.producer is not None else "",
-                op_type=site.producer.op_type if site.producer is not None else "input",
-                dtype=site.qp.dtype,
-                scale=float(site.qp.scale),
-                zero_point=int(site.qp.zero_point),
-                grid_min=lo,
-                grid_max=hi,
-                observed_min=float(f.min()) if f.size else 0.0,
-                observed_max=float(f.max()) if f.size else 0.0,
-                clipped_fraction=clipped,
-                sqnr_db=float(sqnr),
-                sensitivity=float(max(damage, 0.0)),
-            )
-        )
+        # sensitivity: the drop in mean output cosine when only this layer is quantized
+        alone = run_model(_only_this_layer(base, site), head)
+        sensitivity = 1.0 - mean_cosine(alone, ref_out)
+        q_value = q_values.get(dq_of[site.float_name] or "")
+        reports.append(_layer_report(site, float_values[site.float_name], q_value, sensitivity))
     return reports

@@ -32,9 +32,10 @@ from quanta.graph.config import QuantizeConfig
 from quanta.graph.dynamic import quantize_dynamic
 from quanta.graph.prepare import prepare
 from quanta.graph.result import FloatNode, QuantizeResult
-from quanta.graph.sensitivity import mean_cosine, run_model
 from quanta.graph.static import FidelityGoal, quantize_static
 from quanta.graph.weight_only import compress_float_weights
+from quanta.runtime import interleaved_latency, make_session, mean_cosine, run_model
+from quanta.runtime.profile import profile_node_times
 
 __all__ = ["AutoTarget", "Candidate", "quantize_auto"]
 
@@ -112,8 +113,6 @@ def _fused_outputs(model: onnx.ModelProto) -> dict[str, set[str]]:
 def _node_times(
     model: onnx.ModelProto, aliases: Mapping[str, set[str]], feeds: Mapping[str, np.ndarray]
 ) -> dict[str, float]:
-    from quanta.diagnose.profile import profile_node_times
-
     profiled = profile_node_times(model, feeds, runs=20)
     return {
         node: sum(profiled.get(alias, 0.0) for alias in names)
@@ -125,8 +124,6 @@ def _node_times(
 def _measure_latency(
     candidates: list[Candidate], feeds: Mapping[str, np.ndarray], budget_s: float
 ) -> None:
-    from quanta.runtime import interleaved_latency, make_session
-
     sessions = [make_session(c.model.SerializeToString()) for c in candidates]
     one = {k: np.asarray(v)[:1] for k, v in feeds.items()}
     for c, lat in zip(

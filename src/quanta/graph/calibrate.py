@@ -1,17 +1,22 @@
-"""Calibration: run the float model in ONNX Runtime and let observers stream each tensor's range."""
+"""Calibration: run the float model in ONNX Runtime (a session from ``quanta.runtime``) and let
+observers stream each tensor's range."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from quanta.data.arrays import NpyMember
 from quanta.errors import DataError, QuantaError
 from quanta.quant import MeanObserver, MinMaxObserver, Observer
+from quanta.runtime.session import session_with_outputs
 
+# NOTE: session_with_outputs is re-exported because the TFLite export CLI, QAT export and a
+# TFLite export test import it from here.
 __all__ = ["CalibrationData", "collect_ranges", "collect_statistics", "session_with_outputs"]
 
 
@@ -156,31 +161,6 @@ def _bytes_per_sample(model: onnx.ModelProto, tensors: Sequence[str]) -> int:
     return max(total, 1)
 
 
-def session_with_outputs(
-    model: onnx.ModelProto,
-    names: Sequence[str],
-    level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    threads: int = 0,
-) -> ort.InferenceSession:
-    """A session on a copy of ``model`` whose graph outputs also include the float tensors
-    ``names``, so that ONNX Runtime keeps and returns them (the caller's model is untouched)."""
-    augmented = onnx.ModelProto()
-    augmented.CopyFrom(model)
-    existing = {o.name for o in augmented.graph.output}
-    for name in names:
-        if name not in existing:
-            augmented.graph.output.append(
-                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-            )
-    options = ort.SessionOptions()
-    options.graph_optimization_level = level
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads  # 0: ONNX Runtime's default (all cores)
-    return ort.InferenceSession(
-        augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-
-
 def collect_ranges(
     model: onnx.ModelProto,
     tensors: Sequence[str],
@@ -259,9 +239,6 @@ def _collect_in_workers(
     on_batch: Callable[[int, int], None] | None,
     workers: int,
 ) -> tuple[dict[str, Observer], dict[str, MeanObserver]]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     if not hasattr(make_observer(), "merge"):
         raise QuantaError(
             f"{type(make_observer()).__name__} cannot merge workers' statistics; use one worker"

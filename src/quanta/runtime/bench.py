@@ -6,8 +6,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
+import onnxruntime as ort
 
 from quanta.errors import DataError
 from quanta.runtime.fidelity import fidelity
@@ -17,6 +19,9 @@ from quanta.runtime.measure import Latency, accuracy, interleaved_latency, predi
 from quanta.runtime.session import make_session
 
 __all__ = ["EvalSet", "BenchResult", "bench_models", "feeds_for"]
+
+# LiteRTSession answers the part of ONNX Runtime's session API that the measurements use.
+Session: TypeAlias = ort.InferenceSession | LiteRTSession
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,6 +124,60 @@ def _is_classifier(name: str, value: np.ndarray, data: EvalSet) -> bool:
     return data.labels is not None or any(w in lowered for w in ("logit", "score", "prob"))
 
 
+def _open(path: str | os.PathLike[str], threads: int) -> Session:
+    return (
+        LiteRTSession(path, threads=threads)
+        if is_tflite(path)
+        else make_session(path, threads=threads)
+    )
+
+
+def _measure(
+    name: str,
+    path: str | os.PathLike[str],
+    session: Session,
+    feed: dict[str, np.ndarray],
+    data: EvalSet,
+    threads: int,
+) -> BenchResult:
+    """Size, accuracy (with labels) and the kernels that ran; latency is timed later."""
+    acc = accuracy(session, feed, data.labels) if data.labels is not None else None
+    kernels = tflite_kernels(path) if is_tflite(path) else count_kernels(path, threads=threads)
+    return BenchResult(
+        name=name,
+        path=os.fspath(path),
+        size_bytes=Path(path).stat().st_size,
+        accuracy=acc,
+        latency={},
+        kernels=kernels,
+        threads=threads,
+    )
+
+
+def _fidelity(
+    path: str | os.PathLike[str],
+    session: Session,
+    feed: dict[str, np.ndarray],
+    ref_outputs: dict[str, np.ndarray],
+    data: EvalSet,
+) -> dict[str, object]:
+    """Each output's fidelity against the reference's output of the same name."""
+    outputs = predict_all(session, feed)
+    missing = [k for k in ref_outputs if k not in outputs]
+    if missing:
+        raise DataError(
+            f"{os.fspath(path)!r} has outputs {sorted(outputs)}; the reference has "
+            f"{sorted(ref_outputs)} (missing {missing})"
+        )
+    # NOTE: top-1 agreement means something for class scores, not for an embedding's largest
+    # dimension: it is reported when the data has labels or the output is named as
+    # logits/scores/probabilities.
+    return {
+        k: fidelity(outputs[k], v, classifier=_is_classifier(k, v, data)).as_dict()
+        for k, v in ref_outputs.items()
+    }
+
+
 def bench_models(
     paths: Sequence[str | os.PathLike[str]],
     data: EvalSet,
@@ -136,10 +195,7 @@ def bench_models(
     name to its fidelity against the reference's output (``quanta.runtime.fidelity``).
     """
     names = list(names) if names is not None else [Path(p).stem for p in paths]
-    sessions = [
-        LiteRTSession(p, threads=threads) if is_tflite(p) else make_session(p, threads=threads)
-        for p in paths
-    ]
+    sessions = [_open(p, threads) for p in paths]
     feeds = [feeds_for(s, data) for s in sessions]
     ref_outputs: dict[str, np.ndarray] | None = None
     if reference is not None:
@@ -151,37 +207,9 @@ def bench_models(
     for name, path, session, feed in zip(names, paths, sessions, feeds, strict=True):
         if on_step:
             on_step(f"accuracy and kernels of {name}")
-        acc = accuracy(session, feed, data.labels) if data.labels is not None else None
-        results.append(
-            BenchResult(
-                name=name,
-                path=os.fspath(path),
-                size_bytes=Path(path).stat().st_size,
-                accuracy=acc,
-                latency={},
-                kernels=(
-                    tflite_kernels(path)
-                    if is_tflite(path)
-                    else count_kernels(path, threads=threads)
-                ),
-                threads=threads,
-            )
-        )
+        results.append(_measure(name, path, session, feed, data, threads))
         if ref_outputs is not None:
-            outputs = predict_all(session, feed)
-            missing = [k for k in ref_outputs if k not in outputs]
-            if missing:
-                raise DataError(
-                    f"{os.fspath(path)!r} has outputs {sorted(outputs)}; the reference has "
-                    f"{sorted(ref_outputs)} (missing {missing})"
-                )
-            # NOTE: top-1 agreement means something for class scores, not for an embedding's
-            # largest dimension: it is reported when the data has labels or the output is named
-            # as logits/scores/probabilities.
-            results[-1].extra["fidelity"] = {
-                k: fidelity(outputs[k], v, classifier=_is_classifier(k, v, data)).as_dict()
-                for k, v in ref_outputs.items()
-            }
+            results[-1].extra["fidelity"] = _fidelity(path, session, feed, ref_outputs, data)
     for batch in batches:
         if on_step:
             on_step(f"latency at batch {batch}")

@@ -24,7 +24,18 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(both_zero, 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
 
 
-__all__ = ["Fidelity", "fidelity", "row_cosines"]
+def mean_cosine(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    """Mean over outputs of the mean per-sample cosine similarity (1.0 for identical)."""
+    scores = []
+    for out, ref in zip(outputs, reference, strict=True):
+        a = np.asarray(out, np.float64).reshape(len(out), -1)  # (N, D)
+        b = np.asarray(ref, np.float64).reshape(len(ref), -1)  # (N, D)
+        cos = row_cosines(a, b)
+        scores.append(float(cos.mean()))
+    return float(np.mean(scores))
+
+
+__all__ = ["Fidelity", "fidelity", "mean_cosine", "row_cosines"]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import os
 import platform
 from pathlib import Path
 
+import onnxruntime
+
 __all__ = ["cpu_flags", "describe_machine", "int8_pairs_saturate"]
 
 _VNNI = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
@@ -42,8 +44,6 @@ def describe_machine() -> str:
     isa: list[str] = [f for f in known if f in flags]
     if flags and not {"avx512_vnni", "avx_vnni"} & flags:
         isa.append("no VNNI")
-    import onnxruntime
-
     cores = os.cpu_count() or 1
     isa_text = " ".join(isa) or platform.machine()
     return f"{model}, {cores} cores, {isa_text}, onnxruntime {onnxruntime.__version__}"

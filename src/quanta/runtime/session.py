@@ -1,15 +1,49 @@
-"""ONNX Runtime sessions, configured the same way for every measurement."""
+"""ONNX Runtime sessions: the only place in quanta where they are made.
+
+Two configurations, each used wherever its job comes up, so that a measurement and the number
+it is compared with always run the same kernels:
+
+- ``make_session``: every graph optimization, a fixed thread count. Latency, accuracy,
+  fidelity, profiling, kernel counts, and ``run_model`` (the accuracy-aware fallback's and
+  ``quanta inspect``'s quantize-one-node-alone runs).
+- ``session_with_outputs``: basic optimizations only, on a copy of the model whose graph
+  outputs also expose chosen intermediate tensors (calibration, diagnostics). Basic keeps those
+  tensors as the float graph computes them; full optimization may fuse them away.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
+import onnx
 import onnxruntime as ort
 
 from quanta.errors import ModelError
 
-__all__ = ["make_session"]
+__all__ = ["OptimizationLevel", "make_session", "run_model", "session_with_outputs"]
+
+OptimizationLevel = Literal["disabled", "basic", "extended", "all"]
+
+_LEVELS: dict[str, ort.GraphOptimizationLevel] = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def _options(
+    level: OptimizationLevel | ort.GraphOptimizationLevel, threads: int
+) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = _LEVELS[level] if isinstance(level, str) else level
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return options
 
 
 def make_session(
@@ -27,12 +61,9 @@ def make_session(
         optimized_path: where ONNX Runtime writes the graph it actually runs (to count the kernels).
         profile_prefix: turn ONNX Runtime's profiler on, writing to files with this prefix.
     """
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
+    options = _options("all", threads)
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
     if optimized_path is not None:
         options.optimized_model_filepath = os.fspath(optimized_path)
     if profile_prefix is not None:
@@ -45,3 +76,35 @@ def make_session(
         first = str(exc).strip().splitlines()[0]
         where = "the model" if isinstance(model, bytes) else repr(str(Path(model)))
         raise ModelError(f"ONNX Runtime cannot load {where}: {first}") from exc
+
+
+def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """All outputs of ``model`` on ``feeds`` with ONNX Runtime's full optimizations (1 thread)."""
+    session = make_session(model.SerializeToString(), threads=1)
+    return list(session.run(None, dict(feeds)))
+
+
+def session_with_outputs(
+    model: onnx.ModelProto,
+    names: Sequence[str],
+    level: OptimizationLevel | ort.GraphOptimizationLevel = "basic",
+    threads: int = 0,
+) -> ort.InferenceSession:
+    """A session on a copy of ``model`` whose graph outputs also include the float tensors
+    ``names``, so that ONNX Runtime keeps and returns them (the caller's model is untouched).
+
+    Args:
+        level: graph optimizations (also ONNX Runtime's own ``GraphOptimizationLevel``).
+        threads: intra-op threads; 0 is ONNX Runtime's default (all cores).
+    """
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    existing = {o.name for o in augmented.graph.output}
+    for name in names:
+        if name not in existing:
+            augmented.graph.output.append(
+                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+            )
+    return ort.InferenceSession(
+        augmented.SerializeToString(), _options(level, threads), providers=["CPUExecutionProvider"]
+    )

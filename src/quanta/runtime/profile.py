@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from quanta.runtime.session import make_session
+
 __all__ = ["OpTimes", "profile_node_times", "profile_op_times"]
 
 
@@ -73,8 +75,6 @@ def _profile_events(
     model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], *, runs: int, threads: int
 ) -> list[dict[tuple[str, str], float]]:
     """Per run (warm-up first), kernel milliseconds by (profiled node name, op type)."""
-    from quanta.runtime import make_session
-
     with tempfile.TemporaryDirectory(prefix="quanta-profile-") as tmp:
         session = make_session(
             model.SerializeToString(), threads=threads, profile_prefix=os.path.join(tmp, "p")

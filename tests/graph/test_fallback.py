@@ -1,5 +1,5 @@
-"""Accuracy-aware fallback: mean_cosine (golden), search_float_nodes (stub models), and
-quantize_static's min_fidelity on a model with one very sensitive node."""
+"""Accuracy-aware fallback: search_float_nodes (stub models), and quantize_static's
+min_fidelity on a model with one node whose damage alone is by far the largest."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from tiny_graphs import make_model as tiny_model
 
 from quanta.errors import InputError
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
-from quanta.graph.sensitivity import mean_cosine, run_model, search_float_nodes
-from quanta.runtime import make_session
+from quanta.graph.fallback import search_float_nodes
+from quanta.runtime import make_session, mean_cosine, run_model
 
 OPSET = 20
 
@@ -20,63 +20,11 @@ OPSET = 20
 def make_model(
     nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], width: int = 4
 ) -> onnx.ModelProto:
-    return tiny_model(nodes, {"x": ["N", 8]}, {"y": ["N", width]}, inits, "sensitivity")
+    return tiny_model(nodes, {"x": ["N", 8]}, {"y": ["N", width]}, inits, "fallback")
 
 
 def rand(*shape: int, seed: int, std: float = 0.5) -> np.ndarray:
     return np.random.default_rng(seed).normal(0.0, std, shape).astype(np.float32)
-
-
-# --- mean_cosine: golden ---------------------------------------------------------------------
-
-
-def test_mean_cosine_identical_is_one() -> None:
-    a = rand(3, 5, seed=0)
-    assert mean_cosine([a], [a.copy()]) == pytest.approx(1.0)
-
-
-def test_mean_cosine_hand_computed() -> None:
-    out = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    ref = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
-    # per sample: 1 (same), 0 (orthogonal), 1/sqrt(2) (45 degrees)
-    assert mean_cosine([out], [ref]) == pytest.approx((1.0 + 0.0 + 1 / np.sqrt(2)) / 3)
-
-
-def test_mean_cosine_is_scale_invariant_and_sign_sensitive() -> None:
-    ref = rand(4, 6, seed=1)
-    assert mean_cosine([3.0 * ref], [ref]) == pytest.approx(1.0)
-    assert mean_cosine([-ref], [ref]) == pytest.approx(-1.0)
-
-
-def test_mean_cosine_flattens_each_sample() -> None:
-    ref = np.array([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 2.0]]])  # (2, 2, 2)
-    out = np.array([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [2.0, 0.0]]])
-    # sample 0 identical (1), sample 1 orthogonal once flattened (0)
-    assert mean_cosine([out], [ref]) == pytest.approx(0.5)
-
-
-def test_mean_cosine_averages_over_outputs() -> None:
-    same = np.array([[1.0, 2.0]])
-    opposite = np.array([[-1.0, -2.0]])
-    # output 0: cosine 1, output 1: cosine -1 -> mean 0
-    assert mean_cosine([same, opposite], [same, same]) == pytest.approx(0.0)
-
-
-def test_mean_cosine_two_zero_vectors_count_as_identical() -> None:
-    zero = np.zeros((1, 3))
-    assert mean_cosine([zero], [zero]) == 1.0
-
-
-def test_mean_cosine_zero_output_against_nonzero_reference_is_not_perfect() -> None:
-    out = np.zeros((1, 3))
-    ref = np.array([[1.0, 2.0, 3.0]])
-    assert mean_cosine([out], [ref]) < 1.0
-
-
-def test_mean_cosine_output_count_mismatch_raises() -> None:
-    a = np.ones((1, 2))
-    with pytest.raises(ValueError):
-        mean_cosine([a, a], [a])
 
 
 # --- search_float_nodes on stub models ---------------------------------------------------------

@@ -1,0 +1,173 @@
+"""Which nodes to keep float, decided by measured output error (accuracy-aware fallback).
+
+Quantizing every node is fastest, but a few layers carry most of the error (in MobileNetV2 the
+first convolutions, whose 3x3 depthwise filters and wide-range activations lose the most to
+8 bits). Instead of a list of names, quanta measures:
+
+1. the fully quantized model's fidelity on held-out calibration samples (mean cosine similarity
+   of each output to the float model's, per sample); if it meets the target, nothing changes;
+2. otherwise, for each weighted node (Conv, Gemm, MatMul), its *damage alone*: the loss of
+   mean cosine when *only* that node is quantized (its input activation, weights and output),
+   all in ONNX Runtime with its real integer kernels. Damage in isolation ranks nodes far
+   better than leave-one-out: a tensor stays int8 as long as either its producer or a consumer
+   is int8, so keeping one node of a bad region float changes little while the whole region
+   stays costly;
+3. nodes are then returned to float in order of damage until the target is met (or
+   ``max_float`` is reached); the smallest prefix of that order that reaches the best measured
+   fidelity is kept.
+
+Every node kept float is reported with the gain that justified it.
+
+Damage alone is a node's cost to the *model being built* (it picks what to keep float); the
+per-layer "sensitivity" of ``quanta inspect`` (``quanta.diagnose``) measures an already
+quantized model's own grids, one activation tensor at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from quanta.runtime import mean_cosine, run_model
+
+__all__ = ["FallbackResult", "search_float_nodes"]
+
+RANK_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class FallbackResult:
+    kept_float: dict[str, str]  # node name -> reason
+    fidelity_before: float
+    fidelity_after: float
+    evaluations: int
+
+
+class _Trials:
+    """Builds and runs the quantized model with some nodes kept float, and counts the runs."""
+
+    def __init__(
+        self,
+        build: Callable[[dict[str, str]], onnx.ModelProto],
+        feeds: Mapping[str, np.ndarray],
+        reference: list[np.ndarray],
+        metric: Callable[[list[np.ndarray]], float] | None,
+    ) -> None:
+        self.build, self.feeds, self.reference, self.metric = build, feeds, reference, metric
+        # NOTE: ranking nodes needs far fewer samples than judging the result: damage in
+        # isolation differs between nodes by orders of magnitude.
+        self.rank_feeds = {k: v[:RANK_SAMPLES] for k, v in feeds.items()}
+        self.rank_reference = [r[:RANK_SAMPLES] for r in reference]
+        self.evaluations = 0
+
+    def score(self, keep_float: dict[str, str]) -> float:
+        """The model's score on all samples: ``metric``, or mean cosine to the reference."""
+        self.evaluations += 1
+        outputs = run_model(self.build(keep_float), self.feeds)
+        if self.metric is not None:
+            return self.metric(outputs)
+        return mean_cosine(outputs, self.reference)
+
+    def rank_cosine(self, keep_float: dict[str, str]) -> float:
+        """Mean cosine to the reference on the first ``RANK_SAMPLES`` samples."""
+        self.evaluations += 1
+        return mean_cosine(run_model(self.build(keep_float), self.rank_feeds), self.rank_reference)
+
+
+def _damage_alone(
+    trials: _Trials,
+    candidates: list[str],
+    planned: list[str],
+    on_step: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
+    """Per candidate, the loss of mean cosine when only that node is quantized (every other
+    planned node kept float)."""
+    damage = {}
+    for i, name in enumerate(candidates):
+        alone = {other: "" for other in planned if other != name}
+        damage[name] = 1.0 - trials.rank_cosine(alone)
+        if on_step is not None:
+            on_step(i + 1, len(candidates))
+    return damage
+
+
+def _fallback_order(
+    candidates: list[str],
+    damage: Mapping[str, float],
+    cost: Mapping[str, float] | None,
+    limit: int,
+) -> list[str]:
+    """The ``limit`` candidates worth returning to float first: most damage, or most damage per
+    unit of ``cost``."""
+    if cost:
+        floor = max(min((c for c in cost.values() if c > 0), default=1.0), 1e-6)
+        worth = {n: damage[n] / max(cost.get(n, floor), floor) for n in candidates}
+        return sorted(candidates, key=lambda n: -worth[n])[:limit]
+    return sorted(candidates, key=lambda n: -damage[n])[:limit]
+
+
+def _best_prefix(
+    trials: _Trials, order: list[str], before: float, target: float
+) -> tuple[float, int]:
+    """Keep ``order[:k]`` float for k = 1, 2, ... until ``target`` is met; the best score and
+    the smallest k that reached it."""
+    best, best_k = before, 0
+    for k in range(1, len(order) + 1):
+        value = trials.score({n: "" for n in order[:k]})
+        if value > best:
+            best, best_k = value, k
+        if value >= target:
+            break
+    return best, best_k
+
+
+def _reason(name: str, damage: float, cost: Mapping[str, float] | None, where: str) -> str:
+    return (
+        f"kept float: quantizing it alone cost {damage:.4f} of the output's mean "
+        f"cosine on {where}, among the most of any node"
+        + (f" per ms of float time ({cost[name]:.3f} ms)" if cost and name in cost else "")
+    )
+
+
+def search_float_nodes(
+    build: Callable[[dict[str, str]], onnx.ModelProto],
+    candidates: list[str],
+    planned: list[str],
+    feeds: Mapping[str, np.ndarray],
+    reference: list[np.ndarray],
+    *,
+    target: float,
+    max_float: int | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    metric: Callable[[list[np.ndarray]], float] | None = None,
+    where: str = "the held-out calibration samples",
+    cost: Mapping[str, float] | None = None,
+) -> FallbackResult:
+    """Greedy accuracy-aware fallback.
+
+    Args:
+        build: returns the quantized model with the given nodes kept float.
+        candidates: node names that may be kept float.
+        planned: every node the full quantization makes int8 (to build single-node models).
+        feeds: held-out inputs; ``reference``: the float model's outputs on them.
+        target: the mean cosine to reach.
+        max_float: at most this many nodes kept float (default: a quarter of the candidates).
+        metric: judges a model's outputs on ``feeds`` against ``target`` (default: their mean
+            cosine to ``reference``; e.g. accuracy against labels). Ranking always uses cosine.
+        where: how the reasons name ``feeds``.
+        cost: what keeping each node float costs (e.g. its measured float time, ms); nodes
+            are then returned to float in order of damage per cost, not damage alone.
+    """
+    trials = _Trials(build, feeds, reference, metric)
+    before = trials.score({})
+    if before >= target or not candidates:
+        return FallbackResult({}, before, before, trials.evaluations)
+    limit = max_float if max_float is not None else max(1, len(candidates) // 4)
+    damage = _damage_alone(trials, candidates, planned, on_step)
+    order = _fallback_order(candidates, damage, cost, limit)
+    best, best_k = _best_prefix(trials, order, before, target)
+    kept = {name: _reason(name, damage[name], cost, where) for name in order[:best_k]}
+    return FallbackResult(kept, before, best, trials.evaluations)
