@@ -15,7 +15,15 @@ import flatbuffers
 import numpy as np
 import tflite
 
-__all__ = ["TFLiteModel", "TensorSpec", "OpSpec", "TENSOR_TYPES", "int_vector"]
+__all__ = [
+    "TFLiteModel",
+    "TensorSpec",
+    "OpSpec",
+    "OptionsBuilder",
+    "TENSOR_TYPES",
+    "int_vector",
+    "options",
+]
 
 TENSOR_TYPES = {
     np.dtype(np.float32): tflite.TensorType.FLOAT32,
@@ -42,6 +50,19 @@ class TensorSpec:
 OptionsBuilder = Callable[[flatbuffers.Builder], tuple[int, int]]
 
 
+def options(table: str, **fields: object) -> OptionsBuilder:
+    """The builder of the options table ``table`` (e.g. ``"Pool2DOptions"``) with scalar
+    ``fields`` (e.g. ``StrideW=2``), added in the order given: that order sets the bytes."""
+
+    def build(b: flatbuffers.Builder) -> tuple[int, int]:
+        getattr(tflite, f"{table}Start")(b)
+        for name, value in fields.items():
+            getattr(tflite, f"{table}Add{name}")(b, value)
+        return getattr(tflite.BuiltinOptions, table), getattr(tflite, f"{table}End")(b)
+
+    return build
+
+
 @dataclass
 class OpSpec:
     code: int  # tflite.BuiltinOperator
@@ -66,46 +87,8 @@ class TFLiteModel:
     def serialize(self) -> bytes:
         b = flatbuffers.Builder(1024)
         codes = sorted({(op.code, op.version) for op in self.ops})
-        code_index = {c: i for i, c in enumerate(codes)}
-
-        # buffers: 0 is the empty sentinel; one per constant tensor
-        buffer_of: dict[int, int] = {}
-        payloads: list[bytes] = [b""]
-        for i, t in enumerate(self.tensors):
-            if t.data is not None:
-                buffer_of[i] = len(payloads)
-                payloads.append(np.ascontiguousarray(t.data).tobytes())
-        buffer_offsets = []
-        for data in payloads:
-            vec = None
-            if data:
-                b.StartVector(1, len(data), 16)  # 16-byte alignment for the data
-                b.head = b.head - len(data)
-                b.Bytes[b.head : b.head + len(data)] = data
-                vec = b.EndVector()
-            tflite.BufferStart(b)
-            if vec is not None:
-                tflite.BufferAddData(b, vec)
-            buffer_offsets.append(tflite.BufferEnd(b))
-
-        tensor_offsets = [
-            self._tensor(b, i, t, buffer_of.get(i, 0)) for i, t in enumerate(self.tensors)
-        ]
-        op_offsets = [self._op(b, op, code_index[(op.code, op.version)]) for op in self.ops]
-
-        tensors_vec = _offsets(b, tflite.SubGraphStartTensorsVector, tensor_offsets)
-        ops_vec = _offsets(b, tflite.SubGraphStartOperatorsVector, op_offsets)
-        inputs_vec = int_vector(b, tflite.SubGraphStartInputsVector, self.inputs)
-        outputs_vec = int_vector(b, tflite.SubGraphStartOutputsVector, self.outputs)
-        name = b.CreateString("main")
-        tflite.SubGraphStart(b)
-        tflite.SubGraphAddTensors(b, tensors_vec)
-        tflite.SubGraphAddInputs(b, inputs_vec)
-        tflite.SubGraphAddOutputs(b, outputs_vec)
-        tflite.SubGraphAddOperators(b, ops_vec)
-        tflite.SubGraphAddName(b, name)
-        subgraph = tflite.SubGraphEnd(b)
-
+        buffer_of, buffer_offsets = self._buffers(b)
+        subgraph = self._subgraph(b, buffer_of, {c: i for i, c in enumerate(codes)})
         code_offsets = []
         for code, version in codes:
             tflite.OperatorCodeStart(b)
@@ -125,6 +108,52 @@ class TFLiteModel:
         tflite.ModelAddBuffers(b, buffers_vec)
         b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
         return bytes(b.Output())
+
+    def _buffers(self, b: flatbuffers.Builder) -> tuple[dict[int, int], list[int]]:
+        """(tensor -> buffer index, buffer offsets): buffer 0 is the empty sentinel, then one
+        per constant tensor."""
+        buffer_of: dict[int, int] = {}
+        payloads: list[bytes] = [b""]
+        for i, t in enumerate(self.tensors):
+            if t.data is not None:
+                buffer_of[i] = len(payloads)
+                payloads.append(np.ascontiguousarray(t.data).tobytes())
+        buffer_offsets = []
+        for data in payloads:
+            vec = None
+            if data:
+                b.StartVector(1, len(data), 16)  # 16-byte alignment for the data
+                b.head = b.head - len(data)
+                b.Bytes[b.head : b.head + len(data)] = data
+                vec = b.EndVector()
+            tflite.BufferStart(b)
+            if vec is not None:
+                tflite.BufferAddData(b, vec)
+            buffer_offsets.append(tflite.BufferEnd(b))
+        return buffer_of, buffer_offsets
+
+    def _subgraph(
+        self,
+        b: flatbuffers.Builder,
+        buffer_of: dict[int, int],
+        code_index: dict[tuple[int, int], int],
+    ) -> int:
+        tensor_offsets = [
+            self._tensor(b, i, t, buffer_of.get(i, 0)) for i, t in enumerate(self.tensors)
+        ]
+        op_offsets = [self._op(b, op, code_index[(op.code, op.version)]) for op in self.ops]
+        tensors_vec = _offsets(b, tflite.SubGraphStartTensorsVector, tensor_offsets)
+        ops_vec = _offsets(b, tflite.SubGraphStartOperatorsVector, op_offsets)
+        inputs_vec = int_vector(b, tflite.SubGraphStartInputsVector, self.inputs)
+        outputs_vec = int_vector(b, tflite.SubGraphStartOutputsVector, self.outputs)
+        name = b.CreateString("main")
+        tflite.SubGraphStart(b)
+        tflite.SubGraphAddTensors(b, tensors_vec)
+        tflite.SubGraphAddInputs(b, inputs_vec)
+        tflite.SubGraphAddOutputs(b, outputs_vec)
+        tflite.SubGraphAddOperators(b, ops_vec)
+        tflite.SubGraphAddName(b, name)
+        return int(tflite.SubGraphEnd(b))
 
     @staticmethod
     def _tensor(b: flatbuffers.Builder, index: int, t: TensorSpec, buffer: int) -> int:

@@ -1,0 +1,106 @@
+"""Ops that move int8 values without arithmetic: RESHAPE (Flatten, Reshape), TRANSPOSE back to
+NCHW, and PAD for a window op's explicit pads. All keep their input's grid.
+
+A Flatten/Reshape of an NHWC tensor that feeds only fully connected layers needs no TRANSPOSE:
+the (C, H, W) -> (H, W, C) column order is folded into those layers' weights instead
+(``ctx.folded``, read by ``fully_connected``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import tflite
+
+from quanta.tflite.context import Act, Context, attr
+from quanta.tflite.writer import TensorSpec, int_vector, options
+
+B = tflite.BuiltinOperator
+
+
+def to_nchw(ctx: Context, act: Act, prefix: str) -> int:
+    """An int8 NCHW copy of the NHWC tensor ``act`` (a TRANSPOSE on the same grid)."""
+    n, h, w, c = ctx.shape_of(act)
+    y = ctx.int8(f"{prefix}_nchw", [n, c, h, w], ctx.grid_of(act.index))
+    perm = ctx.constant(f"{prefix}_perm", np.array([0, 3, 1, 2], np.int32))
+    ctx.emit(B.TRANSPOSE, [act.index, perm], [y], options("TransposeOptions"))
+    return y
+
+
+def window_padding(
+    ctx: Context, node: onnx.NodeProto, x: Act, kernel: list[int]
+) -> tuple[int, Act]:
+    """TFLite padding mode of a Conv/pool; explicit pads that are not VALID or SAME become a
+    PAD op, whose output is returned in place of ``x``."""
+    pads = list(attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+    strides = list(attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
+    if not any(pads):
+        return tflite.Padding.VALID, x
+    t = ctx.out.tensors[x.index]  # N, H, W, C
+    same = True
+    for axis, (size, k, s) in enumerate(zip(t.shape[1:3], kernel, strides, strict=True)):
+        total = max((-(-size // s) - 1) * s + k - size, 0)
+        if [pads[axis], pads[axis + 2]] != [total // 2, total - total // 2]:
+            same = False
+    if same:
+        return tflite.Padding.SAME, x
+    n, h, w, c = t.shape
+    padded_shape = [n, h + pads[0] + pads[2], w + pads[1] + pads[3], c]
+    paddings = np.array([[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], np.int32)
+    p_index = ctx.constant(f"{node.name}_paddings", paddings)
+    # same type and grid as the input: int8 pads with its zero point (real 0), float with 0
+    y = ctx.add(
+        TensorSpec(
+            f"{node.name}_padded", padded_shape, t.dtype, scale=t.scale, zero_point=t.zero_point
+        )
+    )
+    ctx.emit(B.PAD, [x.index, p_index], [y], options("PadOptions"))
+    return tflite.Padding.VALID, Act(y, True)
+
+
+def _folds_into_fully_connected(ctx: Context, node: onnx.NodeProto, x: Act) -> bool:
+    """Whether every reader of this NHWC Flatten/Reshape (through its Q/DQ) is a Gemm/MatMul."""
+    users = ctx.index.consumers.get(node.output[0], [])
+    q = users[0] if len(users) == 1 and users[0].op_type == "QuantizeLinear" else None
+    if not x.nhwc or q is None:
+        return False
+    readers = [
+        r
+        for dq in ctx.index.consumers.get(q.output[0], [])
+        for r in ctx.index.consumers.get(dq.output[0], [])
+    ]
+    return bool(readers) and all(r.op_type in ("Gemm", "MatMul") for r in readers)
+
+
+def reshape(ctx: Context, node: onnx.NodeProto) -> None:
+    """Flatten and Reshape: RESHAPE to the ONNX shape, any batch."""
+    x = ctx.act_of(node.input[0])
+    t = ctx.out.tensors[x.index]
+    fold = _folds_into_fully_connected(ctx, node, x)
+    source = to_nchw(ctx, x, node.name) if x.nhwc and not fold else x.index
+    dims = ctx.shapes.get(node.output[0])
+    batch = t.shape[0]
+    features = int(np.prod(t.shape[1:]))
+    shape = (
+        [batch, features]
+        if dims is None or len(dims) == 2
+        else [batch if d is None else d for d in dims]
+    )
+    y = ctx.output_act(node, shape, False)
+    if fold:
+        _, h, w, c = t.shape
+        q = ctx.index.consumers[node.output[0]][0]
+        aliases = [node.output[0], q.output[0]]
+        aliases += [d.output[0] for d in ctx.index.consumers.get(q.output[0], [])]
+        for name in aliases:
+            ctx.folded[name] = (c, h, w)
+    new_shape = [-1, *shape[1:]]  # any batch
+    shape_t = ctx.constant(f"{node.name}_shape", np.array(new_shape, np.int32))
+
+    def reshape_options(b: object) -> tuple[int, int]:
+        vec = int_vector(b, tflite.ReshapeOptionsStartNewShapeVector, new_shape)
+        tflite.ReshapeOptionsStart(b)
+        tflite.ReshapeOptionsAddNewShape(b, vec)
+        return tflite.BuiltinOptions.ReshapeOptions, tflite.ReshapeOptionsEnd(b)
+
+    ctx.emit(B.RESHAPE, [source, shape_t], [y], reshape_options)
