@@ -219,7 +219,7 @@ def test_layers_kept_float_are_written_float_with_int8_weights() -> None:
 def _ranges(
     model: onnx.ModelProto, names: list[str], x: np.ndarray
 ) -> dict[str, tuple[float, float]]:
-    from quanta.graph.calibrate import session_with_outputs
+    from quanta.runtime.session import session_with_outputs
 
     values = session_with_outputs(model, names).run(names, {model.graph.input[0].name: x})
     return {n: (float(v.min()), float(v.max())) for n, v in zip(names, values, strict=True)}

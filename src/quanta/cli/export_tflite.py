@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     from quanta.cli.datasets import eval_set
     from quanta.graph import load_model
-    from quanta.graph.calibrate import session_with_outputs
     from quanta.graph.uint8_input import with_uint8_input
     from quanta.runtime import feeds_for
+    from quanta.runtime.session import session_with_outputs
     from quanta.tflite import onnx_to_tflite
 
     inputs = [

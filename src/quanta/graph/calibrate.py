@@ -15,9 +15,7 @@ from quanta.errors import DataError, QuantaError
 from quanta.quant import MeanObserver, MinMaxObserver, Observer
 from quanta.runtime.session import session_with_outputs
 
-# NOTE: session_with_outputs is re-exported because the TFLite export CLI, QAT export and a
-# TFLite export test import it from here.
-__all__ = ["CalibrationData", "collect_ranges", "collect_statistics", "session_with_outputs"]
+__all__ = ["CalibrationData", "collect_ranges", "collect_statistics"]
 
 
 class CalibrationData:

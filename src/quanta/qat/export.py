@@ -16,12 +16,10 @@ import os
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from quanta.errors import ModelError
-from quanta.graph.calibrate import session_with_outputs
 from quanta.graph.compact import compact_qdq
 from quanta.graph.model_io import save_model
 from quanta.graph.planner import plan_static
@@ -32,6 +30,7 @@ from quanta.models.export import to_onnx_model
 from quanta.qat.modules import ActivationQuantizer
 from quanta.qat.prepare import activation_quantizers, set_qat_state
 from quanta.quant import MinMaxObserver, QParams
+from quanta.runtime.session import session_with_outputs
 
 __all__ = ["export_qat_onnx", "qat_to_onnx_model"]
 
@@ -143,7 +142,7 @@ def _per_channel(model: nn.Module) -> bool:
 def _onnx_values(
     model: onnx.ModelProto, names: list[str], feeds: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    session = session_with_outputs(model, names, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    session = session_with_outputs(model, names, "disabled")
     return dict(zip(names, session.run(names, feeds), strict=True))
 
 
