@@ -25,7 +25,7 @@ the op-by-op figures show which op.)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +34,8 @@ from onnx import helper
 
 from quanta.graph.compact import expand_qdq
 from quanta.graph.index import GraphIndex
-from quanta.ref.executor import run_reference
+from quanta.graph.qdq import dequantize_back
+from quanta.ref.executor import ReferenceRun, run_reference
 from quanta.ref.tensor import QTensor
 from quanta.runtime import make_session
 
@@ -200,89 +201,117 @@ def _op_models(plain: onnx.ModelProto, integer_nodes: set[str]) -> list[_OpModel
     """Cut every op the reference ran with integers out of ``plain`` (expanded QDQ), with its
     weights, its input DequantizeLinear and its output QuantizeLinear; ONNX Runtime fuses each
     as it fuses it in the full model (QLinearConv, QGemm, QLinearAdd, ...)."""
-    graph = plain.graph
-    index = GraphIndex(plain)
-    inits, producer, readers = index.initializers, index.producer, index.consumers
-    graph_outputs = {o.name for o in graph.output}
-    input_types = {i.name: i.type.tensor_type.elem_type for i in graph.input}
+    cutter = _Cutter(plain)
     models = []
-    for node in graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] in input_types:
-            # the edge: a float graph input quantized (float32 division, half to even)
-            back = f"{node.output[0]}__float"
-            back_dq = helper.make_node(
-                "DequantizeLinear", [node.output[0], *node.input[1:]], [back]
-            )
-            edge = helper.make_graph(
-                [node, back_dq],
-                f"edge_{node.name}",
-                [next(i for i in graph.input if i.name == node.input[0])],
-                [helper.make_empty_tensor_value_info(back)],
-                [inits[name] for name in node.input[1:] if name in inits],
-            )  # fmt: skip
-            model = helper.make_model(edge, opset_imports=list(plain.opset_import))
-            model.ir_version = plain.ir_version
-            models.append(_OpModel(node.name, model, [node.input[0]], {back: node.output[0]}))
-            continue
-        if node.name not in integer_nodes:
-            continue
+    for node in plain.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] in cutter.input_types:
+            models.append(cutter.edge(node))
+        elif node.name in integer_nodes:
+            op = cutter.integer_op(node)
+            if op is not None:
+                models.append(op)
+    return models
+
+
+class _Cutter:
+    """Cuts single ops out of one expanded QDQ model into models of their own."""
+
+    def __init__(self, plain: onnx.ModelProto) -> None:
+        self.plain = plain
+        index = GraphIndex(plain)
+        self.inits, self.producer, self.readers = (
+            index.initializers,
+            index.producer,
+            index.consumers,
+        )
+        self.graph_outputs = {o.name for o in plain.graph.output}
+        self.input_types = {i.name: i.type.tensor_type.elem_type for i in plain.graph.input}
+
+    def edge(self, quantize: onnx.NodeProto) -> _OpModel:
+        """A float graph input quantized (float32 division, half to even), and back."""
+        back = f"{quantize.output[0]}__float"
+        source = next(i for i in self.plain.graph.input if i.name == quantize.input[0])
+        model = self._model(
+            [quantize, dequantize_back(quantize, back)], f"edge_{quantize.name}", [source],
+            [helper.make_empty_tensor_value_info(back)], quantize.input[1:],
+        )  # fmt: skip
+        return _OpModel(quantize.name, model, [quantize.input[0]], {back: quantize.output[0]})
+
+    def integer_op(self, node: onnx.NodeProto) -> _OpModel | None:
+        """``node`` with its input DequantizeLinears and output QuantizeLinears (None: it reads
+        a float tensor, or nothing of its output is compared)."""
         nodes: list[onnx.NodeProto] = []
         used_inits: set[str] = set()
-        inputs: list[onnx.ValueInfoProto] = []
-        int_inputs: list[str] = []
+        int_inputs = self._integer_inputs(node, nodes, used_inits)
+        if int_inputs is None:
+            return None
+        nodes.append(node)
+        outputs: list[onnx.ValueInfoProto] = []
+        mapping: dict[str, str] = {}
+        for out in node.output:
+            if out in self.graph_outputs:
+                outputs.append(helper.make_empty_tensor_value_info(out))
+                mapping[out] = out
+            for q in self.readers.get(out, []):
+                if q.op_type != "QuantizeLinear":
+                    continue
+                back = f"{q.output[0]}__float"
+                nodes.extend([q, dequantize_back(q, back)])
+                used_inits.update(q.input[1:])
+                outputs.append(helper.make_empty_tensor_value_info(back))
+                mapping[back] = q.output[0]
+        if not outputs:
+            return None
+        inputs = [
+            helper.make_tensor_value_info(name, elem, None) for name, elem in int_inputs.items()
+        ]
+        model = self._model(nodes, f"op_{node.name}", inputs, outputs, sorted(used_inits))
+        return _OpModel(node.name, model, list(int_inputs), mapping)
+
+    def _integer_inputs(
+        self, node: onnx.NodeProto, nodes: list[onnx.NodeProto], used_inits: set[str]
+    ) -> dict[str, int] | None:
+        """The integer tensors ``node`` reads through DequantizeLinears, with their ONNX element
+        types; adds those DequantizeLinears (and constants) to ``nodes`` and the initializers they
+        read to ``used_inits``. None if ``node`` reads a float tensor."""
+        int_inputs: dict[str, int] = {}
         for name in node.input:
-            if not name or name in inits:
+            if not name or name in self.inits:
                 used_inits.add(name)
                 continue
-            dq = producer.get(name)
+            dq = self.producer.get(name)
             if dq is None or dq.op_type != "DequantizeLinear":
                 if dq is not None and dq.op_type == "Constant":
                     nodes.append(dq)
                     continue
-                break  # a float input: not an integer group
+                return None  # a float input: not an integer group
             nodes.append(dq)
             used_inits.update(dq.input[1:])
-            if dq.input[0] in inits:
+            if dq.input[0] in self.inits:
                 used_inits.add(dq.input[0])
                 continue
-            q = producer.get(dq.input[0])
+            q = self.producer.get(dq.input[0])
             elem = (
-                inits[q.input[2]].data_type if q is not None and len(q.input) > 2
-                else input_types.get(dq.input[0], onnx.TensorProto.UINT8)
+                self.inits[q.input[2]].data_type if q is not None and len(q.input) > 2
+                else self.input_types.get(dq.input[0], onnx.TensorProto.UINT8)
             )  # fmt: skip
-            if dq.input[0] not in int_inputs:
-                int_inputs.append(dq.input[0])
-                inputs.append(helper.make_tensor_value_info(dq.input[0], elem, None))
-        else:
-            nodes.append(node)
-            outputs: list[onnx.ValueInfoProto] = []
-            mapping: dict[str, str] = {}
-            for out in node.output:
-                users = readers.get(out, [])
-                if out in graph_outputs:
-                    outputs.append(helper.make_empty_tensor_value_info(out))
-                    mapping[out] = out
-                for q in users:
-                    if q.op_type != "QuantizeLinear":
-                        continue
-                    nodes.append(q)
-                    used_inits.update(q.input[1:])
-                    back = f"{q.output[0]}__float"
-                    nodes.append(
-                        helper.make_node("DequantizeLinear", [q.output[0], *q.input[1:]], [back])
-                    )
-                    outputs.append(helper.make_empty_tensor_value_info(back))
-                    mapping[back] = q.output[0]
-            if not outputs:
-                continue
-            sub = helper.make_graph(
-                nodes, f"op_{node.name}", inputs, outputs,
-                [inits[name] for name in sorted(used_inits) if name in inits],
-            )  # fmt: skip
-            model = helper.make_model(sub, opset_imports=list(plain.opset_import))
-            model.ir_version = plain.ir_version
-            models.append(_OpModel(node.name, model, int_inputs, mapping))
-    return models
+            int_inputs.setdefault(dq.input[0], elem)
+        return int_inputs
+
+    def _model(
+        self,
+        nodes: list[onnx.NodeProto],
+        name: str,
+        inputs: list[onnx.ValueInfoProto],
+        outputs: list[onnx.ValueInfoProto],
+        init_names: Iterable[str],
+    ) -> onnx.ModelProto:
+        graph = helper.make_graph(
+            nodes, name, inputs, outputs, [self.inits[n] for n in init_names if n in self.inits]
+        )
+        model = helper.make_model(graph, opset_imports=list(self.plain.opset_import))
+        model.ir_version = self.plain.ir_version
+        return model
 
 
 def verify(
@@ -320,40 +349,10 @@ def verify(
                 (op, make_session(op.model.SerializeToString()))
                 for op in _op_models(expanded, integer_nodes)
             ]
-        # each op on the reference's own inputs: ONNX Runtime's kernel against the reference's
-        ints = {**alone.quantized, **alone.int_inputs}
-        op_by_op: dict[str, np.ndarray] = {}
-        for op, op_session in op_sessions:
-            feed = {
-                name: batch[name] if name in batch and name not in ints
-                else ints[name].q.astype(_NUMPY[ints[name].qp.dtype])
-                for name in op.inputs
-            }  # fmt: skip
-            values = op_session.run(list(op.outputs), feed)  # type: ignore[attr-defined]
-            for out, value in zip(op.outputs, values, strict=True):
-                op_by_op[op.outputs[out]] = value
-        for name, agreement in report.outputs.items():
-            mine = alone.integers.get(name)
-            agreement.grid = _grid_name(mine)
-            assert agreement.end_to_end is not None
-            agreement.end_to_end.add(ort[name], alone.outputs[name], mine)
-            if name in op_by_op:
-                agreement.op_by_op.add(op_by_op[name], alone.outputs[name], mine)
-            else:  # written by a float op: no integer kernel to compare, only the end result
-                agreement.op_by_op.add(ort[name], alone.outputs[name], mine)
-        for name, agreement in report.tensors.items():
-            mine = alone.quantized[name]
-            agreement.grid = _grid_name(mine)
-            if name in op_by_op:
-                agreement.op_by_op.add(op_by_op[name], mine.real(), mine)
+        _add_batch(report, ort, alone, _run_op_by_op(op_sessions, batch, alone))
         if emulate_avx2:
             avx2 = run_reference(model, batch, rounding=rounding, emulate_avx2=True)
-            for node, (s, t) in avx2.saturated.items():
-                before = report.saturation.get(node, (0, 0))
-                report.saturation[node] = (before[0] + s, before[1] + t)
-            for name in outputs:
-                effect = report.saturation_effect.setdefault(name, Agreement())
-                effect.add(avx2.outputs[name], alone.outputs[name], alone.integers.get(name))
+            _add_saturation(report, avx2, alone)
         report.integer_ops = dict(alone.integer_ops)
         report.float_ops = dict(alone.float_ops)
         report.float_reasons = dict(alone.float_reasons)
@@ -362,3 +361,56 @@ def verify(
     for name in report.from_float:
         del report.tensors[name]
     return report
+
+
+def _run_op_by_op(
+    op_sessions: list[tuple[_OpModel, object]],
+    batch: Mapping[str, np.ndarray],
+    alone: ReferenceRun,
+) -> dict[str, np.ndarray]:
+    """Each op on the reference's own inputs: ONNX Runtime's kernel against the reference's.
+    Returns, per tensor of the full model, ONNX Runtime's value."""
+    ints = {**alone.quantized, **alone.int_inputs}
+    op_by_op: dict[str, np.ndarray] = {}
+    for op, op_session in op_sessions:
+        feed = {
+            name: batch[name] if name in batch and name not in ints
+            else ints[name].q.astype(_NUMPY[ints[name].qp.dtype])
+            for name in op.inputs
+        }  # fmt: skip
+        values = op_session.run(list(op.outputs), feed)  # type: ignore[attr-defined]
+        for out, value in zip(op.outputs, values, strict=True):
+            op_by_op[op.outputs[out]] = value
+    return op_by_op
+
+
+def _add_batch(
+    report: VerifyReport,
+    ort: Mapping[str, np.ndarray],
+    alone: ReferenceRun,
+    op_by_op: Mapping[str, np.ndarray],
+) -> None:
+    for name, agreement in report.outputs.items():
+        mine = alone.integers.get(name)
+        agreement.grid = _grid_name(mine)
+        assert agreement.end_to_end is not None
+        agreement.end_to_end.add(ort[name], alone.outputs[name], mine)
+        if name in op_by_op:
+            agreement.op_by_op.add(op_by_op[name], alone.outputs[name], mine)
+        else:  # written by a float op: no integer kernel to compare, only the end result
+            agreement.op_by_op.add(ort[name], alone.outputs[name], mine)
+    for name, agreement in report.tensors.items():
+        tensor = alone.quantized[name]
+        agreement.grid = _grid_name(tensor)
+        if name in op_by_op:
+            agreement.op_by_op.add(op_by_op[name], tensor.real(), tensor)
+
+
+def _add_saturation(report: VerifyReport, avx2: ReferenceRun, exact: ReferenceRun) -> None:
+    """What emulating AVX2's int16 pair sums changed, per node and per output."""
+    for node, (s, t) in avx2.saturated.items():
+        before = report.saturation.get(node, (0, 0))
+        report.saturation[node] = (before[0] + s, before[1] + t)
+    for name in report.outputs:
+        effect = report.saturation_effect.setdefault(name, Agreement())
+        effect.add(avx2.outputs[name], exact.outputs[name], exact.integers.get(name))
