@@ -25,17 +25,15 @@ the op-by-op figures show which op.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from quanta.graph.compact import expand_qdq
-from quanta.graph.index import GraphIndex
-from quanta.graph.qdq import dequantize_back
 from quanta.ref.executor import ReferenceRun, run_reference
+from quanta.ref.op_models import OpModel, op_models
 from quanta.ref.tensor import QTensor
 from quanta.runtime import make_session
 
@@ -187,133 +185,6 @@ def _grid_name(t: QTensor | None) -> str:
     return t.qp.dtype
 
 
-@dataclass(frozen=True)
-class _OpModel:
-    """One integer op of the model as a model of its own: int inputs -> DQ -> op -> Q -> DQ."""
-
-    node: str
-    model: onnx.ModelProto
-    inputs: list[str]  # the integer tensors (QuantizeLinear outputs / int graph inputs) it reads
-    outputs: dict[str, str]  # its graph output -> the tensor of the full model it reproduces
-
-
-def _op_models(plain: onnx.ModelProto, integer_nodes: set[str]) -> list[_OpModel]:
-    """Cut every op the reference ran with integers out of ``plain`` (expanded QDQ), with its
-    weights, its input DequantizeLinear and its output QuantizeLinear; ONNX Runtime fuses each
-    as it fuses it in the full model (QLinearConv, QGemm, QLinearAdd, ...)."""
-    cutter = _Cutter(plain)
-    models = []
-    for node in plain.graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] in cutter.input_types:
-            models.append(cutter.edge(node))
-        elif node.name in integer_nodes:
-            op = cutter.integer_op(node)
-            if op is not None:
-                models.append(op)
-    return models
-
-
-class _Cutter:
-    """Cuts single ops out of one expanded QDQ model into models of their own."""
-
-    def __init__(self, plain: onnx.ModelProto) -> None:
-        self.plain = plain
-        index = GraphIndex(plain)
-        self.inits, self.producer, self.readers = (
-            index.initializers,
-            index.producer,
-            index.consumers,
-        )
-        self.graph_outputs = {o.name for o in plain.graph.output}
-        self.input_types = {i.name: i.type.tensor_type.elem_type for i in plain.graph.input}
-
-    def edge(self, quantize: onnx.NodeProto) -> _OpModel:
-        """A float graph input quantized (float32 division, half to even), and back."""
-        back = f"{quantize.output[0]}__float"
-        source = next(i for i in self.plain.graph.input if i.name == quantize.input[0])
-        model = self._model(
-            [quantize, dequantize_back(quantize, back)], f"edge_{quantize.name}", [source],
-            [helper.make_empty_tensor_value_info(back)], quantize.input[1:],
-        )  # fmt: skip
-        return _OpModel(quantize.name, model, [quantize.input[0]], {back: quantize.output[0]})
-
-    def integer_op(self, node: onnx.NodeProto) -> _OpModel | None:
-        """``node`` with its input DequantizeLinears and output QuantizeLinears (None: it reads
-        a float tensor, or nothing of its output is compared)."""
-        nodes: list[onnx.NodeProto] = []
-        used_inits: set[str] = set()
-        int_inputs = self._integer_inputs(node, nodes, used_inits)
-        if int_inputs is None:
-            return None
-        nodes.append(node)
-        outputs: list[onnx.ValueInfoProto] = []
-        mapping: dict[str, str] = {}
-        for out in node.output:
-            if out in self.graph_outputs:
-                outputs.append(helper.make_empty_tensor_value_info(out))
-                mapping[out] = out
-            for q in self.readers.get(out, []):
-                if q.op_type != "QuantizeLinear":
-                    continue
-                back = f"{q.output[0]}__float"
-                nodes.extend([q, dequantize_back(q, back)])
-                used_inits.update(q.input[1:])
-                outputs.append(helper.make_empty_tensor_value_info(back))
-                mapping[back] = q.output[0]
-        if not outputs:
-            return None
-        inputs = [
-            helper.make_tensor_value_info(name, elem, None) for name, elem in int_inputs.items()
-        ]
-        model = self._model(nodes, f"op_{node.name}", inputs, outputs, sorted(used_inits))
-        return _OpModel(node.name, model, list(int_inputs), mapping)
-
-    def _integer_inputs(
-        self, node: onnx.NodeProto, nodes: list[onnx.NodeProto], used_inits: set[str]
-    ) -> dict[str, int] | None:
-        """The integer tensors ``node`` reads through DequantizeLinears, with their ONNX element
-        types; adds those DequantizeLinears (and constants) to ``nodes`` and the initializers they
-        read to ``used_inits``. None if ``node`` reads a float tensor."""
-        int_inputs: dict[str, int] = {}
-        for name in node.input:
-            if not name or name in self.inits:
-                used_inits.add(name)
-                continue
-            dq = self.producer.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                if dq is not None and dq.op_type == "Constant":
-                    nodes.append(dq)
-                    continue
-                return None  # a float input: not an integer group
-            nodes.append(dq)
-            used_inits.update(dq.input[1:])
-            if dq.input[0] in self.inits:
-                used_inits.add(dq.input[0])
-                continue
-            q = self.producer.get(dq.input[0])
-            elem = (
-                self.inits[q.input[2]].data_type if q is not None and len(q.input) > 2
-                else self.input_types.get(dq.input[0], onnx.TensorProto.UINT8)
-            )  # fmt: skip
-            int_inputs.setdefault(dq.input[0], elem)
-        return int_inputs
-
-    def _model(
-        self,
-        nodes: list[onnx.NodeProto],
-        name: str,
-        inputs: list[onnx.ValueInfoProto],
-        outputs: list[onnx.ValueInfoProto],
-        init_names: Iterable[str],
-    ) -> onnx.ModelProto:
-        graph = helper.make_graph(
-            nodes, name, inputs, outputs, [self.inits[n] for n in init_names if n in self.inits]
-        )
-        model = helper.make_model(graph, opset_imports=list(self.plain.opset_import))
-        model.ir_version = self.plain.ir_version
-        return model
-
-
 def verify(
     model: onnx.ModelProto,
     feeds: Mapping[str, np.ndarray],
@@ -336,7 +207,7 @@ def verify(
         {name: OutputAgreement(name, end_to_end=None) for name in quantized},
         {}, {}, {}, n,
     )  # fmt: skip
-    op_sessions: list[tuple[_OpModel, object]] | None = None
+    op_sessions: list[tuple[OpModel, object]] | None = None
     for start in range(0, n, batch_size):
         batch = {k: np.asarray(v[start : start + batch_size]) for k, v in feeds.items()}
         ort = dict(zip(outputs, session.run(outputs, batch), strict=True))
@@ -347,7 +218,7 @@ def verify(
             }
             op_sessions = [
                 (op, make_session(op.model.SerializeToString()))
-                for op in _op_models(expanded, integer_nodes)
+                for op in op_models(expanded, integer_nodes)
             ]
         _add_batch(report, ort, alone, _run_op_by_op(op_sessions, batch, alone))
         if emulate_avx2:
@@ -364,7 +235,7 @@ def verify(
 
 
 def _run_op_by_op(
-    op_sessions: list[tuple[_OpModel, object]],
+    op_sessions: list[tuple[OpModel, object]],
     batch: Mapping[str, np.ndarray],
     alone: ReferenceRun,
 ) -> dict[str, np.ndarray]:
