@@ -6,17 +6,34 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quanta._io import check_output_path
 from quanta.cli.console import add_force, err, out, progress
 from quanta.cli.datasets import DEFAULT_CALIBRATION_SAMPLES, is_mnist_shaped
 from quanta.errors import InputError
 
+if TYPE_CHECKING:  # the CLI imports the library when a command runs, to start fast
+    import onnx
+
+    from quanta.graph import CalibrationData, QuantizeConfig, QuantizeResult
+
 __all__ = ["add_parser"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("quantize", help="quantize an ONNX model (static, dynamic or fp16)")
+    # the groups add their flags in the order --help lists them
+    _add_mode_flags(p)
+    _add_range_flags(p)
+    _add_fallback_flags(p)
+    _add_format_flags(p)
+    p.add_argument("--samples", type=int, help="use at most N calibration samples")
+    add_force(p)
+    p.set_defaults(handler=run)
+
+
+def _add_mode_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the float ONNX model")
     p.add_argument("-o", "--output", required=True, help="the quantized ONNX file to write")
     p.add_argument(
@@ -30,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--max-accuracy-drop", type=float,
         help="--mode auto: allowed top-1 accuracy drop in percentage points (needs labels)",
     )  # fmt: skip
+
+
+def _add_range_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--calibration",
         help="npz with one array per model input (keyed by input name, samples on axis 0)",
@@ -47,6 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )  # fmt: skip
     p.add_argument("--percentile", type=float, default=99.99,
                    help="kept percentile for --method percentile (default 99.99)")  # fmt: skip
+
+
+def _add_fallback_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-fidelity", type=float,
         help="static: keep the most damaging nodes float until the outputs' mean cosine to the "
@@ -61,6 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="quantize every node quanta can, whatever the fidelity")  # fmt: skip
     p.add_argument("--no-bias-correction", action="store_true",
                    help="do not correct biases for weight rounding")  # fmt: skip
+
+
+def _add_format_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-compact", action="store_true",
         help="write every scale and zero point as its own initializer (larger file; for QDQ "
@@ -78,24 +104,46 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="calibrate in N processes, each on its share of the samples, statistics merged "
         "(min-max exactly, histograms on a common grid; default 1)",
     )  # fmt: skip
-    p.add_argument("--samples", type=int, help="use at most N calibration samples")
-    add_force(p)
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from quanta.data import calibration_split, load_mnist, load_npz
-    from quanta.graph import (
-        CalibrationData,
-        QuantizeConfig,
-        load_model,
-        quantize_static,
-        save_model,
-    )
+    from quanta.graph import load_model, save_model
     from quanta.graph.dynamic import quantize_dynamic
     from quanta.graph.fp16 import quantize_fp16
 
-    config = QuantizeConfig(
+    config = _config(args)
+    _check_flags(args, config)
+    output = check_output_path(
+        args.output, args.model, *[p for p in (args.calibration, args.eval) if p and p != "mnist"],
+        force=args.force,
+    )  # fmt: skip
+    model = load_model(args.model)
+    start = time.perf_counter()
+    if config.mode in ("static", "auto"):
+        result = _calibrated(args, model, config)
+    elif config.mode == "dynamic":
+        result = quantize_dynamic(model, config)
+    else:
+        result = quantize_fp16(model, config)
+    _print_float_nodes(result)
+    save_model(result.model, output)
+    before, after = Path(args.model).stat().st_size, output.stat().st_size
+    for note in result.notes:
+        err.print(note)
+    chosen = getattr(result, "chosen", "")
+    label = f"{config.mode} ({chosen})" if chosen else config.mode
+    out.print(
+        f"{label}: wrote {output} ({after / 1e6:.2f} MB, {before / after:.2f}× smaller) "
+        f"in {time.perf_counter() - start:.2f} s"
+    )
+    return 0
+
+
+def _config(args: argparse.Namespace) -> QuantizeConfig:
+    """The flags as a ``QuantizeConfig`` (one field per flag)."""
+    from quanta.graph import QuantizeConfig
+
+    return QuantizeConfig(
         mode=args.mode,
         per_channel=not args.per_tensor,
         activation_type=args.activation_type,
@@ -113,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
         max_float=args.max_float,
         workers=args.workers,
     )
+
+
+def _check_flags(args: argparse.Namespace, config: QuantizeConfig) -> None:
+    """Flags given to a mode that does not use them."""
     if args.calibration and config.mode not in ("static", "auto"):
         raise InputError(
             f"--calibration is only used with --mode static or auto, not --mode {config.mode}"
@@ -121,56 +173,60 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--eval and --max-accuracy-drop are only used with --mode auto")
     if config.mode == "auto" and not args.eval:
         raise InputError("--mode auto needs --eval EVAL.npz (or mnist) to measure accuracy on")
-    output = check_output_path(
-        args.output, args.model, *[p for p in (args.calibration, args.eval) if p and p != "mnist"],
-        force=args.force,
-    )  # fmt: skip
-    model = load_model(args.model)
-    start = time.perf_counter()
-    if config.mode in ("static", "auto"):
-        if args.calibration:
-            names = [
-                i.name
-                for i in model.graph.input
-                if i.name not in {t.name for t in model.graph.initializer}
-            ]
-            arrays, _ = load_npz(args.calibration, input_names=names, stream=True)
-            data = CalibrationData(arrays, samples=config.samples, batch_size=config.batch_size)
-        elif is_mnist_shaped(model):
-            n = config.samples or DEFAULT_CALIBRATION_SAMPLES
-            split = calibration_split(load_mnist().train, n, seed=0)
-            name = next(i.name for i in model.graph.input)
-            data = CalibrationData({name: split.images}, batch_size=config.batch_size)
-            err.print(
-                f"no --calibration given: calibrating on {n} bundled MNIST training digits "
-                "(the model takes 1x28x28 images)"
-            )
-        else:
-            raise InputError(
-                f"--mode {config.mode} needs --calibration CALIB.npz (one array per model input, "
-                "keyed by input name, samples along axis 0)"
-            )
-        with progress() as bar:
-            task = bar.add_task("calibrating", total=None)
 
-            def on_search(done: int, total: int) -> None:
-                bar.update(task, description="measuring each node's cost", completed=done,
-                           total=total)  # fmt: skip
 
-            if config.mode == "auto":
-                result = _auto(
-                    args, model, data, config, lambda msg: bar.update(task, description=msg)
-                )
-            else:
-                result = quantize_static(
-                    model, data, config,
-                    on_batch=lambda done, total: bar.update(task, completed=done, total=total),
-                    on_search=on_search,
-                )  # fmt: skip
-    elif config.mode == "dynamic":
-        result = quantize_dynamic(model, config)
-    else:
-        result = quantize_fp16(model, config)
+def _calibrated(
+    args: argparse.Namespace, model: onnx.ModelProto, config: QuantizeConfig
+) -> QuantizeResult:
+    """``--mode static`` or ``auto``, behind a progress bar."""
+    from quanta.graph import quantize_static
+
+    data = _calibration_data(args, model, config)
+    with progress() as bar:
+        task = bar.add_task("calibrating", total=None)
+
+        def on_search(done: int, total: int) -> None:
+            bar.update(task, description="measuring each node's cost", completed=done,
+                       total=total)  # fmt: skip
+
+        if config.mode == "auto":
+            return _auto(args, model, data, config, lambda msg: bar.update(task, description=msg))
+        return quantize_static(
+            model, data, config,
+            on_batch=lambda done, total: bar.update(task, completed=done, total=total),
+            on_search=on_search,
+        )  # fmt: skip
+
+
+def _calibration_data(
+    args: argparse.Namespace, model: onnx.ModelProto, config: QuantizeConfig
+) -> CalibrationData:
+    """``--calibration``, or bundled MNIST digits for a model that takes 1x28x28 images."""
+    from quanta.data import calibration_split, load_mnist, load_npz
+    from quanta.graph import CalibrationData
+
+    if args.calibration:
+        initializers = {t.name for t in model.graph.initializer}
+        names = [i.name for i in model.graph.input if i.name not in initializers]
+        arrays, _ = load_npz(args.calibration, input_names=names, stream=True)
+        return CalibrationData(arrays, samples=config.samples, batch_size=config.batch_size)
+    if is_mnist_shaped(model):
+        n = config.samples or DEFAULT_CALIBRATION_SAMPLES
+        split = calibration_split(load_mnist().train, n, seed=0)
+        name = next(i.name for i in model.graph.input)
+        data = CalibrationData({name: split.images}, batch_size=config.batch_size)
+        err.print(
+            f"no --calibration given: calibrating on {n} bundled MNIST training digits "
+            "(the model takes 1x28x28 images)"
+        )
+        return data
+    raise InputError(
+        f"--mode {config.mode} needs --calibration CALIB.npz (one array per model input, "
+        "keyed by input name, samples along axis 0)"
+    )
+
+
+def _print_float_nodes(result: QuantizeResult) -> None:
     for node in result.float_nodes:
         # a choice quanta made from measurements is a note; an op it could not quantize warns
         measured = any(
@@ -178,17 +234,6 @@ def run(args: argparse.Namespace) -> int:
             for why in ("quantizing it alone cost", "kept float for speed", "no int8 consumer")
         )
         err.print(f"{'[cyan]note:[/]' if measured else '[yellow]warning:[/]'} {node}")
-    save_model(result.model, output)
-    before, after = Path(args.model).stat().st_size, output.stat().st_size
-    for note in result.notes:
-        err.print(note)
-    chosen = getattr(result, "chosen", "")
-    label = f"{config.mode} ({chosen})" if chosen else config.mode
-    out.print(
-        f"{label}: wrote {output} ({after / 1e6:.2f} MB, {before / after:.2f}× smaller) "
-        f"in {time.perf_counter() - start:.2f} s"
-    )
-    return 0
 
 
 def _auto(args, model, data, config, on_step):  # type: ignore[no-untyped-def]

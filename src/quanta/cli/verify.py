@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from quanta._io import check_output_path, write_text_atomic
 from quanta.cli.console import add_force, err, out
 from quanta.errors import InputError
+
+if TYPE_CHECKING:  # the CLI imports the library when a command runs, to start fast
+    import numpy as np
+    import onnx
+    from rich.table import Table
+
+    from quanta.ref import VerifyReport
 
 __all__ = ["add_parser"]
 
@@ -37,27 +45,56 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from quanta.cli.datasets import eval_set
     from quanta.graph import load_model
     from quanta.ref import verify
-    from quanta.runtime import feeds_for, make_session
 
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
     json_path = check_output_path(args.json, args.model, force=args.force) if args.json else None
     model = load_model(args.model)
+    feeds = _feeds(args, model)
+    n = len(next(iter(feeds.values())))
+    with err.status(f"running {n:,} samples in the reference executor and ONNX Runtime"):
+        report = verify(model, feeds, rounding=args.rounding, emulate_avx2=args.emulate_avx2)
+    out.print(_table(report, f"{args.model}: integer reference vs ONNX Runtime, {n:,} samples"))
+    _print_ops(report)
+    if args.emulate_avx2:
+        _print_saturation(report)
+    out.print(
+        "op by op: each op on the integers the reference computed for its inputs, in both "
+        "runtimes; end to end: the two runtimes each from the model input. Differences of one "
+        f"step are rounding ties ({args.rounding} rounding here; ONNX Runtime rounds a float32 "
+        "product half to even)."
+    )
+    if json_path:
+        doc = {"model": args.model, "rounding": args.rounding, **report.as_dict()}
+        write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+        err.print(f"wrote {json_path}")
+    return 0
+
+
+def _feeds(args: argparse.Namespace, model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """``--inputs`` as the model's feeds, cut to ``--samples``."""
+    from quanta.cli.datasets import eval_set
+    from quanta.runtime import feeds_for, make_session
+
     inits = {t.name for t in model.graph.initializer}
     data = eval_set(args.inputs, [i.name for i in model.graph.input if i.name not in inits])
     feeds = feeds_for(make_session(model.SerializeToString()), data)
     if args.samples is not None:
         feeds = {k: v[: args.samples] for k, v in feeds.items()}
-    n = len(next(iter(feeds.values())))
-    with err.status(f"running {n:,} samples in the reference executor and ONNX Runtime"):
-        report = verify(model, feeds, rounding=args.rounding, emulate_avx2=args.emulate_avx2)
+    return feeds
 
-    table = Table(title=f"{args.model}: integer reference vs ONNX Runtime, {n:,} samples")
+
+def _steps(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+def _table(report: VerifyReport, title: str) -> Table:
+    """One row per output, then one per quantized tensor."""
+    from rich.table import Table
+
+    table = Table(title=title)
     for column in (
         "tensor",
         "grid",
@@ -68,24 +105,24 @@ def run(args: argparse.Namespace) -> int:
         "max steps (e2e)",
     ):
         table.add_column(column, justify="left" if column in ("tensor", "grid") else "right")
-
-    def steps(value: int | None) -> str:
-        return "—" if value is None else str(value)
-
     for name, o in report.outputs.items():
         e2e = o.end_to_end
         table.add_row(
             f"[bold]{name}[/bold] (output)", o.grid, f"{o.op_by_op.values:,}",
-            f"{o.equal_fraction:.4%}", steps(o.max_diff_steps),
-            f"{e2e.equal_fraction:.4%}" if e2e else "", steps(e2e.max_diff_steps) if e2e else "",
+            f"{o.equal_fraction:.4%}", _steps(o.max_diff_steps),
+            f"{e2e.equal_fraction:.4%}" if e2e else "", _steps(e2e.max_diff_steps) if e2e else "",
             f"{e2e.cosine:.6f}" if e2e else "",
         )  # fmt: skip
     for name, t in report.tensors.items():
         table.add_row(
             name, t.grid, f"{t.op_by_op.values:,}", f"{t.equal_fraction:.4%}",
-            steps(t.max_diff_steps), "", "", "",
+            _steps(t.max_diff_steps), "", "", "",
         )  # fmt: skip
-    out.print(table)
+    return table
+
+
+def _print_ops(report: VerifyReport) -> None:
+    """Which ops ran in integers, and why any ran in float."""
     if report.from_float:
         out.print(
             f"{len(report.from_float)} tensor(s) are quantized from the output of a float op "
@@ -99,28 +136,20 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"integer-only: no — float ops: {floats}; integer kernels: {ops}")
         for node, why in report.float_reasons.items():
             out.print(f"  {node}: {why}")
-    if args.emulate_avx2:
-        hit = {n: st for n, st in report.saturation.items() if st[0]}
-        total = sum(t for _, t in report.saturation.values())
-        worst = sum(s for s, _ in report.saturation.values())
-        out.print(
-            f"AVX2 without VNNI (emulated): {worst:,} of {total:,} accumulators saturate in "
-            f"{len(hit)} of {len(report.saturation)} Conv/Gemm/MatMul ops"
-            + (": " + ", ".join(f"{n} {s / t:.3%}" for n, (s, t) in hit.items()) if hit else "")
-        )
-        for name, effect in report.saturation_effect.items():
-            out.print(
-                f"  effect on {name!r}: {effect.equal_fraction:.4%} equal to the exact result, "
-                f"cosine {effect.cosine:.6f}"
-            )
+
+
+def _print_saturation(report: VerifyReport) -> None:
+    """``--emulate-avx2``: where int16 pair sums saturate, and what that does to the outputs."""
+    hit = {n: st for n, st in report.saturation.items() if st[0]}
+    total = sum(t for _, t in report.saturation.values())
+    worst = sum(s for s, _ in report.saturation.values())
     out.print(
-        "op by op: each op on the integers the reference computed for its inputs, in both "
-        "runtimes; end to end: the two runtimes each from the model input. Differences of one "
-        f"step are rounding ties ({args.rounding} rounding here; ONNX Runtime rounds a float32 "
-        "product half to even)."
+        f"AVX2 without VNNI (emulated): {worst:,} of {total:,} accumulators saturate in "
+        f"{len(hit)} of {len(report.saturation)} Conv/Gemm/MatMul ops"
+        + (": " + ", ".join(f"{n} {s / t:.3%}" for n, (s, t) in hit.items()) if hit else "")
     )
-    if json_path:
-        doc = {"model": args.model, "rounding": args.rounding, **report.as_dict()}
-        write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
-        err.print(f"wrote {json_path}")
-    return 0
+    for name, effect in report.saturation_effect.items():
+        out.print(
+            f"  effect on {name!r}: {effect.equal_fraction:.4%} equal to the exact result, "
+            f"cosine {effect.cosine:.6f}"
+        )

@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from quanta.errors import ModelError
 from quanta.graph.compact import expand_qdq
 from quanta.graph.prepare import prepare
+from quanta.graph.qdq import qdq_pair
 from quanta.graph.rewrite import Names
 from quanta.quant import QParams, dequantize
 from quanta.runtime import mean_cosine, run_model, session_with_outputs
@@ -132,29 +133,17 @@ def _only_this_layer(base: onnx.ModelProto, site: _Site) -> onnx.ModelProto:
                     node.input[k] = name
     tensor = site.float_name
     pre = names.fresh(f"{tensor}_pre")
-    q_out = names.fresh(f"{tensor}_q")
-    s = numpy_helper.from_array(np.asarray(site.qp.scale, np.float32), names.fresh(f"{tensor}_s"))
-    z = numpy_helper.from_array(
-        np.asarray(site.qp.zero_point, site.qp.storage_type), names.fresh(f"{tensor}_zp")
-    )
-    graph.initializer.extend([s, z])
-    qdq = [
-        helper.make_node(
-            "QuantizeLinear", [pre, s.name, z.name], [q_out], name=names.fresh(f"{tensor}_Q")
-        ),
-        helper.make_node(
-            "DequantizeLinear", [q_out, s.name, z.name], [tensor], name=names.fresh(f"{tensor}_DQ")
-        ),
-    ]
-    graph_inputs = {i.name for i in graph.input}
-    if tensor in graph_inputs:
+    is_input = tensor in {i.name for i in graph.input}
+    # a graph input is quantized into ``pre``; any other tensor's producer writes ``pre`` instead
+    source, dest = (tensor, pre) if is_input else (pre, tensor)
+    qdq, inits = qdq_pair(site.qp, tensor, names, source=source, dest=dest)
+    graph.initializer.extend(inits)
+    if is_input:
         # readers of the input read the fake-quantized copy instead
         for node in graph.node:
             for k, name in enumerate(node.input):
                 if name == tensor:
                     node.input[k] = pre
-        qdq[0].input[0] = tensor
-        qdq[1].output[0] = pre
         nodes = [*qdq, *graph.node]
     else:
         nodes = []

@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from functools import partial
 
 import numpy as np
 import onnx
@@ -37,7 +39,7 @@ from quanta.graph.weight_only import compress_float_weights
 from quanta.runtime import interleaved_latency, make_session, mean_cosine, run_model
 from quanta.runtime.profile import profile_node_times
 
-__all__ = ["AutoTarget", "Candidate", "quantize_auto"]
+__all__ = ["AutoResult", "AutoTarget", "Candidate", "CandidateKind", "quantize_auto"]
 
 # the reason the accuracy-aware search gives (quanta.graph.sensitivity)
 _SEARCHED = "kept float: quantizing it alone"
@@ -66,14 +68,34 @@ class AutoTarget:
             raise InputError(f"--min-fidelity must be in (0, 1], got {self.min_fidelity}")
 
 
+class CandidateKind(Enum):
+    """The variants ``auto`` weighs; each value is the name notes, the CLI and JSON show."""
+
+    FLOAT = "float"
+    WEIGHT_ONLY = "weight-only"
+    DYNAMIC = "dynamic"
+    STATIC_ALL = "static (all int8)"
+    STATIC_ACCURACY = "static (accuracy-aware)"
+    STATIC_LATENCY = "static (latency-aware)"
+
+    @property
+    def label(self) -> str:
+        """The candidate's display name (the one place it is spelled)."""
+        return self.value
+
+
 @dataclass
 class Candidate:
-    name: str
+    kind: CandidateKind
     model: onnx.ModelProto
     score: float = float("nan")
     meets: bool = False
     latency_ms: float = float("nan")
     detail: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.kind.label
 
     @property
     def size_bytes(self) -> int:
@@ -83,9 +105,25 @@ class Candidate:
 @dataclass
 class AutoResult(QuantizeResult):
     candidates: list[Candidate] = field(default_factory=list)
-    chosen: str = ""
+    chosen_kind: CandidateKind = CandidateKind.FLOAT
     measure: str = ""
     target: float = float("nan")
+
+    @property
+    def chosen(self) -> str:
+        """The chosen candidate's name."""
+        return self.chosen_kind.label
+
+
+@dataclass(frozen=True)
+class _Goal:
+    """The target as the candidates are scored against it: ``metric`` of a model's outputs on
+    the evaluation samples (higher is better) must reach ``value``."""
+
+    value: float
+    measure: str
+    metric: Callable[[list[np.ndarray]], float]
+    where: str
 
 
 def _accuracy(outputs: list[np.ndarray], labels: np.ndarray) -> float:
@@ -152,8 +190,59 @@ def quantize_auto(
     config = config or QuantizeConfig()
     step = on_step or (lambda _msg: None)
     n_eval = len(next(iter(eval_inputs.values())))
-    reference = run_model(model, eval_inputs)
-    metric: Callable[[list[np.ndarray]], float]
+    goal = _goal(target, labels, run_model(model, eval_inputs), f"{n_eval} evaluation samples")
+    notes: list[str] = []
+    prepared = prepare(model)
+    candidates = _float_side_candidates(model, prepared, config, notes, step)
+
+    step("static int8, every layer")
+    static_config = dataclasses.replace(config, mode="static", min_fidelity=None)
+    full = quantize_static(model, data, static_config)
+    candidates.append(Candidate(CandidateKind.STATIC_ALL, full.model, detail="every layer int8"))
+    candidates[-1].score = goal.metric(run_model(full.model, eval_inputs))
+
+    # per-node time of the float and the all-int8 model, from ONNX Runtime's profiler
+    step("profiling float and int8 kernels")
+    float_ms, int8_ms = _profile(prepared, full.model, eval_inputs)
+    slower = {
+        n: (
+            f"kept float for speed: its int8 kernel took {int8_ms[n]:.3f} ms at batch 1, its "
+            f"float kernel {float_ms[n]:.3f} ms (ONNX Runtime's profiler, this CPU)"
+        )
+        for n in float_ms
+        if n in int8_ms and int8_ms[n] > SLOWER_MARGIN * float_ms[n]
+    }
+    accurate: QuantizeResult = full
+    if candidates[-1].score < goal.value:
+        step("static int8, keeping the costliest layers float")
+        cost = {n: max(ms - int8_ms.get(n, 0.0), 0.0) for n, ms in float_ms.items()}
+        accurate = _accuracy_aware(model, data, config, goal, eval_inputs, cost)
+        candidates.append(
+            Candidate(
+                CandidateKind.STATIC_ACCURACY, accurate.model,
+                detail=f"{len(_searched(accurate))} layer(s) float",
+            )
+        )  # fmt: skip
+    if slower:
+        step("static int8 without the layers int8 makes slower")
+        fast = _latency_aware(model, data, static_config, _searched(accurate), slower, notes)
+        if fast is not None:
+            candidates.append(fast)
+    else:
+        notes.append("no layer's int8 kernel was measurably slower than its float kernel here")
+
+    chosen = _choose(candidates, goal, eval_inputs, latency_budget_s, notes, step)
+    return AutoResult(
+        chosen.model, _float_nodes(chosen.kind, full, accurate, slower, prepared), notes,
+        candidates=candidates, chosen_kind=chosen.kind, measure=goal.measure, target=goal.value,
+    )  # fmt: skip
+
+
+def _goal(
+    target: AutoTarget, labels: np.ndarray | None, reference: list[np.ndarray], where: str
+) -> _Goal:
+    """``target`` as a metric and the value it must reach (accuracy: the float model's minus
+    the allowed drop) on ``where``."""
     if target.max_accuracy_drop is not None:
         if labels is None:
             raise InputError(
@@ -161,117 +250,140 @@ def quantize_auto(
                 "without them use --min-fidelity"
             )
         labels = np.asarray(labels)
-        goal_value = _accuracy(reference, labels) - target.max_accuracy_drop / 100.0
-        measure = "top-1 accuracy"
-        metric = lambda outputs: _accuracy(outputs, labels)  # noqa: E731
-    else:
-        assert target.min_fidelity is not None
-        goal_value = target.min_fidelity
-        measure = "mean output cosine to float"
-        metric = lambda outputs: mean_cosine(outputs, reference)  # noqa: E731
-    where = f"{n_eval} evaluation samples"
-    notes: list[str] = []
-    candidates = [Candidate("float", model, detail="the float model as given")]
+        value = _accuracy(reference, labels) - target.max_accuracy_drop / 100.0
+        return _Goal(value, "top-1 accuracy", partial(_accuracy, labels=labels), where)
+    assert target.min_fidelity is not None
+    return _Goal(
+        target.min_fidelity, "mean output cosine to float",
+        partial(mean_cosine, reference=reference), where,
+    )  # fmt: skip
 
+
+def _float_side_candidates(
+    model: onnx.ModelProto,
+    prepared: onnx.ModelProto,
+    config: QuantizeConfig,
+    notes: list[str],
+    step: Callable[[str], None],
+) -> list[Candidate]:
+    """The float model, int8-stored weights computed in float, and dynamic int8."""
+    candidates = [Candidate(CandidateKind.FLOAT, model, detail="the float model as given")]
     step("weight-only int8 storage")
-    prepared = prepare(model)
     weight_only = onnx.ModelProto()
     weight_only.CopyFrom(prepared)
     if compress_float_weights(weight_only, per_channel=config.per_channel):
         candidates.append(
-            Candidate("weight-only", weight_only, detail="float compute, int8-stored weights")
+            Candidate(
+                CandidateKind.WEIGHT_ONLY, weight_only, detail="float compute, int8-stored weights"
+            )
         )
     step("dynamic int8")
     try:
         dyn = quantize_dynamic(model, dataclasses.replace(config, mode="dynamic"))
-        candidates.append(Candidate("dynamic", dyn.model, detail="; ".join(dyn.notes)))
+        candidates.append(Candidate(CandidateKind.DYNAMIC, dyn.model, detail="; ".join(dyn.notes)))
     except ModelError as exc:
-        notes.append(f"dynamic: not a candidate ({exc})")
+        notes.append(f"{CandidateKind.DYNAMIC.label}: not a candidate ({exc})")
+    return candidates
 
-    step("static int8, every layer")
-    static_config = dataclasses.replace(config, mode="static", min_fidelity=None)
-    full = quantize_static(model, data, static_config)
-    candidates.append(Candidate("static (all int8)", full.model, detail="every layer int8"))
-    candidates[-1].score = metric(run_model(full.model, eval_inputs))
 
-    # per-node time of the float and the all-int8 model, from ONNX Runtime's profiler
-    step("profiling float and int8 kernels")
+def _profile(
+    prepared: onnx.ModelProto, int8: onnx.ModelProto, eval_inputs: Mapping[str, np.ndarray]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per node of ``prepared``: its time in the float model and in ``int8``, at batch 1."""
     one = {k: np.asarray(v)[:1] for k, v in eval_inputs.items()}
     aliases = _fused_outputs(prepared)
     float_ms = _node_times(prepared, aliases, one)
-    int8_ms = _node_times(full.model, {n: {n} for n in aliases}, one)
-    slower = {
-        n: (
-            f"kept float for speed: its int8 kernel took {int8_ms[n]:.3f} ms at batch 1, its "
-            f"float kernel {float_ms[n]:.3f} ms (ONNX Runtime's profiler, this CPU)"
-        )
-        for n in aliases
-        if n in int8_ms and n in float_ms and int8_ms[n] > SLOWER_MARGIN * float_ms[n]
-    }
+    int8_ms = _node_times(int8, {n: {n} for n in aliases}, one)
+    return float_ms, int8_ms
 
-    accurate: QuantizeResult = full
-    if candidates[-1].score < goal_value:
-        step("static int8, keeping the costliest layers float")
-        goal = FidelityGoal(
-            eval_inputs, metric, goal_value, measure=measure, where=where,
-            cost={n: max(ms - int8_ms.get(n, 0.0), 0.0) for n, ms in float_ms.items()},
-        )  # fmt: skip
-        accurate = quantize_static(
-            model, data, dataclasses.replace(config, mode="static"), goal=goal
-        )
-        n_kept = len([f for f in accurate.float_nodes if f.reason.startswith(_SEARCHED)])
-        candidates.append(
-            Candidate("static (accuracy-aware)", accurate.model, detail=f"{n_kept} layer(s) float")
-        )
-    if slower:
-        step("static int8 without the layers int8 makes slower")
-        kept = {f.name: f.reason for f in accurate.float_nodes if f.reason.startswith(_SEARCHED)}
-        try:
-            fast = quantize_static(
-                model, data, dataclasses.replace(config, mode="static", min_fidelity=None),
-                keep_float={**kept, **slower},
-            )  # fmt: skip
-        except ModelError as exc:  # e.g. every layer is slower in int8
-            notes.append(f"static (latency-aware): not a candidate ({exc})")
-        else:
-            candidates.append(
-                Candidate(
-                    "static (latency-aware)", fast.model,
-                    detail=f"{len(kept)} layer(s) float for accuracy, {len(slower)} for speed",
-                )
-            )  # fmt: skip
-    else:
-        notes.append("no layer's int8 kernel was measurably slower than its float kernel here")
 
+def _searched(result: QuantizeResult) -> dict[str, str]:
+    """The nodes the accuracy-aware search kept float, with the reason."""
+    return {f.name: f.reason for f in result.float_nodes if f.reason.startswith(_SEARCHED)}
+
+
+def _accuracy_aware(
+    model: onnx.ModelProto,
+    data: CalibrationData,
+    config: QuantizeConfig,
+    goal: _Goal,
+    eval_inputs: Mapping[str, np.ndarray],
+    cost: Mapping[str, float],
+) -> QuantizeResult:
+    """Static int8 with the layers that hurt ``goal`` most per millisecond kept float."""
+    fidelity = FidelityGoal(
+        eval_inputs, goal.metric, goal.value, measure=goal.measure, where=goal.where, cost=cost
+    )
+    return quantize_static(model, data, dataclasses.replace(config, mode="static"), goal=fidelity)
+
+
+def _latency_aware(
+    model: onnx.ModelProto,
+    data: CalibrationData,
+    static_config: QuantizeConfig,
+    kept: dict[str, str],
+    slower: dict[str, str],
+    notes: list[str],
+) -> Candidate | None:
+    """Static int8 with the accuracy-aware model's float layers and those slower in int8 kept
+    float; None (with a note) when nothing is left to quantize."""
+    try:
+        fast = quantize_static(model, data, static_config, keep_float={**kept, **slower})
+    except ModelError as exc:  # e.g. every layer is slower in int8
+        notes.append(f"{CandidateKind.STATIC_LATENCY.label}: not a candidate ({exc})")
+        return None
+    return Candidate(
+        CandidateKind.STATIC_LATENCY, fast.model,
+        detail=f"{len(kept)} layer(s) float for accuracy, {len(slower)} for speed",
+    )  # fmt: skip
+
+
+def _choose(
+    candidates: list[Candidate],
+    goal: _Goal,
+    eval_inputs: Mapping[str, np.ndarray],
+    latency_budget_s: float,
+    notes: list[str],
+    step: Callable[[str], None],
+) -> Candidate:
+    """Score and time every candidate; the fastest that meets the goal (ties: the smaller)."""
     step("scoring every candidate")
     for c in candidates:
         if np.isnan(c.score):
-            c.score = metric(run_model(c.model, eval_inputs))
-        c.meets = c.score >= goal_value - 1e-12
+            c.score = goal.metric(run_model(c.model, eval_inputs))
+        c.meets = c.score >= goal.value - 1e-12
     step("timing every candidate (batch 1, interleaved)")
     _measure_latency(candidates, eval_inputs, latency_budget_s)
     feasible = [c for c in candidates if c.meets]
     chosen = min(feasible, key=lambda c: (c.latency_ms, c.size_bytes))
     notes.append(
-        f"target: {measure} >= {goal_value:.4f} on {where}; chose {chosen.name!r}: the fastest "
-        f"candidate that meets it ({chosen.latency_ms:.3f} ms at batch 1)"
+        f"target: {goal.measure} >= {goal.value:.4f} on {goal.where}; chose {chosen.name!r}: the "
+        f"fastest candidate that meets it ({chosen.latency_ms:.3f} ms at batch 1)"
     )
     for c in candidates:
         notes.append(
-            f"  {c.name}: {measure} {c.score:.4f} ({'meets' if c.meets else 'misses'} the "
+            f"  {c.name}: {goal.measure} {c.score:.4f} ({'meets' if c.meets else 'misses'} the "
             f"target), {c.latency_ms:.3f} ms, {c.size_bytes / 1e6:.2f} MB — {c.detail}"
         )
-    float_nodes: list[FloatNode] = []
-    if chosen.name.startswith("static"):
-        source = {"static (all int8)": full, "static (accuracy-aware)": accurate}.get(chosen.name)
-        if source is not None:
-            float_nodes = source.float_nodes
-        else:
-            float_nodes = [
-                FloatNode(n, next(x.op_type for x in prepared.graph.node if x.name == n), why)
-                for n, why in {**{f.name: f.reason for f in accurate.float_nodes}, **slower}.items()
-            ]
-    return AutoResult(
-        chosen.model, float_nodes, notes, candidates=candidates, chosen=chosen.name,
-        measure=measure, target=goal_value,
-    )  # fmt: skip
+    return chosen
+
+
+def _float_nodes(
+    kind: CandidateKind,
+    full: QuantizeResult,
+    accurate: QuantizeResult,
+    slower: Mapping[str, str],
+    prepared: onnx.ModelProto,
+) -> list[FloatNode]:
+    """The nodes the chosen candidate leaves float (none reported for a non-static one)."""
+    if kind is CandidateKind.STATIC_ALL:
+        return full.float_nodes
+    if kind is CandidateKind.STATIC_ACCURACY:
+        return accurate.float_nodes
+    if kind is CandidateKind.STATIC_LATENCY:
+        reasons = {**{f.name: f.reason for f in accurate.float_nodes}, **slower}
+        return [
+            FloatNode(n, next(x.op_type for x in prepared.graph.node if x.name == n), why)
+            for n, why in reasons.items()
+        ]
+    return []

@@ -17,40 +17,46 @@ int8 MaxPool, ...).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
 from quanta.errors import ModelError
-from quanta.graph.bias_correction import MEAN_AXIS, bias_shift
+from quanta.graph.apply_qdq import WeightCache, apply_qdq
+from quanta.graph.bias_correction import MEAN_AXIS
 from quanta.graph.calibrate import CalibrationData, collect_statistics
+from quanta.graph.choices import (
+    AUTO_METHODS,
+    FLOAT_COMPUTE,
+    activation_qparams,
+    best_method,
+    fastest_activation_type,
+    observer_factory,
+)
 from quanta.graph.compact import compact_qdq
+from quanta.graph.concats import mismatched_concats, readers_of
 from quanta.graph.config import QuantizeConfig
-from quanta.graph.index import GraphIndex
-from quanta.graph.ops import MAX_RANGE_RATIO
 from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
 from quanta.graph.result import QuantizeResult
-from quanta.graph.rewrite import (
-    Names,
-    dequantize_node,
-    qparams_initializers,
-    quantize_bias,
-    quantize_weight,
-    remove_unused,
-)
-from quanta.graph.sensitivity import mean_cosine, run_model, search_float_nodes
+from quanta.graph.sensitivity import run_model, search_float_nodes
 from quanta.graph.weight_only import compress_float_weights
-from quanta.quant import HistogramObserver, MinMaxObserver, Observer, QParams, dequantize
+from quanta.quant import Observer
 from quanta.runtime.machine import int8_pairs_saturate
 
-__all__ = ["FidelityGoal", "apply_qdq", "quantize_static", "mismatched_concats"]
+# AUTO_METHODS, FLOAT_COMPUTE, observer_factory and mismatched_concats moved to
+# quanta.graph.choices / quanta.graph.concats; still importable from here.
+__all__ = [
+    "AUTO_METHODS",
+    "FLOAT_COMPUTE",
+    "FidelityGoal",
+    "apply_qdq",
+    "mismatched_concats",
+    "observer_factory",
+    "quantize_static",
+]
 
 
 @dataclass(frozen=True)
@@ -65,104 +71,6 @@ class FidelityGoal:
     measure: str = "mean output cosine to float"
     where: str = "the evaluation samples"
     cost: Mapping[str, float] | None = None  # per node: what keeping it float costs (ms)
-
-
-# Float ops that matter for speed when ONNX Runtime leaves them unfused.
-FLOAT_COMPUTE = ("Conv", "FusedConv", "MatMul", "Gemm", "FusedGemm", "Add", "Mul", "FusedMatMul")
-
-
-def mismatched_concats(
-    model: onnx.ModelProto, plan: StaticPlan, ranges: dict[str, Observer]
-) -> dict[str, str]:
-    """Concat nodes whose inputs' ranges differ too much to share one output scale."""
-    out: dict[str, str] = {}
-    for node in model.graph.node:
-        if node.op_type != "Concat" or node.name not in plan.plans:
-            continue
-        widths = []
-        for name in node.input:
-            lo, hi = ranges[plan.source[name]].range()
-            widths.append(float(np.max(hi) - np.min(lo)))
-        narrow, wide = min(widths), max(widths)
-        if narrow <= 0 or wide / narrow > MAX_RANGE_RATIO:
-            out[node.name] = (
-                f"kept float: its inputs' ranges differ {wide / max(narrow, 1e-30):.0f}x (limit "
-                f"{MAX_RANGE_RATIO:.0f}x), one int8 scale would erase the narrow ones"
-            )
-    return out
-
-
-# Range methods tried by ``method="auto"``, in order of preference on a tie.
-AUTO_METHODS = ("minmax", "percentile", "mse", "entropy")
-
-
-def _readers_of(
-    model: onnx.ModelProto, plan: StaticPlan, concats: dict[str, str]
-) -> dict[str, str]:
-    """The int8 nodes that read a kept-float Concat's output: they must stay float too, or the
-    QuantizeLinear they put on it recreates the single shared scale (ONNX Runtime would even fuse
-    the Concat back into QLinearConcat)."""
-    outputs = {
-        o: name
-        for n in model.graph.node
-        if n.name in concats
-        for o, name in [(n.output[0], n.name)]
-    }
-    readers = {}
-    for node in model.graph.node:
-        op_plan = plan.plans.get(node.name)
-        if op_plan is None or node.name in concats:
-            continue
-        read = [node.input[i] for i in op_plan.activations]
-        if op_plan.output == "shared":
-            read.append(node.input[0])
-        for name in read:
-            if name in outputs:
-                readers[node.name] = f"kept float: it reads {outputs[name]!r}, a Concat kept float"
-    return readers
-
-
-def observer_factory(config: QuantizeConfig) -> Callable[[], Observer]:
-    """Min-max needs only the extremes; the other methods choose from a streamed histogram."""
-    if config.method == "minmax":
-        return MinMaxObserver
-    method = "minmax" if config.method == "auto" else config.method
-    return partial(HistogramObserver, method=method, percentile=config.percentile)
-
-
-def _qparams(observer: Observer, dtype: str, method: str, percentile: float) -> QParams:
-    if isinstance(observer, HistogramObserver):
-        if method == "percentile":
-            return observer.qparams(dtype, method=method, percentile=percentile)
-        return observer.qparams(dtype, method=method)
-    return observer.qparams(dtype)
-
-
-def _fastest_activation_type(
-    build: Callable[..., tuple[onnx.ModelProto, StaticPlan, int]], notes: list[str]
-) -> str:
-    """int8 unless ONNX Runtime leaves fewer ops float with uint8 activations.
-
-    On x86, ONNX Runtime fuses some QDQ patterns only for uint8 activations (a tensor read by
-    several int8 nodes, as in residual blocks, keeps its consumers float with int8); counting
-    the float compute ops in the graph it actually builds decides, without timing noise.
-    """
-    from quanta.runtime.kernels import count_kernels  # runtime is a leaf: no import cycle
-
-    left = {}
-    for dtype in ("int8", "uint8"):
-        with tempfile.TemporaryDirectory(prefix="quanta-act-") as tmp:
-            path = Path(tmp) / "model.onnx"
-            onnx.save_model(build({}, activation_type=dtype)[0], path)
-            counts = count_kernels(path)
-        left[dtype] = sum(counts.all[op] - counts.int8.get(op, 0) for op in FLOAT_COMPUTE)
-    best = "uint8" if left["uint8"] < left["int8"] else "int8"
-    notes.append(
-        f"{best} activations: ONNX Runtime leaves {left[best]} compute op(s) float with {best}, "
-        f"{left['uint8' if best == 'int8' else 'int8']} with "
-        f"{'uint8' if best == 'int8' else 'int8'}"
-    )
-    return best
 
 
 def quantize_static(
@@ -194,7 +102,56 @@ def quantize_static(
     """
     config = config or QuantizeConfig()
     model = prepare(model)
-    plan = plan_static(model, exclude=dict(keep_float or {}))
+    keep_float = dict(keep_float or {})
+    calibration = _calibrate(model, data, config, goal, keep_float, on_batch)
+    builds = _Builds(model, calibration, config)
+    notes = _weight_range_notes(config, builds.reduced)
+    if config.activation_type == "auto":
+        builds.activation_type = fastest_activation_type(builds.build, notes)
+    feeds = dict(goal.feeds) if goal is not None else data.head(model, config.holdout_samples)
+    target = goal.target if goal is not None else config.min_fidelity
+    reference: list[np.ndarray] = []
+    if config.method == "auto" or target is not None:
+        reference = run_model(model, feeds)
+    if config.method == "auto":
+        builds.method = best_method(builds.build, feeds, reference, notes)
+    built = builds.build({})
+    if target is not None:
+        built = _keep_costly_float(builds, built, feeds, reference, target, goal, on_search, notes)
+    quantized, plan, corrected = built
+    if config.compact:
+        compact_qdq(quantized)
+    onnx.checker.check_model(quantized)
+    notes.insert(
+        0,
+        f"calibrated {len(plan.calibrated_tensors())} activation tensors on {data.count} samples "
+        f"({builds.method}, {builds.activation_type} activations)",
+    )
+    if corrected:
+        notes.insert(1, f"bias correction applied to {corrected} layers")
+    return QuantizeResult(quantized, plan.float_nodes, notes)
+
+
+@dataclass(frozen=True)
+class _Calibration:
+    """What one calibration run settles: the plan (after the nodes kept float), every observed
+    tensor's range, why each excluded node is float, and weighted nodes' input channel means."""
+
+    plan: StaticPlan
+    ranges: dict[str, Observer]
+    exclude: dict[str, str]
+    input_means: dict[str, np.ndarray]
+
+
+def _calibrate(
+    model: onnx.ModelProto,
+    data: CalibrationData,
+    config: QuantizeConfig,
+    goal: FidelityGoal | None,
+    keep_float: dict[str, str],
+    on_batch: Callable[[int, int], None] | None,
+) -> _Calibration:
+    plan = plan_static(model, exclude=dict(keep_float))
     if not plan.plans:
         raise ModelError("no node of this model can be quantized (no Conv, Gemm or MatMul found)")
     mean_axes = (
@@ -208,6 +165,7 @@ def quantize_static(
         if config.bias_correction
         else {}
     )
+    # a search for nodes to keep float needs the ranges every other plan could ask for
     observed = (
         plan.possible_sources(model)
         if config.min_fidelity is not None or goal is not None or keep_float
@@ -218,216 +176,119 @@ def quantize_static(
         make_observer=observer_factory(config), on_batch=on_batch, workers=config.workers,
     )  # fmt: skip
     exclude = mismatched_concats(model, plan, ranges)
-    exclude.update(keep_float or {})
+    exclude.update(keep_float)
     if exclude:
-        exclude.update(_readers_of(model, plan, exclude))
+        exclude.update(readers_of(model, plan, exclude))
         plan = plan_static(model, exclude=exclude)
     input_means = {name: obs.mean() for name, obs in means.items()}
-    prepared = model
-    # "auto" choices start from min-max / int8 and are settled below by measurement.
-    choice: dict[str, str] = {
-        "method": "minmax" if config.method == "auto" else config.method,
-        "activation_type": "int8" if config.activation_type == "auto" else config.activation_type,
-    }
+    return _Calibration(plan, ranges, exclude, input_means)
 
-    weights: dict[tuple[str, int | None], tuple[np.ndarray, QParams]] = {}  # same in every build
-    reduced = config.weight_range == "reduced" or (
-        config.weight_range == "auto" and int8_pairs_saturate()
-    )
 
-    def build(extra: dict[str, str], **override: str) -> tuple[onnx.ModelProto, StaticPlan, int]:
-        opts = {**choice, **override}
+class _Builds:
+    """Builds of one prepared model from one calibration, differing only in the nodes kept float
+    and the range method / activation type; "auto" choices start from min-max / int8 and are
+    settled by measuring builds. Weights are quantized once and shared (they are the same in
+    every build)."""
+
+    def __init__(
+        self, prepared: onnx.ModelProto, calibration: _Calibration, config: QuantizeConfig
+    ) -> None:
+        self.prepared = prepared
+        self.calibration = calibration
+        self.config = config
+        self.method: str = "minmax" if config.method == "auto" else config.method
+        self.activation_type: str = (
+            "int8" if config.activation_type == "auto" else config.activation_type
+        )
+        self.reduced = config.weight_range == "reduced" or (
+            config.weight_range == "auto" and int8_pairs_saturate()
+        )
+        self.weights: WeightCache = {}
+
+    def build(
+        self,
+        extra: Mapping[str, str],
+        *,
+        method: str | None = None,
+        activation_type: str | None = None,
+    ) -> tuple[onnx.ModelProto, StaticPlan, int]:
+        """The quantized model with ``extra`` nodes kept float too, its plan, and how many
+        biases were corrected."""
+        cal = self.calibration
         out = onnx.ModelProto()
-        out.CopyFrom(prepared)
-        p = plan_static(out, exclude={**exclude, **extra}) if extra or exclude else plan
+        out.CopyFrom(self.prepared)
+        plan = (
+            plan_static(out, exclude={**cal.exclude, **extra}) if extra or cal.exclude else cal.plan
+        )
         qp = {
-            t: _qparams(ranges[src], opts["activation_type"], opts["method"], config.percentile)
-            for t, src in p.source.items()
-        }
-        n = apply_qdq(
-            out, p, qp, per_channel=config.per_channel, input_means=input_means,
-            weight_cache=weights, reduced_weights=reduced,
+            t: activation_qparams(
+                cal.ranges[src], activation_type or self.activation_type, method or self.method,
+                self.config.percentile,
+            )
+            for t, src in plan.source.items()
+        }  # fmt: skip
+        corrected = apply_qdq(
+            out, plan, qp, per_channel=self.config.per_channel, input_means=cal.input_means,
+            weight_cache=self.weights, reduced_weights=self.reduced,
         )  # fmt: skip
         # nodes that compute in float still store int8 weights (what the search measures ships)
-        compress_float_weights(out, per_channel=config.per_channel, input_means=input_means)
-        return out, p, n
+        compress_float_weights(
+            out, per_channel=self.config.per_channel, input_means=cal.input_means
+        )
+        return out, plan, corrected
 
-    notes: list[str] = []
-    if reduced:
-        notes.append(
-            "weights in 7 bits ([-64, 64]): "
-            + ("--weight-range reduced" if config.weight_range == "reduced" else
-               "this CPU has AVX2 but no VNNI, where ONNX Runtime's u8 x s8 kernels add pairs of "
-               "products in saturating int16 (full-range weights could overflow it)")
-        )  # fmt: skip
-    if config.activation_type == "auto":
-        choice["activation_type"] = _fastest_activation_type(build, notes)
-    feeds = dict(goal.feeds) if goal is not None else data.head(prepared, config.holdout_samples)
-    n_feed = len(next(iter(feeds.values())))
-    reference: list[np.ndarray] = []
-    target = goal.target if goal is not None else config.min_fidelity
-    if config.method == "auto" or target is not None:
-        reference = run_model(prepared, feeds)
-    if config.method == "auto":
-        scores = {
-            m: mean_cosine(run_model(build({}, method=m)[0], feeds), reference)
-            for m in AUTO_METHODS
-        }
-        choice["method"] = max(AUTO_METHODS, key=lambda m: scores[m])  # ties: first listed
-        notes.append(
-            f"method {choice['method']} chosen by output fidelity on {n_feed} held-out samples ("
-            + ", ".join(f"{m} {v:.4f}" for m, v in scores.items())
-            + ")"
-        )
-    model, plan, corrected = build({})
-    if target is not None:
-        # Every node that computes (not the value movers, which follow their input's grid).
-        candidates = [
-            n.name for n in prepared.graph.node
-            if n.name in plan.plans and plan.plans[n.name].output != "shared"
-        ]  # fmt: skip
-        where = goal.where if goal is not None else f"{n_feed} held-out calibration samples"
-        measure = goal.measure if goal is not None else "mean output cosine to float"
-        fallback = search_float_nodes(
-            lambda extra: build(extra)[0], candidates, list(plan.plans), feeds, reference,
-            target=target, on_step=on_search, max_float=config.max_float,
-            metric=goal.metric if goal is not None else None, where=where,
-            cost=goal.cost if goal is not None else None,
-        )  # fmt: skip
-        if fallback.kept_float:
-            model, plan, corrected = build(fallback.kept_float)
-        notes.append(
-            f"fidelity on {where} ({measure}): {fallback.fidelity_before:.4f} fully int8"
-            + (
-                f", {fallback.fidelity_after:.4f} with {len(fallback.kept_float)} node(s) kept "
-                f"float (target {target:g}, {fallback.evaluations} evaluations)"
-                if fallback.kept_float
-                else f" (target {target:g} met)"
-            )
-        )
-    if config.compact:
-        compact_qdq(model)
-    onnx.checker.check_model(model)
-    notes.insert(
-        0,
-        f"calibrated {len(plan.calibrated_tensors())} activation tensors on {data.count} samples "
-        f"({choice['method']}, {choice['activation_type']} activations)",
+    def model(self, extra: dict[str, str]) -> onnx.ModelProto:
+        return self.build(extra)[0]
+
+
+def _weight_range_notes(config: QuantizeConfig, reduced: bool) -> list[str]:
+    if not reduced:
+        return []
+    why = (
+        "--weight-range reduced"
+        if config.weight_range == "reduced"
+        else "this CPU has AVX2 but no VNNI, where ONNX Runtime's u8 x s8 kernels add pairs of "
+        "products in saturating int16 (full-range weights could overflow it)"
     )
-    if corrected:
-        notes.insert(1, f"bias correction applied to {corrected} layers")
-    return QuantizeResult(model, plan.float_nodes, notes)
+    return [f"weights in 7 bits ([-64, 64]): {why}"]
 
 
-def apply_qdq(
-    model: onnx.ModelProto,
-    plan: StaticPlan,
-    qparams: dict[str, QParams],
-    *,
-    per_channel: bool,
-    input_means: Mapping[str, np.ndarray] | None = None,
-    weight_cache: dict[tuple[str, int | None], tuple[np.ndarray, QParams]] | None = None,
-    reduced_weights: bool = False,
-) -> int:
-    """Rewrite ``model`` in place: fused activations out, int8 weights, QDQ pairs in.
-
-    With ``input_means`` (per-channel means of weighted nodes' inputs), biases are corrected for
-    the weight rounding error (``quanta.graph.bias_correction``). Returns how many were.
-    """
-    input_means = input_means or {}
-    corrected = 0
-    index = GraphIndex(model)
-    names = Names(model)
-    graph = model.graph
-    new_inits: list[onnx.TensorProto] = []
-    head: list[onnx.NodeProto] = []  # weight DQs and QDQ of graph inputs go first
-    absorbed = set(plan.fused.values())
-    by_name = {node.name: node for node in graph.node}
-
-    def add_dequantized(q: np.ndarray, qp: QParams, base: str) -> str:
-        q_name = names.fresh(f"{base}_q")
-        new_inits.append(numpy_helper.from_array(q, q_name))
-        dq, inits = dequantize_node(q_name, qp, names.fresh(f"{base}_dq"), base, names)
-        new_inits.extend(inits)
-        head.append(dq)
-        return dq.output[0]
-
-    for node in graph.node:
-        op_plan = plan.plans.get(node.name)
-        if op_plan is None:
-            continue
-        if node.name in plan.fused:
-            node.output[0] = by_name[plan.fused[node.name]].output[0]
-        weight_qp: QParams | None = None
-        shift = None
-        for i, axis in op_plan.weights:
-            w = index.constant(node.input[i])
-            key = (node.input[i], axis if per_channel else None)
-            if weight_cache is not None and key in weight_cache:
-                q, weight_qp = weight_cache[key]
-            else:
-                q, weight_qp = quantize_weight(w, key[1], reduced=reduced_weights)
-                if weight_cache is not None:
-                    weight_cache[key] = (q, weight_qp)
-            if node.input[0] in input_means and i == 1:
-                shift_key = ("shift:" + node.name, None)
-                if weight_cache is not None and shift_key in weight_cache:
-                    shift = weight_cache[shift_key][0]
-                else:
-                    mean = input_means[node.input[0]]
-                    shift = bias_shift(node, w, dequantize(q, weight_qp), mean)
-                    if weight_cache is not None and shift is not None:
-                        weight_cache[shift_key] = (shift, weight_qp)
-            node.input[i] = add_dequantized(q, weight_qp, node.input[i])
-        bias_index = op_plan.bias
-        if shift is not None and bias_index is None and node.op_type in ("Conv", "Gemm"):
-            # A layer without bias gets one to carry the correction.
-            while len(node.input) < 3:
-                node.input.append("")
-            bias_index = 2
-        if bias_index is not None and weight_qp is not None:
-            name = node.input[bias_index]
-            b = index.constant(name).astype(np.float64) if name else np.zeros(len(shift))  # type: ignore[arg-type]
-            if shift is not None:
-                b = b + shift
-                corrected += 1
-            q, bias_qp = quantize_bias(b, qparams[node.input[0]].scale, weight_qp)
-            node.input[bias_index] = add_dequantized(
-                q, bias_qp, name or names.fresh(f"{node.name}_bias")
-            )
-
-    def qdq(tensor: str, source_name: str, dest: str) -> list[onnx.NodeProto]:
-        inits, s, z = qparams_initializers(qparams[tensor], tensor, names)
-        new_inits.extend(inits)
-        q_name = names.fresh(f"{tensor}_q")
-        return [
-            helper.make_node("QuantizeLinear", [source_name, s, z], [q_name],
-                             name=names.fresh(f"{tensor}_Q")),
-            helper.make_node("DequantizeLinear", [q_name, s, z], [dest],
-                             name=names.fresh(f"{tensor}_DQ")),
-        ]  # fmt: skip
-
-    graph_inputs = set(index.graph_inputs)
-    for tensor in qparams:
-        if tensor in graph_inputs:
-            dest = names.fresh(f"{tensor}_dq")
-            for user in index.consumers[tensor]:
-                for k, name in enumerate(user.input):
-                    if name == tensor:
-                        user.input[k] = dest
-            head.extend(qdq(tensor, tensor, dest))
-    body: list[onnx.NodeProto] = []
-    for node in graph.node:
-        if node.name in absorbed:
-            continue
-        body.append(node)
-        for k, out in enumerate(node.output):
-            if out in qparams and out not in graph_inputs:
-                pre = names.fresh(f"{out}_pre")
-                node.output[k] = pre
-                body.extend(qdq(out, pre, out))
-    del graph.node[:]
-    graph.node.extend(head + body)
-    graph.initializer.extend(new_inits)
-    del graph.value_info[:]
-    remove_unused(model)
-    return corrected
+def _keep_costly_float(
+    builds: _Builds,
+    built: tuple[onnx.ModelProto, StaticPlan, int],
+    feeds: Mapping[str, np.ndarray],
+    reference: list[np.ndarray],
+    target: float,
+    goal: FidelityGoal | None,
+    on_search: Callable[[int, int], None] | None,
+    notes: list[str],
+) -> tuple[onnx.ModelProto, StaticPlan, int]:
+    """The accuracy-aware fallback: ``built`` with the nodes that cost the most fidelity kept
+    float until ``target`` is met (``quanta.graph.sensitivity``)."""
+    plan = built[1]
+    # Every node that computes (not the value movers, which follow their input's grid).
+    candidates = [
+        n.name for n in builds.prepared.graph.node
+        if n.name in plan.plans and plan.plans[n.name].output != "shared"
+    ]  # fmt: skip
+    n_feed = len(next(iter(feeds.values())))
+    where = goal.where if goal is not None else f"{n_feed} held-out calibration samples"
+    measure = goal.measure if goal is not None else "mean output cosine to float"
+    fallback = search_float_nodes(
+        builds.model, candidates, list(plan.plans), feeds, reference,
+        target=target, on_step=on_search, max_float=builds.config.max_float,
+        metric=goal.metric if goal is not None else None, where=where,
+        cost=goal.cost if goal is not None else None,
+    )  # fmt: skip
+    if fallback.kept_float:
+        built = builds.build(fallback.kept_float)
+    notes.append(
+        f"fidelity on {where} ({measure}): {fallback.fidelity_before:.4f} fully int8"
+        + (
+            f", {fallback.fidelity_after:.4f} with {len(fallback.kept_float)} node(s) kept "
+            f"float (target {target:g}, {fallback.evaluations} evaluations)"
+            if fallback.kept_float
+            else f" (target {target:g} met)"
+        )
+    )
+    return built

@@ -18,7 +18,7 @@ Anything else runs in float with ``onnx.reference`` on dequantized inputs, and i
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,100 +142,139 @@ def run_reference(
         raise InputError(
             f"rounding {rounding!r} is not known; expected one of {', '.join(ROUNDINGS)}"
         )
-    substitute = substitute or {}
     plain = expand_qdq(model)
     graph = plain.graph
-    opsets = {o.domain: o.version for o in plain.opset_import}
     consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     inputs = [i.name for i in graph.input if i.name not in consts]
     missing = [name for name in inputs if name not in feeds]
     if missing:
         raise DataError(f"inputs {missing} are missing; the model takes {inputs}")
-    readers: dict[str, list[onnx.NodeProto]] = {}
+    floats = {name: np.asarray(feeds[name]) for name in inputs}
+    executor = _Executor(plain, consts, floats, substitute or {}, rounding, emulate_avx2)
     for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+        executor.execute(node)
+    return executor.finish(graph.output)
 
-    floats: dict[str, np.ndarray] = {name: np.asarray(feeds[name]) for name in inputs}
-    ints: dict[str, QTensor] = {}
-    run = ReferenceRun({}, {})
 
-    def as_float(name: str) -> np.ndarray | None:
-        if not name:
-            return None
-        if name in floats:
-            return floats[name]
-        if name in ints:
-            return ints[name].real()
-        return consts[name]
+class _Executor:
+    """One run's state: every tensor computed so far, as a constant (initializers and folded
+    subgraphs), a float array, or integers on their grid, and the ``ReferenceRun`` it fills."""
 
-    for node in graph.node:
+    def __init__(
+        self,
+        plain: onnx.ModelProto,
+        consts: dict[str, np.ndarray],
+        floats: dict[str, np.ndarray],
+        substitute: Mapping[str, np.ndarray],
+        rounding: str,
+        emulate_avx2: bool,
+    ) -> None:
+        self.consts = consts
+        self.floats = floats
+        self.ints: dict[str, QTensor] = {}
+        self.opsets = {o.domain: o.version for o in plain.opset_import}
+        self.readers: dict[str, list[onnx.NodeProto]] = {}
+        for node in plain.graph.node:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
+        self.run = ReferenceRun({}, {})
+        self.substitute = substitute
+        self.rounding = rounding
+        self.emulate_avx2 = emulate_avx2
+
+    def execute(self, node: onnx.NodeProto) -> None:
+        """Run ``node`` in integers where it can be, else in float."""
         op = node.op_type
         if op == "Constant" and not node.input:
             value = next(a for a in node.attribute if a.name == "value")
-            consts[node.output[0]] = numpy_helper.to_array(value.t)
-            continue
-        if op == "DequantizeLinear":
-            source = node.input[0]
-            values = consts.get(source)
-            if values is None and source in ints:
-                values = ints[source].q
-            elif values is None and source in floats and floats[source].dtype.kind in "iu":
-                values = floats[source]  # an integer graph input (e.g. raw uint8 pixels)
-            if values is not None:
-                qp = _normalized(_grid(node, consts, values.dtype), values.ndim)
-                ints[node.output[0]] = QTensor(np.asarray(values).astype(np.int64), qp)
-                if source in floats:
-                    run.int_inputs[source] = ints[node.output[0]]
-                continue
-        elif op == "QuantizeLinear" and node.input[0] not in consts:
-            source = node.input[0]
-            qp = _grid(node, consts, np.dtype(np.uint8))
-            if source in ints:
-                ints[node.output[0]] = requantize_to(ints[source], qp, rounding)
-                run.integer_ops["requantize"] += 1
-            else:
-                x = np.asarray(floats[source], np.float32)
-                q = quantize(x, _normalized(qp, x.ndim)).astype(np.int64)
-                ints[node.output[0]] = QTensor(q, _normalized(qp, x.ndim))
-            run.quantized[node.output[0]] = ints[node.output[0]]
-            given = substitute.get(node.output[0])
-            if given is not None:
-                mine = ints[node.output[0]]
-                run.lockstep[node.output[0]] = mine
-                ints[node.output[0]] = QTensor(np.asarray(given).astype(np.int64), mine.qp)
-            continue
-        if node.input and all(not name or name in consts for name in node.input):
-            # a constant subgraph (an int8 weight decoded by Cast and Mul): folded, as every
-            # runtime folds it before running; not arithmetic on data
-            evaluator = ReferenceEvaluator(node, opsets=opsets)
-            results = evaluator.run(None, {name: consts[name] for name in node.input if name})
-            for name, value in zip(node.output, results, strict=False):
-                if name:
-                    consts[name] = np.asarray(value)
-            run.folded[op] += 1
-            continue
-        reason = _run_integer(node, consts, ints, readers, run, rounding, emulate_avx2)
-        if reason is None:
-            continue
-        evaluator = ReferenceEvaluator(node, opsets=opsets)
-        feed = {name: as_float(name) for name in node.input if name}
-        results = evaluator.run(None, feed)
+            self.consts[node.output[0]] = numpy_helper.to_array(value.t)
+            return
+        if op == "DequantizeLinear" and self._dequantize(node):
+            return
+        if op == "QuantizeLinear" and node.input[0] not in self.consts:
+            self._quantize(node)
+            return
+        if node.input and all(not name or name in self.consts for name in node.input):
+            self._fold(node)
+            return
+        reason = _run_integer(
+            node, self.consts, self.ints, self.readers, self.run, self.rounding, self.emulate_avx2
+        )
+        if reason is not None:
+            self._run_float(node, reason)
+
+    def _fold(self, node: onnx.NodeProto) -> None:
+        """A constant subgraph (an int8 weight decoded by Cast and Mul): folded, as every
+        runtime folds it before running; not arithmetic on data."""
+        feed = {name: self.consts[name] for name in node.input if name}
+        results = ReferenceEvaluator(node, opsets=self.opsets).run(None, feed)
         for name, value in zip(node.output, results, strict=False):
             if name:
-                floats[name] = np.asarray(value)
-        run.float_ops[op] += 1
-        run.float_reasons[node.name] = reason
+                self.consts[name] = np.asarray(value)
+        self.run.folded[node.op_type] += 1
 
-    for out in graph.output:
-        if out.name in ints:
-            t = ints[out.name]
-            run.integers[out.name] = t
-            kind = out.type.tensor_type.elem_type
-            run.outputs[out.name] = t.real() if kind == onnx.TensorProto.FLOAT else t.q
+    def _dequantize(self, node: onnx.NodeProto) -> bool:
+        """A DequantizeLinear of integers passes them on with their grid; False when its input
+        is a float tensor (then it runs in float)."""
+        source = node.input[0]
+        values = self.consts.get(source)
+        if values is None and source in self.ints:
+            values = self.ints[source].q
+        elif values is None and source in self.floats and self.floats[source].dtype.kind in "iu":
+            values = self.floats[source]  # an integer graph input (e.g. raw uint8 pixels)
+        if values is None:
+            return False
+        qp = _normalized(_grid(node, self.consts, values.dtype), values.ndim)
+        self.ints[node.output[0]] = QTensor(np.asarray(values).astype(np.int64), qp)
+        if source in self.floats:
+            self.run.int_inputs[source] = self.ints[node.output[0]]
+        return True
+
+    def _quantize(self, node: onnx.NodeProto) -> None:
+        """Requantize integers, or quantize a float tensor at the edge of the integer region."""
+        source, out = node.input[0], node.output[0]
+        qp = _grid(node, self.consts, np.dtype(np.uint8))
+        if source in self.ints:
+            self.ints[out] = requantize_to(self.ints[source], qp, self.rounding)
+            self.run.integer_ops["requantize"] += 1
         else:
-            run.outputs[out.name] = floats[out.name]
-    return run
+            x = np.asarray(self.floats[source], np.float32)
+            q = quantize(x, _normalized(qp, x.ndim)).astype(np.int64)
+            self.ints[out] = QTensor(q, _normalized(qp, x.ndim))
+        self.run.quantized[out] = self.ints[out]
+        given = self.substitute.get(out)
+        if given is not None:
+            mine = self.ints[out]
+            self.run.lockstep[out] = mine
+            self.ints[out] = QTensor(np.asarray(given).astype(np.int64), mine.qp)
+
+    def _run_float(self, node: onnx.NodeProto, reason: str) -> None:
+        feed = {name: self._as_float(name) for name in node.input if name}
+        results = ReferenceEvaluator(node, opsets=self.opsets).run(None, feed)
+        for name, value in zip(node.output, results, strict=False):
+            if name:
+                self.floats[name] = np.asarray(value)
+        self.run.float_ops[node.op_type] += 1
+        self.run.float_reasons[node.name] = reason
+
+    def _as_float(self, name: str) -> np.ndarray:
+        if name in self.floats:
+            return self.floats[name]
+        if name in self.ints:
+            return self.ints[name].real()
+        return self.consts[name]
+
+    def finish(self, outputs: Iterable[onnx.ValueInfoProto]) -> ReferenceRun:
+        """The run, with each graph output as the model returns it."""
+        for out in outputs:
+            if out.name in self.ints:
+                t = self.ints[out.name]
+                self.run.integers[out.name] = t
+                kind = out.type.tensor_type.elem_type
+                self.run.outputs[out.name] = t.real() if kind == onnx.TensorProto.FLOAT else t.q
+            else:
+                self.run.outputs[out.name] = self.floats[out.name]
+        return self.run
 
 
 def _run_integer(

@@ -30,11 +30,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from quanta.graph.compact import expand_qdq
-from quanta.graph.index import GraphIndex
-from quanta.ref.executor import run_reference
+from quanta.ref.executor import ReferenceRun, run_reference
+from quanta.ref.op_models import OpModel, op_models
 from quanta.ref.tensor import QTensor
 from quanta.runtime import make_session
 
@@ -186,105 +185,6 @@ def _grid_name(t: QTensor | None) -> str:
     return t.qp.dtype
 
 
-@dataclass(frozen=True)
-class _OpModel:
-    """One integer op of the model as a model of its own: int inputs -> DQ -> op -> Q -> DQ."""
-
-    node: str
-    model: onnx.ModelProto
-    inputs: list[str]  # the integer tensors (QuantizeLinear outputs / int graph inputs) it reads
-    outputs: dict[str, str]  # its graph output -> the tensor of the full model it reproduces
-
-
-def _op_models(plain: onnx.ModelProto, integer_nodes: set[str]) -> list[_OpModel]:
-    """Cut every op the reference ran with integers out of ``plain`` (expanded QDQ), with its
-    weights, its input DequantizeLinear and its output QuantizeLinear; ONNX Runtime fuses each
-    as it fuses it in the full model (QLinearConv, QGemm, QLinearAdd, ...)."""
-    graph = plain.graph
-    index = GraphIndex(plain)
-    inits, producer, readers = index.initializers, index.producer, index.consumers
-    graph_outputs = {o.name for o in graph.output}
-    input_types = {i.name: i.type.tensor_type.elem_type for i in graph.input}
-    models = []
-    for node in graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] in input_types:
-            # the edge: a float graph input quantized (float32 division, half to even)
-            back = f"{node.output[0]}__float"
-            back_dq = helper.make_node(
-                "DequantizeLinear", [node.output[0], *node.input[1:]], [back]
-            )
-            edge = helper.make_graph(
-                [node, back_dq],
-                f"edge_{node.name}",
-                [next(i for i in graph.input if i.name == node.input[0])],
-                [helper.make_empty_tensor_value_info(back)],
-                [inits[name] for name in node.input[1:] if name in inits],
-            )  # fmt: skip
-            model = helper.make_model(edge, opset_imports=list(plain.opset_import))
-            model.ir_version = plain.ir_version
-            models.append(_OpModel(node.name, model, [node.input[0]], {back: node.output[0]}))
-            continue
-        if node.name not in integer_nodes:
-            continue
-        nodes: list[onnx.NodeProto] = []
-        used_inits: set[str] = set()
-        inputs: list[onnx.ValueInfoProto] = []
-        int_inputs: list[str] = []
-        for name in node.input:
-            if not name or name in inits:
-                used_inits.add(name)
-                continue
-            dq = producer.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                if dq is not None and dq.op_type == "Constant":
-                    nodes.append(dq)
-                    continue
-                break  # a float input: not an integer group
-            nodes.append(dq)
-            used_inits.update(dq.input[1:])
-            if dq.input[0] in inits:
-                used_inits.add(dq.input[0])
-                continue
-            q = producer.get(dq.input[0])
-            elem = (
-                inits[q.input[2]].data_type if q is not None and len(q.input) > 2
-                else input_types.get(dq.input[0], onnx.TensorProto.UINT8)
-            )  # fmt: skip
-            if dq.input[0] not in int_inputs:
-                int_inputs.append(dq.input[0])
-                inputs.append(helper.make_tensor_value_info(dq.input[0], elem, None))
-        else:
-            nodes.append(node)
-            outputs: list[onnx.ValueInfoProto] = []
-            mapping: dict[str, str] = {}
-            for out in node.output:
-                users = readers.get(out, [])
-                if out in graph_outputs:
-                    outputs.append(helper.make_empty_tensor_value_info(out))
-                    mapping[out] = out
-                for q in users:
-                    if q.op_type != "QuantizeLinear":
-                        continue
-                    nodes.append(q)
-                    used_inits.update(q.input[1:])
-                    back = f"{q.output[0]}__float"
-                    nodes.append(
-                        helper.make_node("DequantizeLinear", [q.output[0], *q.input[1:]], [back])
-                    )
-                    outputs.append(helper.make_empty_tensor_value_info(back))
-                    mapping[back] = q.output[0]
-            if not outputs:
-                continue
-            sub = helper.make_graph(
-                nodes, f"op_{node.name}", inputs, outputs,
-                [inits[name] for name in sorted(used_inits) if name in inits],
-            )  # fmt: skip
-            model = helper.make_model(sub, opset_imports=list(plain.opset_import))
-            model.ir_version = plain.ir_version
-            models.append(_OpModel(node.name, model, int_inputs, mapping))
-    return models
-
-
 def verify(
     model: onnx.ModelProto,
     feeds: Mapping[str, np.ndarray],
@@ -307,7 +207,7 @@ def verify(
         {name: OutputAgreement(name, end_to_end=None) for name in quantized},
         {}, {}, {}, n,
     )  # fmt: skip
-    op_sessions: list[tuple[_OpModel, object]] | None = None
+    op_sessions: list[tuple[OpModel, object]] | None = None
     for start in range(0, n, batch_size):
         batch = {k: np.asarray(v[start : start + batch_size]) for k, v in feeds.items()}
         ort = dict(zip(outputs, session.run(outputs, batch), strict=True))
@@ -318,42 +218,12 @@ def verify(
             }
             op_sessions = [
                 (op, make_session(op.model.SerializeToString()))
-                for op in _op_models(expanded, integer_nodes)
+                for op in op_models(expanded, integer_nodes)
             ]
-        # each op on the reference's own inputs: ONNX Runtime's kernel against the reference's
-        ints = {**alone.quantized, **alone.int_inputs}
-        op_by_op: dict[str, np.ndarray] = {}
-        for op, op_session in op_sessions:
-            feed = {
-                name: batch[name] if name in batch and name not in ints
-                else ints[name].q.astype(_NUMPY[ints[name].qp.dtype])
-                for name in op.inputs
-            }  # fmt: skip
-            values = op_session.run(list(op.outputs), feed)  # type: ignore[attr-defined]
-            for out, value in zip(op.outputs, values, strict=True):
-                op_by_op[op.outputs[out]] = value
-        for name, agreement in report.outputs.items():
-            mine = alone.integers.get(name)
-            agreement.grid = _grid_name(mine)
-            assert agreement.end_to_end is not None
-            agreement.end_to_end.add(ort[name], alone.outputs[name], mine)
-            if name in op_by_op:
-                agreement.op_by_op.add(op_by_op[name], alone.outputs[name], mine)
-            else:  # written by a float op: no integer kernel to compare, only the end result
-                agreement.op_by_op.add(ort[name], alone.outputs[name], mine)
-        for name, agreement in report.tensors.items():
-            mine = alone.quantized[name]
-            agreement.grid = _grid_name(mine)
-            if name in op_by_op:
-                agreement.op_by_op.add(op_by_op[name], mine.real(), mine)
+        _add_batch(report, ort, alone, _run_op_by_op(op_sessions, batch, alone))
         if emulate_avx2:
             avx2 = run_reference(model, batch, rounding=rounding, emulate_avx2=True)
-            for node, (s, t) in avx2.saturated.items():
-                before = report.saturation.get(node, (0, 0))
-                report.saturation[node] = (before[0] + s, before[1] + t)
-            for name in outputs:
-                effect = report.saturation_effect.setdefault(name, Agreement())
-                effect.add(avx2.outputs[name], alone.outputs[name], alone.integers.get(name))
+            _add_saturation(report, avx2, alone)
         report.integer_ops = dict(alone.integer_ops)
         report.float_ops = dict(alone.float_ops)
         report.float_reasons = dict(alone.float_reasons)
@@ -362,3 +232,56 @@ def verify(
     for name in report.from_float:
         del report.tensors[name]
     return report
+
+
+def _run_op_by_op(
+    op_sessions: list[tuple[OpModel, object]],
+    batch: Mapping[str, np.ndarray],
+    alone: ReferenceRun,
+) -> dict[str, np.ndarray]:
+    """Each op on the reference's own inputs: ONNX Runtime's kernel against the reference's.
+    Returns, per tensor of the full model, ONNX Runtime's value."""
+    ints = {**alone.quantized, **alone.int_inputs}
+    op_by_op: dict[str, np.ndarray] = {}
+    for op, op_session in op_sessions:
+        feed = {
+            name: batch[name] if name in batch and name not in ints
+            else ints[name].q.astype(_NUMPY[ints[name].qp.dtype])
+            for name in op.inputs
+        }  # fmt: skip
+        values = op_session.run(list(op.outputs), feed)  # type: ignore[attr-defined]
+        for out, value in zip(op.outputs, values, strict=True):
+            op_by_op[op.outputs[out]] = value
+    return op_by_op
+
+
+def _add_batch(
+    report: VerifyReport,
+    ort: Mapping[str, np.ndarray],
+    alone: ReferenceRun,
+    op_by_op: Mapping[str, np.ndarray],
+) -> None:
+    for name, agreement in report.outputs.items():
+        mine = alone.integers.get(name)
+        agreement.grid = _grid_name(mine)
+        assert agreement.end_to_end is not None
+        agreement.end_to_end.add(ort[name], alone.outputs[name], mine)
+        if name in op_by_op:
+            agreement.op_by_op.add(op_by_op[name], alone.outputs[name], mine)
+        else:  # written by a float op: no integer kernel to compare, only the end result
+            agreement.op_by_op.add(ort[name], alone.outputs[name], mine)
+    for name, agreement in report.tensors.items():
+        tensor = alone.quantized[name]
+        agreement.grid = _grid_name(tensor)
+        if name in op_by_op:
+            agreement.op_by_op.add(op_by_op[name], tensor.real(), tensor)
+
+
+def _add_saturation(report: VerifyReport, avx2: ReferenceRun, exact: ReferenceRun) -> None:
+    """What emulating AVX2's int16 pair sums changed, per node and per output."""
+    for node, (s, t) in avx2.saturated.items():
+        before = report.saturation.get(node, (0, 0))
+        report.saturation[node] = (before[0] + s, before[1] + t)
+    for name in report.outputs:
+        effect = report.saturation_effect.setdefault(name, Agreement())
+        effect.add(avx2.outputs[name], exact.outputs[name], exact.integers.get(name))
