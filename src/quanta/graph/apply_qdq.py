@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from quanta.graph.bias_correction import bias_shift
+from quanta.graph.bias_correction import MEAN_AXIS, bias_shift
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import OpPlan
 from quanta.graph.planner import StaticPlan
@@ -129,7 +129,7 @@ def _quantize_constants(
             shift = _bias_shift(node, w, q, weight_qp, input_means[node.input[0]], cache)
         node.input[i] = add.dequantized(q, weight_qp, node.input[i])
     bias_index = op_plan.bias
-    if shift is not None and bias_index is None and node.op_type in ("Conv", "Gemm"):
+    if shift is not None and bias_index is None and node.op_type in MEAN_AXIS:
         # A layer without bias gets one to carry the correction.
         while len(node.input) < 3:
             node.input.append("")

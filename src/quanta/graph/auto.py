@@ -41,7 +41,7 @@ from quanta.runtime.profile import profile_node_times
 
 __all__ = ["AutoResult", "AutoTarget", "Candidate", "CandidateKind", "quantize_auto"]
 
-# the reason the accuracy-aware search gives (quanta.graph.sensitivity)
+# the reason the accuracy-aware search gives (quanta.graph.fallback)
 _SEARCHED = "kept float: quantizing it alone"
 
 # A layer is "slower in int8" when its int8 kernel takes this much longer than its float one.

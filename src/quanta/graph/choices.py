@@ -17,8 +17,9 @@ import onnx
 
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.planner import StaticPlan
-from quanta.graph.sensitivity import mean_cosine, run_model
+from quanta.opfacts import FACTS, OpKind
 from quanta.quant import HistogramObserver, MinMaxObserver, Observer, QParams
+from quanta.runtime import mean_cosine, run_model
 
 __all__ = [
     "AUTO_METHODS",
@@ -37,8 +38,14 @@ Build = Callable[..., tuple[onnx.ModelProto, StaticPlan, int]]
 # Range methods tried by ``method="auto"``, in order of preference on a tie.
 AUTO_METHODS = ("minmax", "percentile", "mse", "entropy")
 
-# Float ops that matter for speed when ONNX Runtime leaves them unfused.
-FLOAT_COMPUTE = ("Conv", "FusedConv", "MatMul", "Gemm", "FusedGemm", "Add", "Mul", "FusedMatMul")
+# Float ops that matter for speed when ONNX Runtime leaves them unfused, under their ONNX names and
+# the names of ONNX Runtime's fused float kernels.
+FLOAT_COMPUTE = frozenset(
+    name
+    for op, facts in FACTS.items()
+    if facts.kind in (OpKind.COMPUTE, OpKind.ELEMENTWISE)
+    for name in (op, *facts.ort_fused)
+)
 
 
 def observer_factory(config: QuantizeConfig) -> Callable[[], Observer]:

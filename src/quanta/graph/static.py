@@ -38,12 +38,13 @@ from quanta.graph.choices import (
 from quanta.graph.compact import compact_qdq
 from quanta.graph.concats import mismatched_concats, readers_of
 from quanta.graph.config import QuantizeConfig
+from quanta.graph.fallback import search_float_nodes
 from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
 from quanta.graph.result import QuantizeResult
-from quanta.graph.sensitivity import run_model, search_float_nodes
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import Observer
+from quanta.runtime import run_model
 from quanta.runtime.machine import int8_pairs_saturate
 
 # AUTO_METHODS, FLOAT_COMPUTE, observer_factory and mismatched_concats moved to
@@ -86,7 +87,7 @@ def quantize_static(
     """Quantize ``model`` to int8 QDQ, calibrating activation ranges on ``data``.
 
     With ``config.min_fidelity`` set, the nodes whose quantization costs the most output
-    fidelity are kept float until the target is met (``quanta.graph.sensitivity``).
+    fidelity are kept float until the target is met (``quanta.graph.fallback``).
 
     Args:
         model: a float ONNX model (opset >= 13; older ones are upgraded by ``load_model``).
@@ -264,7 +265,7 @@ def _keep_costly_float(
     notes: list[str],
 ) -> tuple[onnx.ModelProto, StaticPlan, int]:
     """The accuracy-aware fallback: ``built`` with the nodes that cost the most fidelity kept
-    float until ``target`` is met (``quanta.graph.sensitivity``)."""
+    float until ``target`` is met (``quanta.graph.fallback``)."""
     plan = built[1]
     # Every node that computes (not the value movers, which follow their input's grid).
     candidates = [

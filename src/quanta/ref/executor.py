@@ -28,6 +28,7 @@ from onnx.reference import ReferenceEvaluator
 
 from quanta.errors import DataError, InputError, ModelError
 from quanta.graph.compact import expand_qdq
+from quanta.opfacts import FACTS, OpKind
 from quanta.quant import QParams, quantize
 from quanta.ref.fixed_point import ROUNDINGS, requantize
 from quanta.ref.ops import KERNELS, NotInteger, OpContext
@@ -308,6 +309,12 @@ def _run_integer(
             ints[name] = value
     run.integer_ops[node.op_type] += 1
     run.integer_nodes.add(node.name)
-    if emulate_avx2 and node.op_type in ("Conv", "Gemm", "MatMul"):
+    if emulate_avx2 and _sums_products(node.op_type):
         run.saturated[node.name] = (ctx.saturated, int(results[0].q.size))
     return None
+
+
+def _sums_products(op_type: str) -> bool:
+    """Whether the op multiplies activations by weights (where AVX2's int16 pair sums saturate)."""
+    facts = FACTS.get(op_type)
+    return facts is not None and facts.kind is OpKind.COMPUTE
