@@ -169,8 +169,9 @@ def train(
     )
     model.train()
     step = start_epoch * steps_per_epoch
-    # NOTE: the order of the draws below (shuffle, shifts, then dropout in the forward pass) is
-    # what makes a run reproducible and a resumed run continue bit for bit; keep it.
+    # NOTE: the loop stays here in one piece (so train() runs past 60 lines, half of them the
+    # docstring) to keep the order of the random draws in view: shuffle, shifts, then dropout in
+    # the forward pass. That order makes a run reproducible and a resumed run continue bit for bit.
     for epoch in range(start_epoch, config.epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, config.batch_size):
