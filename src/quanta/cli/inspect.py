@@ -7,12 +7,16 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from quanta._io import check_output_path, write_text_atomic
 from quanta.cli.console import add_force, err, out
 from quanta.errors import InputError
+
+if TYPE_CHECKING:
+    from quanta.diagnose import LayerReport, OpTimes
 
 __all__ = ["add_parser"]
 
@@ -78,6 +82,26 @@ def run(args: argparse.Namespace) -> int:
         }
         kernels = count_kernels(Path(args.model))
     n = len(next(iter(feeds.values())))
+    _print_layers(args, layers, n)
+    int8 = ", ".join(f"{k}×{v}" for k, v in sorted(kernels.int8.items())) or "none"
+    out.print(f"ONNX Runtime runs in int8: {int8}")
+    _print_times(times, args.runs)
+    if png_path:
+        sqnr_png(
+            [(r.tensor, r.sqnr_db, r.sensitivity) for r in layers], png_path,
+            f"per-layer SQNR of {Path(args.model).name} against {Path(args.reference).name}",
+        )  # fmt: skip
+        err.print(f"wrote {png_path}")
+    if json_path:
+        doc = _json_doc(args, n, layers, dict(kernels.int8), times)
+        write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
+        err.print(f"wrote {json_path}")
+    return 0
+
+
+def _print_layers(args: argparse.Namespace, layers: list[LayerReport], n: int) -> None:
+    """The per-layer table, the three most sensitive layers in red, and what sensitivity means."""
+
     table = Table(title=f"{args.model} vs {args.reference}: {n} samples")
     for column in ("tensor", "op", "dtype", "scale", "zp", "grid range", "observed range",
                    "clipped", "SQNR dB", "sensitivity"):  # fmt: skip
@@ -96,9 +120,12 @@ def run(args: argparse.Namespace) -> int:
         "sensitivity: drop of the output's mean cosine similarity to float when only that "
         f"layer is quantized ({args.sensitivity_samples} samples); the top 3 are in red."
     )
-    int8 = ", ".join(f"{k}×{v}" for k, v in sorted(kernels.int8.items())) or "none"
-    out.print(f"ONNX Runtime runs in int8: {int8}")
-    timing = Table(title=f"time per op type at batch 1, 1 thread (mean of {args.runs} runs)")
+
+
+def _print_times(times: dict[str, OpTimes], runs: int) -> None:
+    """Time per op type of each model, slowest first, with a total row per model."""
+
+    timing = Table(title=f"time per op type at batch 1, 1 thread (mean of {runs} runs)")
     for column in ("model", "op type", "nodes", "ms per run", "share"):
         timing.add_column(column, justify="left" if column in ("model", "op type") else "right")
     for label, t in times.items():
@@ -107,30 +134,30 @@ def run(args: argparse.Namespace) -> int:
             timing.add_row(label, op, str(t.nodes[op]), f"{ms:.4f}", f"{share:.1%}")
         timing.add_row(label, "[bold]total[/bold]", "", f"{t.total_ms:.4f}", "", end_section=True)
     out.print(timing)
-    if png_path:
-        sqnr_png(
-            [(r.tensor, r.sqnr_db, r.sensitivity) for r in layers], png_path,
-            f"per-layer SQNR of {Path(args.model).name} against {Path(args.reference).name}",
-        )  # fmt: skip
-        err.print(f"wrote {png_path}")
-    if json_path:
-        doc = {
-            "model": args.model,
-            "reference": args.reference,
-            "samples": n,
-            "layers": [
-                {
-                    k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                    for k, v in r.as_dict().items()
-                }
-                for r in layers
-            ],  # fmt: skip
-            "int8_kernels": dict(kernels.int8),
-            "op_time_ms": {
-                label: {"per_op_type": t.ms, "nodes": t.nodes, "total": t.total_ms, "runs": t.runs}
-                for label, t in times.items()
-            },
-        }
-        write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
-        err.print(f"wrote {json_path}")
-    return 0
+
+
+def _json_doc(
+    args: argparse.Namespace,
+    n: int,
+    layers: list[LayerReport],
+    int8_kernels: dict[str, int],
+    times: dict[str, OpTimes],
+) -> dict[str, object]:
+    """The ``--json`` report; a non-finite float (an exact layer's SQNR) is written as null."""
+    return {
+        "model": args.model,
+        "reference": args.reference,
+        "samples": n,
+        "layers": [
+            {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in r.as_dict().items()
+            }
+            for r in layers
+        ],  # fmt: skip
+        "int8_kernels": int8_kernels,
+        "op_time_ms": {
+            label: {"per_op_type": t.ms, "nodes": t.nodes, "total": t.total_ms, "runs": t.runs}
+            for label, t in times.items()
+        },
+    }

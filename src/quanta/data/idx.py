@@ -48,6 +48,15 @@ def read_idx(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
     """
     name = str(path)
     data = read_maybe_gzipped(path, "IDX file")
+    dims = _header_dims(name, data)
+    header = 4 + 4 * len(dims)
+    _check_data_length(name, dims, len(data) - header)
+    # NOTE: copy so that callers get a writable array, not a view of immutable bytes.
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def _header_dims(name: str, data: bytes) -> tuple[int, ...]:
+    """The dimensions the header declares, after checking its magic number, type and ndim."""
     if len(data) < 4:
         raise DataError(
             f"IDX file {name!r} has {len(data)} bytes; expected at least the 4-byte magic number"
@@ -76,9 +85,12 @@ def read_idx(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
             f"IDX file {name!r} is truncated inside its header: {len(data)} bytes, "
             f"expected {header} for {ndim} dimensions"
         )
-    dims = struct.unpack(f">{ndim}I", data[4:header])
+    return struct.unpack(f">{ndim}I", data[4:header])
+
+
+def _check_data_length(name: str, dims: tuple[int, ...], got: int) -> None:
+    """The data after the header must be exactly the product of the dimensions."""
     expected = math.prod(dims)
-    got = len(data) - header
     shape = "x".join(str(d) for d in dims)
     if got < expected:
         raise DataError(
@@ -90,5 +102,3 @@ def read_idx(path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
             f"IDX file {name!r} has {got - expected} trailing bytes: header declares {shape} = "
             f"{expected} data bytes, file holds {got}"
         )
-    # NOTE: copy so that callers get a writable array, not a view of immutable bytes.
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims).copy()

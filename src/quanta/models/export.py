@@ -39,12 +39,7 @@ def to_onnx_model(
     names = list(input_names) if input_names is not None else [input_name]
     was_training = model.training
     model.eval()
-    batch = torch.export.Dim("batch", min=1)
-    if len(examples) > 1:
-        sequence = torch.export.Dim("sequence", min=1, max=4096)
-        dynamic: tuple[dict[int, object], ...] = tuple({0: batch, 1: sequence} for _ in examples)
-    else:
-        dynamic = ({0: batch},)
+    dynamic = _dynamic_shapes(len(examples))
     try:
         # NOTE: the exporter prints progress and warns about the missing torchvision ops; neither
         # concerns the user, so both are silenced.
@@ -70,7 +65,20 @@ def to_onnx_model(
     if program is None:
         # NOTE: torch.onnx.export returns None only on the legacy (dynamo=False) path.
         raise ModelError("torch.onnx.export returned no ONNX program for the model")
-    proto = program.model_proto
+    return _without_metadata(program.model_proto)
+
+
+def _dynamic_shapes(n_inputs: int) -> tuple[dict[int, object], ...]:
+    """Dimension 0 of every input is ``batch``; with several inputs, dimension 1 is ``sequence``."""
+    batch = torch.export.Dim("batch", min=1)
+    if n_inputs > 1:
+        sequence = torch.export.Dim("sequence", min=1, max=4096)
+        return tuple({0: batch, 1: sequence} for _ in range(n_inputs))
+    return ({0: batch},)
+
+
+def _without_metadata(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` (edited in place) without the exporter's metadata and value_info."""
     # NOTE: the exporter records the Python-side names of nodes and tensors as metadata; they
     # are noise in a deployable file and make it larger.
     for node in proto.graph.node:

@@ -160,14 +160,7 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=True)
     start_epoch = 0
     if resume is not None:
-        start_epoch = resume.epoch
-        model.load_state_dict(resume.model)
-        optimizer.load_state_dict(resume.optimizer)
-        generator.set_state(resume.generator)
-        if len(resume.rng) == world:
-            torch.set_rng_state(resume.rng[rank])
-        else:  # another number of processes: dropout masks cannot continue the same stream
-            torch.manual_seed(config.seed + 1_000_003 * rank + 7919 * start_epoch)
+        start_epoch = _restore(resume, model, optimizer, generator, config.seed, rank, world)
     # DDP averages the ranks' gradients after backward; the ranges of QAT observers and
     # BatchNorm statistics are all-reduced by the modules themselves, so buffers need no
     # broadcast from rank 0 before each forward pass.
@@ -176,43 +169,105 @@ def train(
     )
     model.train()
     step = start_epoch * steps_per_epoch
+    # NOTE: the loop stays here in one piece (so train() runs past 60 lines, half of them the
+    # docstring) to keep the order of the random draws in view: shuffle, shifts, then dropout in
+    # the forward pass. That order makes a run reproducible and a resumed run continue bit for bit.
     for epoch in range(start_epoch, config.epochs):
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, config.batch_size):
             idx = order[start : start + config.batch_size]
-            offsets = _draw_shifts(len(idx), config.shift, generator)
-            if world > 1:
-                share = batch_share(len(idx), rank, world)
-                offsets = tuple(o[share] for o in offsets)
-                mine = idx[share]
-            else:
-                mine = idx
-            x = _apply_shifts(x_all[mine], config.shift, offsets)
+            mine, x = _my_share(idx, x_all, config.shift, generator, rank, world)
             if step_fn is not None:
                 step_fn(model, step)
-            logits = net(x)
-            if world > 1:
-                # The global batch's mean loss: DDP divides the summed gradients by the world
-                # size, so each rank's summed loss is scaled by world / global batch size.
-                ce = nn.functional.cross_entropy(logits, y_all[mine], reduction="sum")
-                loss = ce * (world / len(idx))
-            else:
-                loss = nn.functional.cross_entropy(logits, y_all[mine])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = _optimizer_step(net, optimizer, x, y_all[mine], len(idx), world)
             step += 1
             if on_step is not None or world > 1:
-                reported = loss.detach().clone()
-                if world > 1:
-                    dist.all_reduce(reported)  # every rank takes part, reporting or not
-                    reported /= world
-                if on_step is not None:
-                    on_step(step, total, float(reported))
+                _report_loss(loss, step, total, world, on_step)
         if on_epoch is not None:
             on_epoch(_state(epoch + 1, model, optimizer, generator, world))
     model.eval()
     return model
+
+
+def _restore(
+    resume: TrainState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    seed: int,
+    rank: int,
+    world: int,
+) -> int:
+    """Put the model, the optimizer and both random streams back; return the epoch to start."""
+    model.load_state_dict(resume.model)
+    optimizer.load_state_dict(resume.optimizer)
+    generator.set_state(resume.generator)
+    if len(resume.rng) == world:
+        torch.set_rng_state(resume.rng[rank])
+    else:  # another number of processes: dropout masks cannot continue the same stream
+        torch.manual_seed(seed + 1_000_003 * rank + 7919 * resume.epoch)
+    return resume.epoch
+
+
+def _my_share(
+    idx: torch.Tensor,
+    x_all: torch.Tensor,
+    shift: int,
+    generator: torch.Generator,
+    rank: int,
+    world: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's sample indices of the global batch ``idx`` and their shifted images.
+
+    Every rank draws the shifts of the whole global batch, so the shared generator stays in step.
+    """
+    offsets = _draw_shifts(len(idx), shift, generator)
+    if world > 1:
+        share = batch_share(len(idx), rank, world)
+        offsets = tuple(o[share] for o in offsets)
+        mine = idx[share]
+    else:
+        mine = idx
+    return mine, _apply_shifts(x_all[mine], shift, offsets)
+
+
+def _optimizer_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    global_batch: int,
+    world: int,
+) -> torch.Tensor:
+    """One forward, backward and Adam step on this rank's share; return its loss."""
+    logits = net(x)
+    if world > 1:
+        # The global batch's mean loss: DDP divides the summed gradients by the world
+        # size, so each rank's summed loss is scaled by world / global batch size.
+        ce = nn.functional.cross_entropy(logits, y, reduction="sum")
+        loss = ce * (world / global_batch)
+    else:
+        loss = nn.functional.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def _report_loss(
+    loss: torch.Tensor,
+    step: int,
+    total: int,
+    world: int,
+    on_step: Callable[[int, int, float], None] | None,
+) -> None:
+    """Pass the global batch's loss to ``on_step``; under DDP every rank must call this."""
+    reported = loss.detach().clone()
+    if world > 1:
+        dist.all_reduce(reported)  # every rank takes part, reporting or not
+        reported /= world
+    if on_step is not None:
+        on_step(step, total, float(reported))
 
 
 def _state(

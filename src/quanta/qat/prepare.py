@@ -58,81 +58,114 @@ def prepare_qat(model: nn.Module, config: QATConfig | None = None) -> fx.GraphMo
         gm = fx.symbolic_trace(copy.deepcopy(model))
     except Exception as exc:  # noqa: BLE001 - fx raises many types on untraceable code
         raise ModelError(f"torch.fx cannot trace the model for QAT: {exc}") from exc
+    # NOTE: the modules as traced; the loop keeps reading this snapshot while it swaps layers
+    # for their QAT modules and erases folded BatchNorm nodes (which it still visits, harmlessly).
     modules = dict(gm.named_modules())
-    graph = gm.graph
-    counter = 0
-
-    def quantize_after(node: fx.Node, fixed: tuple[float, float] | None = None) -> None:
-        nonlocal counter
-        name = f"act_quant_{counter}"
-        counter += 1
-        gm.add_submodule(name, ActivationQuantizer(config.activation_type, config.ema_decay, fixed))
-        with graph.inserting_after(node):
-            q = graph.call_module(name, (node,))
-        node.replace_all_uses_with(q, delete_user_cb=lambda user: user is not q)
-
-    for node in list(graph.nodes):
+    quantize_after = _ActivationInserter(gm, config)
+    for node in list(gm.graph.nodes):
         if node.op == "placeholder":
             quantize_after(node, config.input_range)
         elif node.op == "call_module" and isinstance(
-            modules[str(node.target)], nn.Conv2d | nn.Linear
+            layer := modules[str(node.target)], nn.Conv2d | nn.Linear
         ):
-            layer = modules[str(node.target)]
-            end = node
-            bn = None
-            user = _sole_user(node)
-            candidate = (
-                modules[str(user.target)] if user is not None and user.op == "call_module" else None
-            )
-            if isinstance(layer, nn.Conv2d) and isinstance(candidate, nn.BatchNorm2d):
-                assert user is not None
-                if candidate.running_mean is None or candidate.running_var is None:
-                    # NOTE: without running statistics there is no inference-time affine map
-                    # to fold; the BatchNorm stays a float op after the int8 conv.
-                    warnings.warn(
-                        f"QAT: {user.name!r} (BatchNorm2d without running statistics) is not "
-                        "folded and stays float",
-                        stacklevel=2,
-                    )
-                else:
-                    bn = candidate
-                    user.replace_all_uses_with(node)
-                    graph.erase_node(user)
-            wrapped: nn.Module = (
-                QuantConv2d(layer, bn, config.per_channel)
-                if isinstance(layer, nn.Conv2d)
-                else QuantLinear(layer, config.per_channel)
-            )
-            gm.add_submodule(str(node.target), wrapped)
-            user = _sole_user(node)
-            if user is not None and _is_relu(user, modules):
-                end = user
-            quantize_after(end)
-        elif node.op == "call_module" and isinstance(modules[str(node.target)], _OWN_MODULES):
+            quantize_after(_wrap_layer(gm, node, layer, modules, config))
+        elif _writes_own_grid(node, modules):
             quantize_after(node)
-        elif node.op == "call_function" and node.target in _OWN_FUNCTIONS:
-            quantize_after(node)
-        elif node.op in ("placeholder", "output", "get_attr"):
-            continue
-        elif node.op == "call_module" and isinstance(
-            modules[str(node.target)], _PASS_MODULES + _RELU_MODULES + (nn.BatchNorm2d,)
-        ):
-            continue
-        elif node.op == "call_function" and node.target in _PASS_FUNCTIONS | _RELU_FUNCTIONS:
-            continue
-        elif node.op == "call_method" and (node.target in _PASS_METHODS or _is_relu(node, modules)):
-            continue
-        else:
+        elif not _keeps_grid(node, modules):
             what = (
                 node.target
                 if node.op != "call_module"
                 else type(modules[str(node.target)]).__name__
             )
             warnings.warn(f"QAT: node {node.name!r} ({what}) stays float", stacklevel=2)
-    graph.lint()
+    gm.graph.lint()
     gm.recompile()
     gm.delete_all_unused_submodules()
     return gm
+
+
+class _ActivationInserter:
+    """Inserts ``act_quant_0``, ``act_quant_1``, ... after nodes, numbered in insertion order."""
+
+    def __init__(self, gm: fx.GraphModule, config: QATConfig) -> None:
+        self.gm = gm
+        self.config = config
+        self.count = 0
+
+    def __call__(self, node: fx.Node, fixed: tuple[float, float] | None = None) -> None:
+        name = f"act_quant_{self.count}"
+        self.count += 1
+        quantizer = ActivationQuantizer(self.config.activation_type, self.config.ema_decay, fixed)
+        self.gm.add_submodule(name, quantizer)
+        graph = self.gm.graph
+        with graph.inserting_after(node):
+            q = graph.call_module(name, (node,))
+        node.replace_all_uses_with(q, delete_user_cb=lambda user: user is not q)
+
+
+def _wrap_layer(
+    gm: fx.GraphModule,
+    node: fx.Node,
+    layer: nn.Conv2d | nn.Linear,
+    modules: dict[str, nn.Module],
+    config: QATConfig,
+) -> fx.Node:
+    """Swap the Conv2d/Linear at ``node`` for its QAT module (a Conv2d takes in the BatchNorm2d
+    right after it); return the node whose output the int8 kernel writes: its ReLU when one
+    follows, as the kernel fuses it."""
+    bn = _fold_batchnorm(gm.graph, node, modules) if isinstance(layer, nn.Conv2d) else None
+    wrapped: nn.Module = (
+        QuantConv2d(layer, bn, config.per_channel)
+        if isinstance(layer, nn.Conv2d)
+        else QuantLinear(layer, config.per_channel)
+    )
+    gm.add_submodule(str(node.target), wrapped)
+    user = _sole_user(node)
+    return user if user is not None and _is_relu(user, modules) else node
+
+
+def _fold_batchnorm(
+    graph: fx.Graph, node: fx.Node, modules: dict[str, nn.Module]
+) -> nn.BatchNorm2d | None:
+    """The BatchNorm2d that is the conv ``node``'s sole user, removed from the graph (None if
+    there is none, or if it has no running statistics to fold)."""
+    user = _sole_user(node)
+    candidate = modules[str(user.target)] if user is not None and user.op == "call_module" else None
+    if not isinstance(candidate, nn.BatchNorm2d):
+        return None
+    assert user is not None
+    if candidate.running_mean is None or candidate.running_var is None:
+        # NOTE: without running statistics there is no inference-time affine map
+        # to fold; the BatchNorm stays a float op after the int8 conv.
+        warnings.warn(
+            f"QAT: {user.name!r} (BatchNorm2d without running statistics) is not "
+            "folded and stays float",
+            stacklevel=4,  # the caller of prepare_qat, through _wrap_layer
+        )
+        return None
+    user.replace_all_uses_with(node)
+    graph.erase_node(user)
+    return candidate
+
+
+def _writes_own_grid(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Residual adds and average pools: their output gets its own quantizer."""
+    if node.op == "call_module":
+        return isinstance(modules[str(node.target)], _OWN_MODULES)
+    return node.op == "call_function" and node.target in _OWN_FUNCTIONS
+
+
+def _keeps_grid(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Nodes that move values (or are a ReLU or BatchNorm handled with their layer) and so need
+    no quantizer of their own."""
+    if node.op in ("placeholder", "output", "get_attr"):
+        return True
+    if node.op == "call_module":
+        kept = _PASS_MODULES + _RELU_MODULES + (nn.BatchNorm2d,)
+        return isinstance(modules[str(node.target)], kept)
+    if node.op == "call_function":
+        return node.target in _PASS_FUNCTIONS | _RELU_FUNCTIONS
+    return node.op == "call_method" and (node.target in _PASS_METHODS or _is_relu(node, modules))
 
 
 def activation_quantizers(model: nn.Module) -> list[tuple[str, ActivationQuantizer]]:

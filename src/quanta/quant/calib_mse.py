@@ -26,8 +26,11 @@ __all__ = ["mse_range"]
 # the closed form S**2 / 12 + clipping replaces the level-by-level sum (65536 cells a candidate).
 _MAX_CELLS = 1024
 
+# (mass, sum of x, sum of x**2) of the data at or below each point
+_Moments = Callable[[Floats], tuple[Floats, Floats, Floats]]
 
-def _moments(c: Floats, e: Floats) -> Callable[[Floats], tuple[Floats, Floats, Floats]]:
+
+def _moments(c: Floats, e: Floats) -> _Moments:
     """``f(x)`` = (mass, sum of x, sum of x**2) of the data at or below ``x``, bins uniform inside.
 
     Prefix sums over whole bins plus the part of the bin holding ``x``: O(log B) per point.
@@ -90,39 +93,59 @@ def mse_range(
     c, e = checked_histogram(counts, edges)
     if e[0] == e[-1]:
         return float(e[0]), float(e[-1])
-    moments = _moments(without_zeros(c, e, zero_count), e)
-    qmin, qmax = qrange(dtype)
+    objective = _objective(e, _moments(without_zeros(c, e, zero_count), e), dtype)
+    lo_side, hi_side = sides(e)
+    one_sided = lo_side[0] == lo_side[1] or hi_side[0] == hi_side[1]
+    s, t = search(objective, lo_side, hi_side, coarse=256 if one_sided else 32)
+    return float(e[s]), float(e[t])
 
+
+def _objective(e: Floats, moments: _Moments, dtype: str) -> Callable[[Ints, Ints], Floats]:
+    """``f(s, t)``: the expected squared error of each candidate range ``[e[s], e[t]]``."""
+    qmin, qmax = qrange(dtype)
     total = moments(np.array([np.inf]))
 
     def score(s: Ints, t: Ints) -> Floats:
         scale, zp = grid(e[s], e[t], dtype)
         if qmax - qmin + 1 > _MAX_CELLS:
-            return fine(scale, scale * (qmin - zp), scale * (qmax - zp))
+            return _closed_form_error(
+                moments, total, scale, scale * (qmin - zp), scale * (qmax - zp)
+            )
         level, cuts = levels(scale, zp, dtype)  # (n, L), (n, L - 1)
-        p0, p1, p2 = moments(cuts)
-        n = s.size
-        zero = np.zeros((n, 1))
-
-        def cells(p: Floats, end: Floats) -> Floats:  # (n, L): the sum inside each level's cell
-            return np.diff(np.concatenate((zero, p, np.broadcast_to(end, (n, 1))), axis=1))
-
-        d0, d1, d2 = cells(p0, total[0]), cells(p1, total[1]), cells(p2, total[2])
-        err = d2 - 2 * level * d1 + level * level * d0
-        return np.maximum(err, 0.0).sum(axis=1)
-
-    def fine(scale: Floats, lo: Floats, hi: Floats) -> Floats:
-        # more levels than bins (int16): S**2 / 12 inside is exact for mass uniform in a bin
-        b0, b1, b2 = moments(lo)
-        a0, a1, a2 = (tot - m for tot, m in zip(total, moments(hi), strict=True))
-        below = np.maximum(b2 - 2 * lo * b1 + lo * lo * b0, 0.0)
-        above = np.maximum(a2 - 2 * hi * a1 + hi * hi * a0, 0.0)
-        return scale * scale / 12 * (total[0] - b0 - a0) + below + above
+        return _level_error(moments, total, level, cuts)
 
     def objective(s: Ints, t: Ints) -> Floats:
         return in_chunks(score, s, t, qmax - qmin + 1 if qmax - qmin < _MAX_CELLS else 1)
 
-    lo_side, hi_side = sides(e)
-    one_sided = lo_side[0] == lo_side[1] or hi_side[0] == hi_side[1]
-    s, t = search(objective, lo_side, hi_side, coarse=256 if one_sided else 32)
-    return float(e[s]), float(e[t])
+    return objective
+
+
+def _level_error(
+    moments: _Moments, total: tuple[Floats, Floats, Floats], level: Floats, cuts: Floats
+) -> Floats:
+    """Level by level, ``M2 - 2 v_q M1 + v_q**2 M0`` over the cell that rounds to ``v_q``."""
+    p0, p1, p2 = moments(cuts)
+    n = level.shape[0]
+    zero = np.zeros((n, 1))
+
+    def cells(p: Floats, end: Floats) -> Floats:  # (n, L): the sum inside each level's cell
+        return np.diff(np.concatenate((zero, p, np.broadcast_to(end, (n, 1))), axis=1))
+
+    d0, d1, d2 = cells(p0, total[0]), cells(p1, total[1]), cells(p2, total[2])
+    err = d2 - 2 * level * d1 + level * level * d0
+    return np.maximum(err, 0.0).sum(axis=1)
+
+
+def _closed_form_error(
+    moments: _Moments,
+    total: tuple[Floats, Floats, Floats],
+    scale: Floats,
+    lo: Floats,
+    hi: Floats,
+) -> Floats:
+    # more levels than bins (int16): S**2 / 12 inside is exact for mass uniform in a bin
+    b0, b1, b2 = moments(lo)
+    a0, a1, a2 = (tot - m for tot, m in zip(total, moments(hi), strict=True))
+    below = np.maximum(b2 - 2 * lo * b1 + lo * lo * b0, 0.0)
+    above = np.maximum(a2 - 2 * hi * a1 + hi * hi * a0, 0.0)
+    return scale * scale / 12 * (total[0] - b0 - a0) + below + above

@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
 import torch
 
 from quanta._io import write_bytes_atomic, write_text_atomic
-from quanta.data import calibration_split, load_mnist
+from quanta.data import Dataset, Split, calibration_split, load_mnist
 from quanta.graph import CalibrationData, QuantizeConfig, load_model, quantize_static, save_model
 from quanta.graph.dynamic import quantize_dynamic
 from quanta.graph.fp16 import quantize_fp16
@@ -91,70 +93,26 @@ def run_classic(
     steps: dict[str, float] = {}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = lambda what, done=0, total=0: on_progress(what, done, total) if on_progress else None  # noqa: E731
+    report = _Progress(on_progress)
     paths = {name: out / f"lenet_{name}.onnx" for name in VARIANTS}
 
-    t = time.perf_counter()
-    ds = load_mnist(config.data_dir)
-    torch.manual_seed(config.seed)
-    net = LeNet()
-    train(
-        net, ds.train.images, ds.train.labels, TrainConfig(epochs=config.epochs, seed=config.seed),
-        on_step=lambda s, n, loss: report("training float LeNet", s, n),
-    )  # fmt: skip
-    example = torch.zeros(1, 1, 28, 28)
-    float_proto = export_onnx(net, paths["float"], example)
-    save_checkpoint(net, paths["float"].with_suffix(".pt"))
-    steps["train"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    report("post-training quantization")
-    save_model(quantize_fp16(float_proto).model, paths["fp16"])
-    save_model(quantize_dynamic(float_proto).model, paths["dynamic"])
-    calib = calibration_split(ds.train, config.calibration_samples, seed=config.seed)
-    static = quantize_static(
-        float_proto, CalibrationData({"image": calib.images}), QuantizeConfig(),
-        on_batch=lambda d, n: report("calibrating static int8", d, n),
-    )  # fmt: skip
-    save_model(static.model, paths["static"])
-    steps["ptq"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    torch.manual_seed(config.seed)
-    qat = prepare_qat(net, QATConfig(quant_delay=config.quant_delay))
-    train_qat(
-        qat, ds.train.images, ds.train.labels,
-        TrainConfig(epochs=config.qat_epochs, learning_rate=1e-4, seed=config.seed),
-        quant_delay=config.quant_delay, on_step=lambda s, n, loss: report("QAT fine-tuning", s, n),
-    )  # fmt: skip
-    sample = torch.from_numpy(ds.train.images[:64])
-    export_qat_onnx(qat, paths["qat"], sample)
-    export_qat_onnx(qat, paths["qat_uint8"], sample, uint8_input=True)
-    qat_torch_acc = evaluate(qat, ds.test.images, ds.test.labels)
-    steps["qat"] = time.perf_counter() - t
-
+    with _timed(steps, "train"):
+        ds = load_mnist(config.data_dir)
+        net, float_proto = _train_float(ds, config, paths, report)
+    with _timed(steps, "ptq"):
+        calib = _post_training(float_proto, ds, config, paths, report)
+    with _timed(steps, "qat"):
+        qat_torch_acc = _quantization_aware(net, ds, config, paths, report)
     variants = list(VARIANTS)
     if tflite_available():
-        t = time.perf_counter()
-        report("TFLite export")
-        # quanta's static model writes float logits; TFLite holds them in int8 on the range
-        # they take over the calibration digits
-        logits = make_session(paths["static"]).run(None, {"image": calib.images})[0]
-        ranges = {"logits": (float(logits.min()), float(logits.max()))}
-        for name in TFLITE_VARIANTS:
-            source = name.removesuffix("_tflite")
-            paths[name] = out / f"lenet_{source}.tflite"
-            write_bytes_atomic(paths[name], onnx_to_tflite(load_model(paths[source]), ranges))
-            variants.append(name)
-        steps["tflite"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    data = EvalSet({"image": ds.test.images}, ds.test.labels, ds.source)
-    results = bench_models(
-        [paths[v] for v in variants], data, threads=config.threads, names=variants,
-        budget_s=config.latency_budget_s, on_step=lambda msg: report(f"benchmark: {msg}"),
-    )  # fmt: skip
-    steps["bench"] = time.perf_counter() - t
+        with _timed(steps, "tflite"):
+            variants += _tflite(out, calib, paths, report)
+    with _timed(steps, "bench"):
+        data = EvalSet({"image": ds.test.images}, ds.test.labels, ds.source)
+        results = bench_models(
+            [paths[v] for v in variants], data, threads=config.threads, names=variants,
+            budget_s=config.latency_budget_s, on_step=lambda msg: report(f"benchmark: {msg}"),
+        )  # fmt: skip
     for r in results:
         r.path = os.path.relpath(r.path, out)
     machine = describe_machine()
@@ -169,6 +127,93 @@ def run_classic(
     result.wall_time_s = time.perf_counter() - start
     write_reports(out, result, config)
     return result
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """``on_progress`` with ``done`` and ``total`` optional, and nothing to do when it is None."""
+
+    on_progress: Step | None
+
+    def __call__(self, what: str, done: int = 0, total: int = 0) -> None:
+        if self.on_progress:
+            self.on_progress(what, done, total)
+
+
+@contextmanager
+def _timed(steps: dict[str, float], name: str) -> Iterator[None]:
+    """Record the wall time of the ``with`` block as ``steps[name]`` (seconds)."""
+    t = time.perf_counter()
+    yield
+    steps[name] = time.perf_counter() - t
+
+
+def _train_float(
+    ds: Dataset, config: ClassicConfig, paths: dict[str, Path], report: _Progress
+) -> tuple[LeNet, onnx.ModelProto]:
+    """Train the float LeNet; write it as ONNX and as a PyTorch checkpoint."""
+    torch.manual_seed(config.seed)
+    net = LeNet()
+    train(
+        net, ds.train.images, ds.train.labels, TrainConfig(epochs=config.epochs, seed=config.seed),
+        on_step=lambda s, n, loss: report("training float LeNet", s, n),
+    )  # fmt: skip
+    example = torch.zeros(1, 1, 28, 28)
+    float_proto = export_onnx(net, paths["float"], example)
+    save_checkpoint(net, paths["float"].with_suffix(".pt"))
+    return net, float_proto
+
+
+def _post_training(
+    float_proto: onnx.ModelProto,
+    ds: Dataset,
+    config: ClassicConfig,
+    paths: dict[str, Path],
+    report: _Progress,
+) -> Split:
+    """Write the fp16, dynamic and static variants; return the static model's calibration set."""
+    report("post-training quantization")
+    save_model(quantize_fp16(float_proto).model, paths["fp16"])
+    save_model(quantize_dynamic(float_proto).model, paths["dynamic"])
+    calib = calibration_split(ds.train, config.calibration_samples, seed=config.seed)
+    static = quantize_static(
+        float_proto, CalibrationData({"image": calib.images}), QuantizeConfig(),
+        on_batch=lambda d, n: report("calibrating static int8", d, n),
+    )  # fmt: skip
+    save_model(static.model, paths["static"])
+    return calib
+
+
+def _quantization_aware(
+    net: LeNet, ds: Dataset, config: ClassicConfig, paths: dict[str, Path], report: _Progress
+) -> float:
+    """Fine-tune a QAT copy of ``net``; write the qat and qat_uint8 variants; return the
+    accuracy of the fake-quant model in PyTorch."""
+    torch.manual_seed(config.seed)
+    qat = prepare_qat(net, QATConfig(quant_delay=config.quant_delay))
+    train_qat(
+        qat, ds.train.images, ds.train.labels,
+        TrainConfig(epochs=config.qat_epochs, learning_rate=1e-4, seed=config.seed),
+        quant_delay=config.quant_delay, on_step=lambda s, n, loss: report("QAT fine-tuning", s, n),
+    )  # fmt: skip
+    sample = torch.from_numpy(ds.train.images[:64])
+    export_qat_onnx(qat, paths["qat"], sample)
+    export_qat_onnx(qat, paths["qat_uint8"], sample, uint8_input=True)
+    return evaluate(qat, ds.test.images, ds.test.labels)
+
+
+def _tflite(out: Path, calib: Split, paths: dict[str, Path], report: _Progress) -> list[str]:
+    """Write the TFLite variants (their paths go into ``paths``); return their names."""
+    report("TFLite export")
+    # quanta's static model writes float logits; TFLite holds them in int8 on the range
+    # they take over the calibration digits
+    logits = make_session(paths["static"]).run(None, {"image": calib.images})[0]
+    ranges = {"logits": (float(logits.min()), float(logits.max()))}
+    for name in TFLITE_VARIANTS:
+        source = name.removesuffix("_tflite")
+        paths[name] = out / f"lenet_{source}.tflite"
+        write_bytes_atomic(paths[name], onnx_to_tflite(load_model(paths[source]), ranges))
+    return list(TFLITE_VARIANTS)
 
 
 def write_reports(out: Path, result: ClassicResult, config: ClassicConfig) -> None:
