@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from quanta.errors import ModelError
 from quanta.graph import load_model, save_model
@@ -118,4 +118,42 @@ def test_external_data_with_a_wrong_length_is_refused(tmp_path: Path) -> None:
     data = (tmp_path / "w.bin").read_bytes()
     (tmp_path / "w.bin").write_bytes(data[: len(data) // 2])  # truncated weights file
     with pytest.raises(ModelError, match="declares"):
+        load_model(path)
+
+
+def test_constant_nodes_load_as_initializers_and_decoders_stay(tmp_path: Path) -> None:
+    # load_model normalizes without folding: a quantized file's int8 weight decoded by
+    # Cast -> Mul must stay int8 (folding it would store it as float again)
+    w = numpy_helper.from_array(np.arange(4, dtype=np.int8).reshape(1, 4), "w_q")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["w_s"], value_float=0.5),
+            helper.make_node("Cast", ["w_q"], ["w_c"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["w_c", "w_s"], ["w"]),
+            helper.make_node("Add", ["x", "w"], ["y"]),
+        ],
+        "decoder",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    onnx.save_model(model, tmp_path / "m.onnx")
+    loaded = load_model(tmp_path / "m.onnx")
+    assert [n.op_type for n in loaded.graph.node] == ["Cast", "Mul", "Add"]
+    assert [t.name for t in loaded.graph.initializer] == ["w_q", "w_s"]
+    x = np.zeros((1, 4), np.float32)
+    y = make_session(loaded.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y, [[0.0, 0.5, 1.0, 1.5]])
+
+
+def test_a_constant_node_with_a_wrong_size_is_refused(tmp_path: Path) -> None:
+    value = numpy_helper.from_array(np.ones(4, np.float32), "k")
+    value.dims[:] = [1_000_000]  # declares 4 MB, holds 16 bytes
+    model = relu_model(20, 10)
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["k"], value=value))
+    path = tmp_path / "m.onnx"
+    onnx.save_model(model, path)
+    with pytest.raises(ModelError, match="declares shape"):
         load_model(path)

@@ -10,6 +10,7 @@ from onnx import version_converter
 
 from quanta._io import atomic_path
 from quanta.errors import ModelError
+from quanta.graph.normalize import normalize, reachable_nodes
 
 __all__ = ["MIN_OPSET", "load_model", "save_model", "default_opset"]
 
@@ -26,10 +27,15 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
-    """Read an ONNX file, check it, and upgrade it to opset >= 13 if it is older.
+    """Read an ONNX file, check it, upgrade it to opset >= 13 if it is older, and normalize it.
+
+    Normalizing (``quanta.graph.normalize``, without folding) turns ``Constant`` nodes into
+    initializers and drops the opset imports no node uses; a model with neither comes back as
+    the file holds it.
 
     Raises ModelError (one line naming the file and the problem) for a missing, empty, truncated
-    or non-ONNX file and for a model that fails ``onnx.checker``.
+    or non-ONNX file, for a model that fails ``onnx.checker`` and for one whose nodes use an
+    operator domain ONNX Runtime's CPU provider does not run.
     """
     p = Path(path)
     if not p.is_file():
@@ -43,9 +49,15 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     if not model.graph.node:
         raise ModelError(f"{str(p)!r} holds no ONNX graph nodes; expected an ONNX model")
     _check_domains(model, p)
-    external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    for tensor in model.graph.initializer:
-        _check_tensor_size(tensor, p, external=tensor in external)
+    # Constant nodes become initializers: their tensors get the same checks
+    constants = [
+        a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
+        if a.name == "value"
+    ]  # fmt: skip
+    tensors = [*model.graph.initializer, *constants]
+    external = [t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in tensors:
+        _check_tensor_size(tensor, p, external=tensor.data_location == onnx.TensorProto.EXTERNAL)
     if external:
         for tensor in external:
             _check_external(tensor, p)
@@ -68,7 +80,7 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
                 f"{str(p)!r} uses opset {opset}; quanta needs >= {MIN_OPSET} and the upgrade "
                 f"failed: {exc}"
             ) from exc
-    return model
+    return normalize(model, fold=False)
 
 
 # Operator domains ONNX Runtime's CPU provider implements; anything else cannot run here.
@@ -85,25 +97,22 @@ _ITEM_BYTES: dict[int, int] = {
 
 
 def _check_domains(model: onnx.ModelProto, p: Path) -> None:
+    """Judge the operator domains that nodes use; an import that no node uses is harmless
+    (Paddle2ONNX imports ``Paddle``; ONNX Runtime runs such models) and ``normalize`` drops it."""
     newest = onnx.defs.onnx_opset_version()
     for opset in model.opset_import:
-        if opset.domain not in KNOWN_DOMAINS:
-            raise ModelError(
-                f"{str(p)!r} imports operator domain {opset.domain!r}, which quanta and ONNX "
-                f"Runtime's CPU provider do not know; expected one of "
-                f"{', '.join(repr(d) for d in sorted(KNOWN_DOMAINS))}"
-            )
         if opset.domain in ("", "ai.onnx") and opset.version > newest:
             raise ModelError(
                 f"{str(p)!r} uses opset {opset.version}, newer than the {newest} this onnx "
                 "package knows; export with an older opset or upgrade onnx"
             )
     functions = {(f.domain, f.name) for f in model.functions}
-    for node in model.graph.node:
+    for node in reachable_nodes(model):
         if node.domain not in KNOWN_DOMAINS and (node.domain, node.op_type) not in functions:
             raise ModelError(
-                f"{str(p)!r}: node {node.name!r} is {node.domain}::{node.op_type}, from an "
-                "unknown operator domain; expected standard ONNX ops"
+                f"{str(p)!r}: node {node.name!r} is {node.domain}::{node.op_type}, from operator "
+                f"domain {node.domain!r}, which quanta and ONNX Runtime's CPU provider do not run; "
+                f"expected one of {', '.join(repr(d) for d in sorted(KNOWN_DOMAINS))}"
             )
 
 

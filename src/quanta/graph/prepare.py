@@ -7,6 +7,7 @@ import onnx
 from quanta.errors import ModelError
 from quanta.graph.canonicalize import canonicalize
 from quanta.graph.fold_bn import fold_batchnorm
+from quanta.graph.normalize import normalize
 
 __all__ = ["prepare", "QUANTIZED_OPS"]
 
@@ -33,6 +34,8 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return a prepared copy of ``model``; the caller's proto is never modified.
 
     - refuses a model that is already quantized (quantizing twice compounds the error);
+    - normalizes it (``quanta.graph.normalize``): Constant nodes become initializers, constant
+      sub-graphs are folded, unused opset imports are dropped, so that weights are initializers;
     - gives every node a unique name (handlers, warnings and reports refer to nodes by name);
     - runs ONNX shape inference so that passes know each tensor's element type and rank;
     - folds BatchNormalization into the Conv before it;
@@ -44,8 +47,7 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
             f"the model is already quantized (it contains {', '.join(found)}); "
             "pass the float model instead"
         )
-    prepared = onnx.ModelProto()
-    prepared.CopyFrom(model)
+    prepared = normalize(model)  # a copy
     # The exporter's record of its parameters and buffers (torch.export's graph signature, about
     # 30 KB on MobileNetV2) no longer describes the graph once BatchNorm is folded and weights
     # are replaced; model-level metadata (author, licence, ...) is kept.
