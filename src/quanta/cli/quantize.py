@@ -229,11 +229,7 @@ def _calibration_data(
 def _print_float_nodes(result: QuantizeResult) -> None:
     for node in result.float_nodes:
         # a choice quanta made from measurements is a note; an op it could not quantize warns
-        measured = any(
-            why in node.reason
-            for why in ("quantizing it alone cost", "kept float for speed", "no int8 consumer")
-        )
-        err.print(f"{'[cyan]note:[/]' if measured else '[yellow]warning:[/]'} {node}")
+        err.print(f"{'[cyan]note:[/]' if node.kind.measured else '[yellow]warning:[/]'} {node}")
 
 
 def _auto(args, model, data, config, on_step):  # type: ignore[no-untyped-def]

@@ -33,16 +33,13 @@ from quanta.graph.calibrate import CalibrationData
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.dynamic import quantize_dynamic
 from quanta.graph.prepare import prepare
-from quanta.graph.result import FloatNode, QuantizeResult
+from quanta.graph.result import FloatKind, FloatNode, FloatReason, QuantizeResult
 from quanta.graph.static import FidelityGoal, quantize_static
 from quanta.graph.weight_only import compress_float_weights
 from quanta.runtime import interleaved_latency, make_session, mean_cosine, run_model
 from quanta.runtime.profile import profile_node_times
 
 __all__ = ["AutoResult", "AutoTarget", "Candidate", "CandidateKind", "quantize_auto"]
-
-# the reason the accuracy-aware search gives (quanta.graph.fallback)
-_SEARCHED = "kept float: quantizing it alone"
 
 # A layer is "slower in int8" when its int8 kernel takes this much longer than its float one.
 SLOWER_MARGIN = 1.10
@@ -204,10 +201,11 @@ def quantize_auto(
     # per-node time of the float and the all-int8 model, from ONNX Runtime's profiler
     step("profiling float and int8 kernels")
     float_ms, int8_ms = _profile(prepared, full.model, eval_inputs)
-    slower = {
-        n: (
+    slower: dict[str, str] = {
+        n: FloatReason(
             f"kept float for speed: its int8 kernel took {int8_ms[n]:.3f} ms at batch 1, its "
-            f"float kernel {float_ms[n]:.3f} ms (ONNX Runtime's profiler, this CPU)"
+            f"float kernel {float_ms[n]:.3f} ms (ONNX Runtime's profiler, this CPU)",
+            FloatKind.SPEED,
         )
         for n in float_ms
         if n in int8_ms and int8_ms[n] > SLOWER_MARGIN * float_ms[n]
@@ -299,7 +297,7 @@ def _profile(
 
 def _searched(result: QuantizeResult) -> dict[str, str]:
     """The nodes the accuracy-aware search kept float, with the reason."""
-    return {f.name: f.reason for f in result.float_nodes if f.reason.startswith(_SEARCHED)}
+    return {f.name: f.reason for f in result.float_nodes if f.kind is FloatKind.ACCURACY}
 
 
 def _accuracy_aware(

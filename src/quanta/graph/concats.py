@@ -12,6 +12,7 @@ import onnx
 
 from quanta.graph.ops import MAX_RANGE_RATIO
 from quanta.graph.planner import StaticPlan
+from quanta.graph.result import FloatKind, FloatReason
 from quanta.quant import Observer
 
 __all__ = ["mismatched_concats", "readers_of"]
@@ -31,9 +32,10 @@ def mismatched_concats(
             widths.append(float(np.max(hi) - np.min(lo)))
         narrow, wide = min(widths), max(widths)
         if narrow <= 0 or wide / narrow > MAX_RANGE_RATIO:
-            out[node.name] = (
+            out[node.name] = FloatReason(
                 f"kept float: its inputs' ranges differ {wide / max(narrow, 1e-30):.0f}x (limit "
-                f"{MAX_RANGE_RATIO:.0f}x), one int8 scale would erase the narrow ones"
+                f"{MAX_RANGE_RATIO:.0f}x), one int8 scale would erase the narrow ones",
+                FloatKind.RANGES,
             )
     return out
 
@@ -48,7 +50,7 @@ def readers_of(model: onnx.ModelProto, plan: StaticPlan, concats: dict[str, str]
         if n.name in concats
         for o, name in [(n.output[0], n.name)]
     }
-    readers = {}
+    readers: dict[str, str] = {}
     for node in model.graph.node:
         op_plan = plan.plans.get(node.name)
         if op_plan is None or node.name in concats:
@@ -58,5 +60,8 @@ def readers_of(model: onnx.ModelProto, plan: StaticPlan, concats: dict[str, str]
             read.append(node.input[0])
         for name in read:
             if name in outputs:
-                readers[node.name] = f"kept float: it reads {outputs[name]!r}, a Concat kept float"
+                readers[node.name] = FloatReason(
+                    f"kept float: it reads {outputs[name]!r}, a Concat kept float",
+                    FloatKind.RANGES,
+                )
     return readers

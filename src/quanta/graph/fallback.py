@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from quanta.graph.result import FloatKind, FloatReason
 from quanta.runtime import mean_cosine, run_model
 
 __all__ = ["FallbackResult", "search_float_nodes"]
@@ -125,10 +126,11 @@ def _best_prefix(
 
 
 def _reason(name: str, damage: float, cost: Mapping[str, float] | None, where: str) -> str:
-    return (
+    return FloatReason(
         f"kept float: quantizing it alone cost {damage:.4f} of the output's mean "
         f"cosine on {where}, among the most of any node"
-        + (f" per ms of float time ({cost[name]:.3f} ms)" if cost and name in cost else "")
+        + (f" per ms of float time ({cost[name]:.3f} ms)" if cost and name in cost else ""),
+        FloatKind.ACCURACY,
     )
 
 

@@ -16,7 +16,7 @@ import onnx
 
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import FLOAT_IS_FINE, KEPT_FLOAT, REGISTRY, OpPlan, fusable_activation
-from quanta.graph.result import FloatNode
+from quanta.graph.result import FloatKind, FloatNode, FloatReason
 from quanta.opfacts import FACTS
 
 __all__ = ["StaticPlan", "plan_static"]
@@ -58,7 +58,10 @@ class StaticPlan:
 FLOAT_OUTPUT_OK = frozenset(op for op, facts in FACTS.items() if facts.float_output)
 # Ops that gain nothing from int8 unless their output feeds an int8 consumer.
 USEFUL_ONLY_IF_READ = frozenset(op for op, facts in FACTS.items() if facts.needs_int8_reader)
-UNREAD = "kept float: no int8 consumer reads its output, so int8 would add error and buy nothing"
+UNREAD = FloatReason(
+    "kept float: no int8 consumer reads its output, so int8 would add error and buy nothing",
+    FloatKind.UNREAD,
+)
 
 
 def plan_static(
@@ -129,11 +132,12 @@ def _plan_once(
         handler = REGISTRY.get(node.op_type)
         if handler is None:
             if node.op_type in KEPT_FLOAT:
-                plan.float_nodes.append(
-                    FloatNode(node.name, node.op_type, KEPT_FLOAT[node.op_type])
-                )
+                reason = FloatReason(KEPT_FLOAT[node.op_type], FloatKind.BY_DESIGN)
+                plan.float_nodes.append(FloatNode(node.name, node.op_type, reason))
             elif node.op_type not in FLOAT_IS_FINE and node.domain in ("", "ai.onnx"):
-                reason = f"quanta has no int8 handler for {node.op_type}"
+                reason = FloatReason(
+                    f"quanta has no int8 handler for {node.op_type}", FloatKind.NO_HANDLER
+                )
                 plan.float_nodes.append(FloatNode(node.name, node.op_type, reason))
             continue
         op_plan = handler(node, index)
@@ -166,5 +170,6 @@ def _plan_once(
 
 def exclude_reason(exclude: Collection[str], name: str) -> str:  # noqa: D103
     if isinstance(exclude, dict):
-        return str(exclude[name])
-    return "kept float on request"
+        reason = exclude[name]
+        return reason if isinstance(reason, str) else str(reason)  # a FloatReason keeps its kind
+    return FloatReason("kept float on request", FloatKind.REQUESTED)

@@ -2,20 +2,66 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 import onnx
 
-__all__ = ["FloatNode", "QuantizeResult"]
+__all__ = ["FloatKind", "FloatNode", "FloatReason", "QuantizeResult"]
+
+
+class FloatKind(enum.Enum):
+    """Why a node stayed float, as a value callers switch on (the text is for people)."""
+
+    NO_HANDLER = "no_handler"  # quanta has no int8 plan for the op type
+    UNSUPPORTED = "unsupported"  # the op's handler refused this configuration
+    BY_DESIGN = "by_design"  # quanta keeps this op type float on purpose (quanta.opfacts)
+    RANGES = "ranges"  # a Concat whose inputs cannot share one scale, or a node reading it
+    ACCURACY = "accuracy"  # measured: quantizing it alone cost the most output fidelity
+    SPEED = "speed"  # measured: its int8 kernel ran slower than its float one
+    UNREAD = "unread"  # no int8 consumer reads its output, so int8 would buy nothing
+    REQUESTED = "requested"  # the caller asked for it
+
+    @property
+    def measured(self) -> bool:
+        """A choice quanta made from measurements (a note), not an op it could not quantize."""
+        return self in (FloatKind.ACCURACY, FloatKind.SPEED, FloatKind.UNREAD)
+
+
+class FloatReason(str):
+    """The text of a reason, carrying its ``FloatKind``.
+
+    A ``str`` so that the dicts passes exchange (node name -> reason) keep their shape; a plain
+    string reason is an op handler's refusal (``FloatKind.UNSUPPORTED``).
+    """
+
+    kind: FloatKind
+
+    def __new__(cls, text: str, kind: FloatKind) -> FloatReason:
+        reason = super().__new__(cls, text)
+        reason.kind = kind
+        return reason
+
+    def __getnewargs__(self) -> tuple[str, FloatKind]:  # type: ignore[override]
+        return str(self), self.kind
+
+
+def reason_kind(reason: str) -> FloatKind:
+    """The kind of ``reason``: its own, or UNSUPPORTED for a plain string."""
+    return reason.kind if isinstance(reason, FloatReason) else FloatKind.UNSUPPORTED
 
 
 @dataclass(frozen=True)
 class FloatNode:
-    """A node left in float, with the reason (shown to the user as a warning)."""
+    """A node left in float, with the reason (shown to the user as a note or a warning)."""
 
     name: str
     op_type: str
     reason: str
+
+    @property
+    def kind(self) -> FloatKind:
+        return reason_kind(self.reason)
 
     def __str__(self) -> str:
         return f"node {self.name!r} ({self.op_type}) stays float: {self.reason}"
