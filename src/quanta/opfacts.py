@@ -26,7 +26,7 @@ class OpKind(enum.Enum):
     """What an op does to values, which decides how int8 can treat it."""
 
     COMPUTE = "compute"  # sums products of an activation with a weight or a second activation
-    ELEMENTWISE = "elementwise"  # arithmetic between two activations of one shape (residuals)
+    ELEMENTWISE = "elementwise"  # value by value: Add/Mul of activations, LeakyRelu
     MOVER = "mover"  # moves or selects values: runs on its input's int8 grid
     REDUCTION = "reduction"  # averages: int8 in, int8 out on a grid of its own
     HEAD = "head"  # a probability (Softmax, Sigmoid): a fixed output range
@@ -138,6 +138,8 @@ FACTS: dict[str, OpFacts] = {
         _K.ELEMENTWISE, _B.STATIC | _B.REF | _B.TFLITE | _B.TFLITE_FLOAT, needs_int8_reader=True
     ),
     "Mul": OpFacts(_K.ELEMENTWISE, _B.STATIC | _B.REF | _B.TFLITE, needs_int8_reader=True),
+    # a scaled negative side: int8 with its own output grid (QLinearLeakyRelu, LEAKY_RELU)
+    "LeakyRelu": OpFacts(_K.ELEMENTWISE, _B.STATIC | _B.TFLITE, needs_int8_reader=True),
     # --- movers: int8 on their input's grid -------------------------------------------------------
     "MaxPool": OpFacts(_K.MOVER, _MOVER | _B.TFLITE, ort_int8_mover=True),
     "Reshape": OpFacts(_K.MOVER, _MOVER | _B.TFLITE, ort_int8_mover=True),

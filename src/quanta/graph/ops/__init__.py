@@ -7,6 +7,7 @@ this registry holds how static quantization plans it. Adding an op here is one f
 
 from __future__ import annotations
 
+from quanta.graph.ops.activation import plan_activation
 from quanta.graph.ops.concat import MAX_RANGE_RATIO, plan_concat
 from quanta.graph.ops.conv import plan_conv
 from quanta.graph.ops.elementwise import plan_binary
@@ -47,6 +48,7 @@ REGISTRY: dict[str, Handler] = {
     "Add": plan_binary,
     "Mul": plan_binary,
     "Concat": plan_concat,
+    "LeakyRelu": plan_activation,
     "GlobalAveragePool": plan_average_pool,
     "AveragePool": plan_average_pool,
 }

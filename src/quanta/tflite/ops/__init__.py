@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import onnx
 
 from quanta.tflite.context import Context
+from quanta.tflite.ops.activation import leaky_relu
 from quanta.tflite.ops.concat import concat
 from quanta.tflite.ops.conv import conv
 from quanta.tflite.ops.elementwise import elementwise
@@ -84,6 +85,7 @@ HANDLERS: dict[str, Int8Op] = {
     "Concat": Int8Op(concat, None),
     "Softmax": Int8Op(probability, 1),
     "Sigmoid": Int8Op(probability, 1),
+    "LeakyRelu": Int8Op(leaky_relu, 1),
 }
 
 FLOAT_HANDLERS: dict[str, Handler] = {
