@@ -6,7 +6,7 @@ from quanta.graph.calibrate import CalibrationData, collect_ranges
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.model_io import load_model, save_model
 from quanta.graph.prepare import prepare
-from quanta.graph.result import FloatNode, QuantizeResult
+from quanta.graph.result import FloatKind, FloatNode, QuantizeResult
 from quanta.graph.static import quantize_static
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "load_model",
     "save_model",
     # building blocks
+    "FloatKind",
     "FloatNode",
     "QuantizeResult",
     "collect_ranges",
