@@ -28,8 +28,11 @@ def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "quantize" in capsys.readouterr().err
 
 
-def test_traceback_flag_shows_it(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--traceback", "bench", "m.onnx", "--batch", "0"]) == 2
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_traceback_flag_shows_it(where: str, capsys: pytest.CaptureFixture[str]) -> None:
+    line = ["bench", "m.onnx", "--batch", "0"]
+    line = ["--traceback", *line] if where == "first" else [*line, "--traceback"]
+    assert main(line) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("quanta: error:")
 

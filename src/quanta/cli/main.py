@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # anywhere on the line, as the internal-error message suggests appending it
     show_traceback = "--traceback" in argv
+    argv = [a for a in argv if a != "--traceback"]
     try:
         parser = build_parser()
         try:
