@@ -169,9 +169,11 @@ def test_rank0_checkpoints_resume_the_distributed_run_exactly(runs: dict[str, Pa
     ).read_bytes()
 
 
-def test_single_process_is_unaffected_by_the_distributed_path(tmp_path: Path) -> None:
+def test_single_process_is_unaffected_by_the_distributed_path(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
     """Without a process group, train_qat is the plain loop: same seed, same bytes."""
-    _train(tmp_path)
-    first = (tmp_path / "model.onnx").read_bytes()
+    assert not dist.is_initialized()  # the ranks joined their groups in their own processes
+    first = (runs["single"] / "model.onnx").read_bytes()  # trained the same way, by the fixture
     _train(tmp_path)
     assert (tmp_path / "model.onnx").read_bytes() == first
