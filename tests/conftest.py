@@ -1,19 +1,34 @@
 """Shared fixtures: a tiny float conv net built with ``onnx.helper`` (opset 20), and its inputs;
-a writer of tiny MNIST IDX directories."""
+a writer of tiny MNIST IDX directories; one torch intra-op thread for the session."""
 
 from __future__ import annotations
 
 import gzip
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 20
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread, as the tests' DDP ranks and ``--nproc`` ranks do.
+
+    The tests' models are tiny, so a second thread gains nothing; on a shared two-core machine
+    OpenMP's waiting threads made a QAT step 7 to 18 times slower than one thread. One thread
+    also makes float results independent of the machine's core count.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def build_convnet(

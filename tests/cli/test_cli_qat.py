@@ -13,6 +13,7 @@ tests/qat/test_qat_ddp.py.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,27 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "ckpt": root / "lenet.pt"}
 
 
+# The two runs below are each what several tests start from; they are made once per module.
+
+
+@pytest.fixture(scope="module")
+def plain(setup: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one-process model (no ``--nproc``) that the launched runs are compared with."""
+    out = tmp_path_factory.mktemp("plain") / "plain.onnx"
+    assert main(_qat(setup, out)) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def epoch1(setup: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The training state ``--checkpoint`` writes after one epoch (tests copy it: a resume
+    replaces it)."""
+    folder = tmp_path_factory.mktemp("epoch1")
+    state = folder / "s.pt"
+    assert main(_qat(setup, folder / "first.onnx", "--checkpoint", str(state))) == 0
+    return state
+
+
 def _qat(setup: dict[str, Path], out: Path, *extra: str) -> list[str]:
     return ["qat", "--from-lenet", str(setup["ckpt"]), "--data", str(setup["root"]), "-o",
             str(out), "--epochs", "1", "--quant-delay", "1", "--learning-rate", "1e-6",
@@ -47,14 +69,15 @@ def _inits(path: Path) -> dict[str, np.ndarray]:
 
 
 def test_two_ranks_write_one_model_close_to_one_process(
-    setup: dict[str, Path], tmp_path: Path
+    setup: dict[str, Path], plain: Path, tmp_path: Path
 ) -> None:
-    one, two = tmp_path / "one.onnx", tmp_path / "two.onnx"
-    assert main(_qat(setup, one)) == 0
+    one, two = plain, tmp_path / "two.onnx"
     env_before = dict(os.environ)
     assert main(_qat(setup, two, "--nproc", "2")) == 0
     assert dict(os.environ) == env_before  # the launch leaves this process's environment alone
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.onnx", "two.onnx"]  # no temp files
+    # no temp files, from either run
+    assert [p.name for p in tmp_path.iterdir()] == ["two.onnx"]
+    assert [p.name for p in one.parent.iterdir()] == ["plain.onnx"]
     a, b = _inits(one), _inits(two)
     assert a.keys() == b.keys()
     for name, value in a.items():
@@ -68,9 +91,10 @@ def test_two_ranks_write_one_model_close_to_one_process(
     assert logits.shape == (4, 10) and np.isfinite(logits).all()
 
 
-def test_nproc_one_runs_in_this_process(setup: dict[str, Path], tmp_path: Path) -> None:
-    plain, nproc1 = tmp_path / "plain.onnx", tmp_path / "nproc1.onnx"
-    assert main(_qat(setup, plain)) == 0
+def test_nproc_one_runs_in_this_process(
+    setup: dict[str, Path], plain: Path, tmp_path: Path
+) -> None:
+    nproc1 = tmp_path / "nproc1.onnx"
     assert main(_qat(setup, nproc1, "--nproc", "1")) == 0
     assert plain.read_bytes() == nproc1.read_bytes()
 
@@ -100,7 +124,7 @@ def test_bad_nproc_is_one_line(
 
 
 def test_resume_from_a_checkpoint_gives_the_same_model(
-    setup: dict[str, Path], tmp_path: Path
+    setup: dict[str, Path], epoch1: Path, tmp_path: Path
 ) -> None:
     straight, resumed, state = (
         tmp_path / "straight.onnx",
@@ -109,18 +133,17 @@ def test_resume_from_a_checkpoint_gives_the_same_model(
     )
     two_epochs = ["--epochs", "2"]
     assert main(_qat(setup, straight) + two_epochs) == 0
-    assert main(_qat(setup, tmp_path / "first.onnx", "--checkpoint", str(state))) == 0
+    shutil.copyfile(epoch1, state)  # what `--checkpoint s.pt` wrote after epoch 1
     assert main(_qat(setup, resumed, "--resume", str(state), "--checkpoint", str(state))
                 + two_epochs) == 0  # fmt: skip
     assert resumed.read_bytes() == straight.read_bytes()
 
 
 def test_bad_resume_is_one_line(
-    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    setup: dict[str, Path], epoch1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     state = tmp_path / "s.pt"
-    assert main(_qat(setup, tmp_path / "a.onnx", "--checkpoint", str(state))) == 0
-    capsys.readouterr()
+    shutil.copyfile(epoch1, state)  # a checkpoint after epoch 1
     cases = {
         "already holds 1 epoch": ["--resume", str(state)],  # --epochs 1: nothing left
         "not a training checkpoint": ["--resume", str(setup["ckpt"]), "--epochs", "2"],

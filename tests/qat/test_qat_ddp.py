@@ -16,8 +16,8 @@ import onnx
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from onnx import numpy_helper
+from ranks import spawn_ranks
 from torch import nn
 
 from quanta.distributed import batch_share
@@ -85,11 +85,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     single, ddp = tmp_path_factory.mktemp("single"), tmp_path_factory.mktemp("ddp")
     _train(single)
     init = f"file://{tmp_path_factory.mktemp('rdzv') / 'store'}"
-    mp.spawn(_rank, args=(2, init, str(ddp), ""), nprocs=2, join=True)
+    spawn_ranks(_rank, (2, init, str(ddp), ""))
     # the same 2-process run, stopped after epoch 1 and resumed from rank 0's checkpoint
     resumed = tmp_path_factory.mktemp("ddp_resumed")
     init = f"file://{tmp_path_factory.mktemp('rdzv') / 'store'}"
-    mp.spawn(_rank, args=(2, init, str(resumed), str(ddp / "epoch1.pt")), nprocs=2, join=True)
+    spawn_ranks(_rank, (2, init, str(resumed), str(ddp / "epoch1.pt")))
     return {"single": single, "ddp": ddp, "resumed": resumed}
 
 
@@ -169,9 +169,11 @@ def test_rank0_checkpoints_resume_the_distributed_run_exactly(runs: dict[str, Pa
     ).read_bytes()
 
 
-def test_single_process_is_unaffected_by_the_distributed_path(tmp_path: Path) -> None:
+def test_single_process_is_unaffected_by_the_distributed_path(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
     """Without a process group, train_qat is the plain loop: same seed, same bytes."""
-    _train(tmp_path)
-    first = (tmp_path / "model.onnx").read_bytes()
+    assert not dist.is_initialized()  # the ranks joined their groups in their own processes
+    first = (runs["single"] / "model.onnx").read_bytes()  # trained the same way, by the fixture
     _train(tmp_path)
     assert (tmp_path / "model.onnx").read_bytes() == first

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from ranks import spawn_ranks
 
 from quanta.qat.modules import ActivationQuantizer
 
@@ -36,7 +36,7 @@ def _rank(rank: int, world: int, init: str, out: str) -> None:
 
 def test_ranges_are_all_reduced_across_ranks(tmp_path: Path) -> None:
     init = f"file://{tmp_path / 'rendezvous'}"
-    mp.spawn(_rank, args=(2, init, str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_rank, (2, init, str(tmp_path)))
     ranks = [np.load(tmp_path / f"rank{r}.npy") for r in range(2)]
     single = ActivationQuantizer(ema_decay=0.9)
     single.train()

@@ -32,7 +32,7 @@ class _DropoutNet(nn.Module):
 
 
 def _run(out: Path, quant_delay: int, *, stop_after: int | None = None,
-         resume: TrainState | None = None) -> bytes:  # fmt: skip
+         resume: TrainState | None = None) -> bytes | None:  # fmt: skip
     rng = np.random.default_rng(5)
     images = rng.random((SAMPLES, 1, 8, 8), dtype=np.float32)
     labels = rng.integers(0, 10, SAMPLES)
@@ -42,6 +42,8 @@ def _run(out: Path, quant_delay: int, *, stop_after: int | None = None,
     config = TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=1e-2, shift=1)
     train_qat(qat, images, labels, config, quant_delay=quant_delay, resume=resume,
               on_epoch=lambda s: s.save(out / f"epoch{s.epoch}.pt"))  # fmt: skip
+    if stop_after is not None:
+        return None  # an interrupted run: only its checkpoints are used, not a model
     export_qat_onnx(qat, out / "model.onnx", torch.from_numpy(images[:4]))
     return (out / "model.onnx").read_bytes()
 
