@@ -22,6 +22,7 @@ The measuring is a ``Timer``: tests inject one that returns fixed figures.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,8 @@ FASTER_MARGIN = 0.97
 SLOWER_THAN_FLOAT = 1.02
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
+# What ONNX Runtime appends to a node's name when it fuses or duplicates it.
+_ORT_SUFFIX = re.compile(r"/(\w*Fusion|duplicated)$")
 
 Build = tuple[onnx.ModelProto, StaticPlan, int]  # model, plan, biases corrected (static builds)
 
@@ -218,8 +221,17 @@ def _readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
 
 
 def _median(rounds: list[dict[str, float]]) -> dict[str, float]:
-    names = {n for r in rounds for n in r}
-    return {n: float(np.median([r.get(n, 0.0) for r in rounds])) for n in names}
+    """Each profiled name's median over the rounds, under the name of the node ONNX Runtime
+    made it from (``dense_3/MatMulAddFusion``, ``x_DQ/duplicated`` -> ``dense_3``, ``x_DQ``)."""
+    merged: list[dict[str, float]] = []
+    for r in rounds:
+        m: dict[str, float] = {}
+        for name, ms in r.items():
+            key = _ORT_SUFFIX.sub("", name)
+            m[key] = m.get(key, 0.0) + ms
+        merged.append(m)
+    names = {n for r in merged for n in r}
+    return {n: float(np.median([r.get(n, 0.0) for r in merged])) for n in names}
 
 
 def _attribute(profiled: Mapping[str, float], aliases: Mapping[str, set[str]]) -> dict[str, float]:
@@ -246,16 +258,17 @@ def _int8_aliases(int8: onnx.ModelProto, prepared: onnx.ModelProto) -> dict[str,
     for node in int8.graph.node:
         if node.op_type not in _QDQ:
             continue
+        names = {node.name, *node.output}  # a re-laid-out Q/DQ is profiled under its output
         src = node
         while src.input[0] in producer and producer[src.input[0]].op_type in _QDQ:
             src = producer[src.input[0]]
         owner = producer.get(src.input[0])
         if owner is not None and owner.name in aliases:
-            aliases[owner.name].add(node.name)
+            aliases[owner.name].update(names)
             continue
         for user in _compute_readers(node, readers):
             if user.name in aliases:
-                aliases[user.name].add(node.name)
+                aliases[user.name].update(names)
     return aliases
 
 
