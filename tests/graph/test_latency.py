@@ -162,3 +162,12 @@ def test_real_timer_runs(make_convnet: MakeConvnet, make_images: MakeImages) -> 
     )
     assert {"conv", "fc"} <= set(float_ms) and {"conv", "fc"} <= set(int8_ms)
     assert all(ms >= 0 for ms in [*float_ms.values(), *int8_ms.values()])
+
+
+def test_fused_and_duplicated_names_count_for_their_node() -> None:
+    rounds = [
+        {"dense/MatMulAddFusion": 1.0, "x_DQ/duplicated": 0.25, "x_DQ": 0.25},
+        {"dense/MatMulAddFusion": 9.0, "x_DQ": 0.5},  # an outlier round: the median ignores it
+        {"dense/MatMulAddFusion": 2.0, "x_DQ/duplicated": 0.5, "x_DQ": 0.5},
+    ]
+    assert latency._median(rounds) == {"dense": 2.0, "x_DQ": 0.5}
