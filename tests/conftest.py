@@ -137,3 +137,20 @@ def write_mnist_dir(
         data = idx_bytes(arr)
         (root / (name + ".gz" if gz else name)).write_bytes(gzip.compress(data) if gz else data)
     return arrays
+
+
+@pytest.fixture(autouse=True)
+def neutral_latency_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Static quantization's latency check measures this machine; tests get a timer that finds
+    no layer slower in int8 and equal batch-1 times, so that models stay deterministic (tests
+    of the check inject their own timer)."""
+    from quanta.graph import latency
+
+    class NeutralTimer(latency.Timer):
+        def node_times(self, model, feeds):  # type: ignore[no-untyped-def]
+            return {}
+
+        def batch1_ms(self, models, feeds):  # type: ignore[no-untyped-def]
+            return [1.0] * len(models)
+
+    monkeypatch.setattr(latency, "DEFAULT_TIMER", NeutralTimer())

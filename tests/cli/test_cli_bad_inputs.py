@@ -241,6 +241,18 @@ CASES: dict[str, tuple[Case, str]] = {
         ],
         "also an input",
     ),  # fmt: skip
+    "no latency check outside static": (
+        lambda t: [
+            "quantize",
+            str(_model(t)),
+            "-o",
+            str(t / "out.onnx"),
+            "--mode",
+            "dynamic",
+            "--no-latency-check",
+        ],
+        "--no-latency-check is only used with --mode static",
+    ),  # fmt: skip
     "output directory missing": (
         lambda t: [
             "quantize",

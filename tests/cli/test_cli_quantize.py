@@ -96,6 +96,18 @@ def test_static_flags_reach_the_config(
     assert inits["image_zp"].dtype == np.uint8  # --activation-type uint8
 
 
+def test_latency_line_and_its_opt_out(
+    run: Run, model_path: Path, calib_path: Path, tmp_path: Path
+) -> None:
+    argv = ("quantize", model_path, "-o", tmp_path / "int8.onnx", "--calibration", calib_path)
+    code, _, err = run(*argv)  # the tests' timer: equal batch-1 times (conftest)
+    assert code == 0, err
+    assert "batch 1: 1.000 ms float, 1.000 ms int8 (1.00×)" in err
+    code, _, err = run(*argv, "--no-latency-check", "--force")
+    assert code == 0, err
+    assert "batch 1:" not in err
+
+
 def test_no_compact_stores_every_parameter(
     run: Run, model_path: Path, calib_path: Path, tmp_path: Path
 ) -> None:

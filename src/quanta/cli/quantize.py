@@ -84,6 +84,11 @@ def _add_fallback_flags(p: argparse.ArgumentParser) -> None:
                    help="quantize every node quanta can, whatever the fidelity")  # fmt: skip
     p.add_argument("--no-bias-correction", action="store_true",
                    help="do not correct biases for weight rounding")  # fmt: skip
+    p.add_argument(
+        "--no-latency-check", action="store_true",
+        help="static: do not profile float and int8 at batch 1 on this machine, nor keep float "
+        "the layers whose int8 kernel runs slower (quantizes faster)",
+    )  # fmt: skip
 
 
 def _add_format_flags(p: argparse.ArgumentParser) -> None:
@@ -160,6 +165,7 @@ def _config(args: argparse.Namespace) -> QuantizeConfig:
         weight_range=args.weight_range,
         max_float=args.max_float,
         workers=args.workers,
+        latency_check=not args.no_latency_check,
     )
 
 
@@ -171,6 +177,10 @@ def _check_flags(args: argparse.Namespace, config: QuantizeConfig) -> None:
         )
     if config.mode != "auto" and (args.eval or args.max_accuracy_drop is not None):
         raise InputError("--eval and --max-accuracy-drop are only used with --mode auto")
+    if not config.latency_check and config.mode != "static":
+        raise InputError(
+            f"--no-latency-check is only used with --mode static, not --mode {config.mode}"
+        )
     if config.mode == "auto" and not args.eval:
         raise InputError("--mode auto needs --eval EVAL.npz (or mnist) to measure accuracy on")
 

@@ -32,17 +32,14 @@ from quanta.errors import InputError, ModelError
 from quanta.graph.calibrate import CalibrationData
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.dynamic import quantize_dynamic
+from quanta.graph.latency import profile_float_int8, slower_nodes
 from quanta.graph.prepare import prepare
-from quanta.graph.result import FloatKind, FloatNode, FloatReason, QuantizeResult
+from quanta.graph.result import FloatKind, FloatNode, QuantizeResult
 from quanta.graph.static import FidelityGoal, quantize_static
 from quanta.graph.weight_only import compress_float_weights
 from quanta.runtime import interleaved_latency, make_session, mean_cosine, run_model
-from quanta.runtime.profile import profile_node_times
 
 __all__ = ["AutoResult", "AutoTarget", "Candidate", "CandidateKind", "quantize_auto"]
-
-# A layer is "slower in int8" when its int8 kernel takes this much longer than its float one.
-SLOWER_MARGIN = 1.10
 
 
 @dataclass(frozen=True)
@@ -127,35 +124,6 @@ def _accuracy(outputs: list[np.ndarray], labels: np.ndarray) -> float:
     return float(np.mean(np.asarray(outputs[0]).argmax(axis=-1) == labels))
 
 
-def _fused_outputs(model: onnx.ModelProto) -> dict[str, set[str]]:
-    """Per node: the tensor names ONNX Runtime may profile it under (its own outputs, and
-    those of a Relu/Clip it fuses)."""
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    names: dict[str, set[str]] = {}
-    for node in model.graph.node:
-        aliases = {node.name, *node.output}
-        for out in node.output:
-            users = readers.get(out, [])
-            if len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
-                aliases.update(users[0].output)
-        names[node.name] = aliases
-    return names
-
-
-def _node_times(
-    model: onnx.ModelProto, aliases: Mapping[str, set[str]], feeds: Mapping[str, np.ndarray]
-) -> dict[str, float]:
-    profiled = profile_node_times(model, feeds, runs=20)
-    return {
-        node: sum(profiled.get(alias, 0.0) for alias in names)
-        for node, names in aliases.items()
-        if any(alias in profiled for alias in names)
-    }
-
-
 def _measure_latency(
     candidates: list[Candidate], feeds: Mapping[str, np.ndarray], budget_s: float
 ) -> None:
@@ -184,7 +152,8 @@ def quantize_auto(
 
     ``latency_budget_s``: seconds of timing per candidate (more: steadier medians).
     """
-    config = config or QuantizeConfig()
+    # auto weighs the latency-aware candidate itself: its static builds skip static's check
+    config = dataclasses.replace(config or QuantizeConfig(), latency_check=False)
     step = on_step or (lambda _msg: None)
     n_eval = len(next(iter(eval_inputs.values())))
     goal = _goal(target, labels, run_model(model, eval_inputs), f"{n_eval} evaluation samples")
@@ -200,16 +169,8 @@ def quantize_auto(
 
     # per-node time of the float and the all-int8 model, from ONNX Runtime's profiler
     step("profiling float and int8 kernels")
-    float_ms, int8_ms = _profile(prepared, full.model, eval_inputs)
-    slower: dict[str, str] = {
-        n: FloatReason(
-            f"kept float for speed: its int8 kernel took {int8_ms[n]:.3f} ms at batch 1, its "
-            f"float kernel {float_ms[n]:.3f} ms (ONNX Runtime's profiler, this CPU)",
-            FloatKind.SPEED,
-        )
-        for n in float_ms
-        if n in int8_ms and int8_ms[n] > SLOWER_MARGIN * float_ms[n]
-    }
+    float_ms, int8_ms = profile_float_int8(prepared, full.model, eval_inputs)
+    slower: dict[str, str] = dict(slower_nodes(float_ms, int8_ms))
     accurate: QuantizeResult = full
     if candidates[-1].score < goal.value:
         step("static int8, keeping the costliest layers float")
@@ -282,17 +243,6 @@ def _float_side_candidates(
     except ModelError as exc:
         notes.append(f"{CandidateKind.DYNAMIC.label}: not a candidate ({exc})")
     return candidates
-
-
-def _profile(
-    prepared: onnx.ModelProto, int8: onnx.ModelProto, eval_inputs: Mapping[str, np.ndarray]
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Per node of ``prepared``: its time in the float model and in ``int8``, at batch 1."""
-    one = {k: np.asarray(v)[:1] for k, v in eval_inputs.items()}
-    aliases = _fused_outputs(prepared)
-    float_ms = _node_times(prepared, aliases, one)
-    int8_ms = _node_times(int8, {n: {n} for n in aliases}, one)
-    return float_ms, int8_ms
 
 
 def _searched(result: QuantizeResult) -> dict[str, str]:

@@ -52,6 +52,9 @@ class QuantizeConfig:
             so that CPUs whose u8 x s8 dot products add pairs in saturating int16 (x86 AVX2
             without VNNI: ``vpmaddubsw``) never overflow; "auto": reduced on such a CPU, full
             elsewhere (static and dynamic modes).
+        latency_check: static mode: profile the float and int8 models at batch 1 on this
+            machine and keep float the layers whose int8 kernel runs slower
+            (``quanta.graph.latency``); False skips the measuring (quantizes faster).
     """
 
     mode: Literal["static", "dynamic", "fp16", "auto"] = "static"
@@ -68,6 +71,7 @@ class QuantizeConfig:
     weight_range: Literal["auto", "full", "reduced"] = "auto"
     max_float: int | None = None
     workers: int = 1
+    latency_check: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

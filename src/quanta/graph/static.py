@@ -39,6 +39,7 @@ from quanta.graph.compact import compact_qdq
 from quanta.graph.concats import mismatched_concats, readers_of
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.fallback import search_float_nodes
+from quanta.graph.latency import keep_slower_float
 from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
 from quanta.graph.result import QuantizeResult
@@ -102,7 +103,7 @@ def quantize_static(
         The quantized model and the nodes left float with the reason for each.
     """
     config = config or QuantizeConfig()
-    model = prepare(model)
+    float_model, model = model, prepare(model)
     keep_float = dict(keep_float or {})
     calibration = _calibrate(model, data, config, goal, keep_float, on_batch)
     builds = _Builds(model, calibration, config)
@@ -119,6 +120,11 @@ def quantize_static(
     built = builds.build({})
     if target is not None:
         built = _keep_costly_float(builds, built, feeds, reference, target, goal, on_search, notes)
+    if config.latency_check:  # never slower than float at batch 1 (quanta.graph.latency)
+        built = keep_slower_float(
+            float_model, model, builds.build, built, list(built[1].plans), data.head(model, 1),
+            notes,
+        )  # fmt: skip
     quantized, plan, corrected = built
     if config.compact:
         compact_qdq(quantized)
@@ -169,7 +175,7 @@ def _calibrate(
     # a search for nodes to keep float needs the ranges every other plan could ask for
     observed = (
         plan.possible_sources(model)
-        if config.min_fidelity is not None or goal is not None or keep_float
+        if config.min_fidelity is not None or goal is not None or keep_float or config.latency_check
         else plan.calibrated_tensors()
     )
     ranges, means = collect_statistics(

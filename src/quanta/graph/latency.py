@@ -1,0 +1,284 @@
+"""Never slower than float: keep float the layers whose int8 kernel runs slower on this machine.
+
+Whether int8 is faster depends on the layer and the CPU: ONNX Runtime has no integer kernel for
+some ops (HardSwish, HardSigmoid), so their Q/DQ pairs only add work, and a 3-channel first
+convolution or a depthwise one can run slower in its int8 kernel than in its float (NCHWc) one.
+So after the int8 model is built, ``keep_slower_float``:
+
+1. profiles every node of the float and of the int8 model at batch 1 with ONNX Runtime's own
+   profiler, in interleaved rounds (float, int8, float, int8, ...), and takes each node's median;
+   a node's int8 time includes the QuantizeLinear/DequantizeLinear nodes that its being int8
+   put in the graph and that ONNX Runtime did not fuse away;
+2. keeps float (``FloatKind.SPEED``) every node whose int8 time exceeds its float time by
+   ``SLOWER_MARGIN`` and by ``MIN_EXCESS`` of the float model's time (tiny kernels are noise);
+3. rebuilds, then times the float model, the first int8 build and the rebuilt one at batch 1,
+   interleaved; the rebuilt model replaces the first only when it is faster by ``FASTER_MARGIN``
+   (so that noise never moves a layer for nothing), and one note gives the figures: where the
+   int8 model is still slower than float it says so and suggests ``--mode auto``.
+
+``--mode auto`` profiles with the same functions (``profile_float_int8``, ``slower_nodes``).
+The measuring is a ``Timer``: tests inject one that returns fixed figures.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from quanta.graph.planner import StaticPlan
+from quanta.graph.result import FloatKind, FloatReason
+from quanta.runtime import interleaved_latency, make_session
+from quanta.runtime.profile import profile_node_times
+
+__all__ = [
+    "DEFAULT_TIMER",
+    "FASTER_MARGIN",
+    "MIN_EXCESS",
+    "SLOWER_MARGIN",
+    "Timer",
+    "fused_outputs",
+    "keep_slower_float",
+    "profile_float_int8",
+    "slower_nodes",
+]
+
+# A node is "slower in int8" when its int8 time is this much longer than its float time ...
+SLOWER_MARGIN = 1.10
+# ... and longer by at least this fraction of the whole float model's time (below it, noise).
+MIN_EXCESS = 0.002
+# The rebuilt model replaces the first int8 build only when at most this fraction of its time.
+FASTER_MARGIN = 0.97
+# The int8 model counts as slower than float (one note says so) beyond this ratio.
+SLOWER_THAN_FLOAT = 1.02
+
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+# What ONNX Runtime appends to a node's name when it fuses or duplicates it.
+_ORT_SUFFIX = re.compile(r"/(\w*Fusion|duplicated)$")
+
+Build = tuple[onnx.ModelProto, StaticPlan, int]  # model, plan, biases corrected (static builds)
+
+
+@dataclass(frozen=True)
+class Timer:
+    """How time is measured (tests inject a subclass with fixed figures).
+
+    Attributes:
+        rounds: interleaved profiling rounds of float and int8 (each node's median is kept).
+        runs: profiled runs per round, after one warm-up.
+        budget_s: seconds of batch-1 timing per model in the final comparison.
+    """
+
+    rounds: int = 3
+    runs: int = 10
+    budget_s: float = 0.5
+
+    def node_times(
+        self, model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]
+    ) -> dict[str, float]:
+        """Mean ms per run of each node ONNX Runtime ran, by profiled name."""
+        return profile_node_times(model, feeds, runs=self.runs)
+
+    def batch1_ms(
+        self, models: Sequence[onnx.ModelProto], feeds: Mapping[str, np.ndarray]
+    ) -> list[float]:
+        """Median batch-1 latency of each model, timed in interleaved rounds."""
+        sessions = [make_session(m.SerializeToString()) for m in models]
+        latencies = interleaved_latency(sessions, feeds, 1, budget_s=self.budget_s * len(models))
+        return [lat.p50_ms for lat in latencies]
+
+
+# What ``keep_slower_float`` measures with when given no timer (tests replace it).
+DEFAULT_TIMER = Timer()
+
+
+def fused_outputs(model: onnx.ModelProto) -> dict[str, set[str]]:
+    """Per node: the names ONNX Runtime may profile it under in the float model (its name, its
+    outputs, and those of a Relu/Clip it fuses)."""
+    readers = _readers(model)
+    names: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        aliases = {node.name, *node.output}
+        for out in node.output:
+            users = readers.get(out, [])
+            if len(users) == 1 and users[0].op_type in ("Relu", "Clip"):
+                aliases.update(users[0].output)
+        names[node.name] = aliases
+    return names
+
+
+def profile_float_int8(
+    prepared: onnx.ModelProto,
+    int8: onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray],
+    timer: Timer | None = None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per node of ``prepared``: its median time (ms, batch 1) in the float model and in
+    ``int8`` (with the Q/DQ nodes its quantization added), profiled in interleaved rounds."""
+    timer = timer or Timer()
+    one = {k: np.asarray(v)[:1] for k, v in feeds.items()}
+    float_rounds, int8_rounds = [], []
+    for _ in range(max(1, timer.rounds)):
+        float_rounds.append(timer.node_times(prepared, one))
+        int8_rounds.append(timer.node_times(int8, one))
+    float_ms = _attribute(_median(float_rounds), fused_outputs(prepared))
+    int8_ms = _attribute(_median(int8_rounds), _int8_aliases(int8, prepared))
+    return float_ms, int8_ms
+
+
+def slower_nodes(
+    float_ms: Mapping[str, float],
+    int8_ms: Mapping[str, float],
+    candidates: Sequence[str] | None = None,
+) -> dict[str, FloatReason]:
+    """The nodes (of ``candidates``, default all) whose int8 time is above ``SLOWER_MARGIN``
+    times their float time and above it by ``MIN_EXCESS`` of the float model's total, each with
+    the measured reason."""
+    floor = MIN_EXCESS * sum(float_ms.values())
+    names = float_ms if candidates is None else [n for n in candidates if n in float_ms]
+    return {
+        n: FloatReason(
+            f"kept float for speed: its int8 kernel (with its Q/DQ) took {int8_ms[n]:.3f} ms at "
+            f"batch 1, its float kernel {float_ms[n]:.3f} ms (ONNX Runtime's profiler, this CPU)",
+            FloatKind.SPEED,
+        )
+        for n in names
+        if n in int8_ms
+        and int8_ms[n] > SLOWER_MARGIN * float_ms[n]
+        and int8_ms[n] - float_ms[n] > floor
+    }
+
+
+def keep_slower_float(
+    float_model: onnx.ModelProto,
+    prepared: onnx.ModelProto,
+    build: Callable[[dict[str, str]], Build],
+    built: Build,
+    candidates: Sequence[str],
+    feeds: Mapping[str, np.ndarray],
+    notes: list[str],
+    timer: Timer | None = None,
+) -> Build:
+    """``built`` or, when faster at batch 1, its rebuild with the nodes slower in int8 kept
+    float (see module doc); appends one note with the batch-1 figures.
+
+    Args:
+        float_model: the model as given, timed against the int8 one.
+        prepared: the prepared float model whose nodes the int8 builds keep names of.
+        build: ``extra -> build`` with the ``extra`` nodes kept float as well.
+        built: the int8 model as planned so far (its measured float nodes are kept in a rebuild).
+        candidates: nodes that may be kept float (the quantized ones).
+        feeds: at least one sample; the first is used.
+    """
+    timer = timer or DEFAULT_TIMER
+    one = {k: np.asarray(v)[:1] for k, v in feeds.items()}
+    float_ms, int8_ms = profile_float_int8(prepared, built[0], one, timer)
+    slower = slower_nodes(float_ms, int8_ms, candidates)
+    kept = {f.name: f.reason for f in built[1].float_nodes if f.kind is FloatKind.ACCURACY}
+    if not slower:
+        f_ms, q_ms = timer.batch1_ms([float_model, built[0]], one)
+        notes.append(_summary(f_ms, q_ms, 0, "no layer's int8 kernel measured slower than float"))
+        return built
+    rebuilt = build({**kept, **slower})
+    f_ms, q_ms, r_ms = timer.batch1_ms([float_model, built[0], rebuilt[0]], one)
+    if r_ms <= FASTER_MARGIN * q_ms:
+        notes.append(_summary(f_ms, r_ms, len(slower), ""))
+        return rebuilt
+    notes.append(
+        _summary(
+            f_ms, q_ms, 0,
+            f"keeping the {len(slower)} layer(s) slower in int8 float measured "
+            f"{r_ms:.3f} ms, not faster: all kept int8",
+        )
+    )  # fmt: skip
+    return built
+
+
+def _summary(float_ms: float, int8_ms: float, n_speed: int, detail: str) -> str:
+    ratio = float_ms / int8_ms if int8_ms > 0 else float("inf")
+    line = f"batch 1: {float_ms:.3f} ms float, {int8_ms:.3f} ms int8 ({ratio:.2f}×)"
+    if n_speed:
+        line += f", {n_speed} layer(s) kept float for speed"
+    if detail:
+        line += f"; {detail}"
+    if int8_ms > SLOWER_THAN_FLOAT * float_ms:
+        line = (
+            f"slower than float here: {line}. --mode auto --eval EVAL.npz weighs float, dynamic "
+            "and partly-float variants and keeps the fastest that meets an accuracy target"
+        )
+    return line
+
+
+def _readers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    return readers
+
+
+def _median(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Each profiled name's median over the rounds, under the name of the node ONNX Runtime
+    made it from (``dense_3/MatMulAddFusion``, ``x_DQ/duplicated`` -> ``dense_3``, ``x_DQ``)."""
+    merged: list[dict[str, float]] = []
+    for r in rounds:
+        m: dict[str, float] = {}
+        for name, ms in r.items():
+            key = _ORT_SUFFIX.sub("", name)
+            m[key] = m.get(key, 0.0) + ms
+        merged.append(m)
+    names = {n for r in merged for n in r}
+    return {n: float(np.median([r.get(n, 0.0) for r in merged])) for n in names}
+
+
+def _attribute(profiled: Mapping[str, float], aliases: Mapping[str, set[str]]) -> dict[str, float]:
+    """Per node: the sum of the profiled times of its aliases (nodes never profiled are left
+    out); an alias shared by k nodes counts 1/k to each."""
+    share: dict[str, int] = {}
+    for names in aliases.values():
+        for a in names:
+            share[a] = share.get(a, 0) + 1
+    return {
+        node: sum(profiled.get(a, 0.0) / share[a] for a in names)
+        for node, names in aliases.items()
+        if any(a in profiled for a in names)
+    }
+
+
+def _int8_aliases(int8: onnx.ModelProto, prepared: onnx.ModelProto) -> dict[str, set[str]]:
+    """Per node of ``prepared``: its name in ``int8`` (a fused integer kernel keeps it) and the
+    Q/DQ nodes its quantization put there: those on its output (traced up through Q/DQ chains),
+    and those on a weight or a graph input that only it reads."""
+    producer = {out: n for n in int8.graph.node for out in n.output}
+    readers = _readers(int8)
+    aliases: dict[str, set[str]] = {n.name: {n.name} for n in prepared.graph.node}
+    for node in int8.graph.node:
+        if node.op_type not in _QDQ:
+            continue
+        names = {node.name, *node.output}  # a re-laid-out Q/DQ is profiled under its output
+        src = node
+        while src.input[0] in producer and producer[src.input[0]].op_type in _QDQ:
+            src = producer[src.input[0]]
+        owner = producer.get(src.input[0])
+        if owner is not None and owner.name in aliases:
+            aliases[owner.name].update(names)
+            continue
+        for user in _compute_readers(node, readers):
+            if user.name in aliases:
+                aliases[user.name].update(names)
+    return aliases
+
+
+def _compute_readers(
+    node: onnx.NodeProto, readers: Mapping[str, list[onnx.NodeProto]]
+) -> list[onnx.NodeProto]:
+    """The first non-Q/DQ nodes reading ``node``'s output, through Q/DQ chains."""
+    found: list[onnx.NodeProto] = []
+    todo = [node]
+    while todo:
+        for user in readers.get(todo.pop().output[0], []):
+            (todo if user.op_type in _QDQ else found).append(user)
+    return found

@@ -1,0 +1,173 @@
+"""The latency check of static mode: which layers stay float for speed, with injected timers
+(fixed figures: tests never assert on measured speed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import onnx
+import pytest
+
+from quanta.graph import CalibrationData, QuantizeConfig, latency, quantize_static
+from quanta.graph.auto import AutoTarget, quantize_auto
+from quanta.graph.latency import Timer, slower_nodes
+from quanta.graph.result import FloatKind
+
+MakeConvnet = Callable[..., onnx.ModelProto]
+MakeImages = Callable[..., np.ndarray]
+
+
+def count_q(model: onnx.ModelProto) -> int:
+    return sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
+
+
+def node_names(model: onnx.ModelProto) -> set[str]:
+    return {n.name for n in model.graph.node}
+
+
+def is_int8(model: onnx.ModelProto) -> bool:
+    return count_q(model) > 0
+
+
+class FixedTimer(Timer):
+    """Every node takes 1 ms in float; in int8 the nodes of ``int8_ms`` take that, others
+    0.5 ms. ``batch1`` answers the batch-1 timings, in call order."""
+
+    def __init__(self, int8_ms: Mapping[str, float], batch1: Sequence[float]) -> None:
+        super().__init__()
+        object.__setattr__(self, "int8_ms", dict(int8_ms))
+        object.__setattr__(self, "batch1", list(batch1))
+        object.__setattr__(self, "calls", [])
+
+    def node_times(self, model, feeds):  # type: ignore[no-untyped-def]
+        self.calls.append("int8" if is_int8(model) else "float")
+        if not is_int8(model):
+            return {out: 1.0 for n in model.graph.node for out in n.output}
+        return {
+            n.name: self.int8_ms.get(n.name, 0.5)
+            for n in model.graph.node
+            if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        }
+
+    def batch1_ms(self, models, feeds):  # type: ignore[no-untyped-def]
+        return self.batch1[: len(models)]
+
+
+def quantize(
+    make_convnet: MakeConvnet, make_images: MakeImages, timer: Timer, monkeypatch, **config
+):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(latency, "DEFAULT_TIMER", timer)
+    data = CalibrationData({"image": make_images(64, hw=8)})
+    cfg = QuantizeConfig(method="minmax", min_fidelity=None, **config)
+    return quantize_static(make_convnet(), data, cfg)
+
+
+def test_slower_nodes_margin_and_floor() -> None:
+    float_ms = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 97.0}  # total 100 ms: floor 0.2 ms
+    int8_ms = {"a": 1.5, "b": 1.09, "c": 1.15, "d": 50.0}
+    # a: 1.5x slower; b: within the 1.10 margin; c: 1.15x but only 0.15 ms (< 0.2 ms floor)
+    assert set(slower_nodes(float_ms, int8_ms)) == {"a"}
+    assert slower_nodes(float_ms, int8_ms, candidates=["b", "c", "d"]) == {}
+    reason = slower_nodes(float_ms, int8_ms)["a"]
+    assert reason.kind is FloatKind.SPEED and "1.500 ms" in reason and "1.000 ms" in reason
+
+
+def test_int8_time_includes_its_qdq(make_convnet: MakeConvnet, make_images: MakeImages) -> None:
+    data = CalibrationData({"image": make_images(32, hw=8)})
+    prepared = make_convnet()
+    int8 = quantize_static(prepared, data, QuantizeConfig(min_fidelity=None, compact=False)).model
+    aliases = latency._int8_aliases(int8, prepared)
+    qdq = {n.name for n in int8.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    # the input's Q/DQ go to the conv that reads it, the output's to its producer
+    assert {"image_Q", "image_DQ", "conv.weight_DQ", "relu_out_Q"} <= aliases["conv"]
+    assert {"pool_out_Q", "pool_out_DQ"} <= aliases["pool"]
+    assert "fc.weight_DQ" in aliases["fc"]
+    # every Q/DQ node is someone's, once
+    owned = [a for names in aliases.values() for a in names if a in qdq]
+    assert sorted(owned) == sorted(qdq)
+
+
+def test_slower_layer_kept_float_when_the_rebuild_is_faster(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timer = FixedTimer({"fc": 3.0}, batch1=[2.0, 2.5, 1.5])  # float, int8, rebuilt
+    result = quantize(make_convnet, make_images, timer, monkeypatch)
+    speed = [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
+    assert [f.name for f in speed] == ["fc"]
+    # the rebuild is what is returned: fc has no int32 bias (it computes in float)
+    all_int8 = quantize(make_convnet, make_images, timer, monkeypatch, latency_check=False)
+    assert "fc.bias_DQ" in node_names(all_int8.model)
+    assert "fc.bias_DQ" not in node_names(result.model)
+    assert "conv.bias_DQ" in node_names(result.model)
+    assert result.notes[-1] == (
+        "batch 1: 2.000 ms float, 1.500 ms int8 (1.33×), 1 layer(s) kept float for speed"
+    )
+    # float and int8 profiled in interleaved rounds (the latency_check=False build: none)
+    assert timer.calls == ["float", "int8"] * 3
+
+
+def test_rebuild_not_faster_keeps_every_layer_int8(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timer = FixedTimer({"fc": 3.0}, batch1=[2.0, 1.5, 1.49])  # rebuilt < 3 % faster
+    result = quantize(make_convnet, make_images, timer, monkeypatch)
+    assert not [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
+    assert result.notes[-1].startswith("batch 1: 2.000 ms float, 1.500 ms int8 (1.33×); ")
+    assert "measured 1.490 ms, not faster: all kept int8" in result.notes[-1]
+
+
+def test_still_slower_than_float_says_so_and_suggests_auto(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timer = FixedTimer({}, batch1=[1.0, 1.25])  # no layer slower, the whole model is
+    result = quantize(make_convnet, make_images, timer, monkeypatch)
+    note = result.notes[-1]
+    assert note.startswith("slower than float here: batch 1: 1.000 ms float, 1.250 ms int8 (0.80×)")
+    assert "--mode auto" in note and "\n" not in note
+
+
+def test_no_latency_check_measures_nothing(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timer = FixedTimer({"fc": 3.0}, batch1=[2.0, 2.5, 1.5])
+    result = quantize(make_convnet, make_images, timer, monkeypatch, latency_check=False)
+    assert timer.calls == [] and not any("batch 1" in n for n in result.notes)
+    assert not [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
+
+
+def test_auto_does_not_run_static_check(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Refuse(Timer):
+        def batch1_ms(self, models, feeds):  # type: ignore[no-untyped-def]
+            raise AssertionError("static's latency check ran inside --mode auto")
+
+    monkeypatch.setattr(latency, "DEFAULT_TIMER", Refuse())
+    x = make_images(48, hw=8)
+    quantize_auto(
+        make_convnet(), CalibrationData({"image": x[:32]}), {"image": x[32:]},
+        AutoTarget(min_fidelity=0.9), config=QuantizeConfig(method="minmax"),
+        latency_budget_s=0.02,
+    )  # fmt: skip
+
+
+def test_real_timer_runs(make_convnet: MakeConvnet, make_images: MakeImages) -> None:
+    """ONNX Runtime's profiler and interleaved timing, end to end: only the form is checked."""
+    prepared = make_convnet()
+    data = CalibrationData({"image": make_images(32, hw=8)})
+    int8 = quantize_static(prepared, data, QuantizeConfig(min_fidelity=None, latency_check=False))
+    float_ms, int8_ms = latency.profile_float_int8(
+        prepared, int8.model, data.head(prepared, 1), Timer(rounds=1, runs=2)
+    )
+    assert {"conv", "fc"} <= set(float_ms) and {"conv", "fc"} <= set(int8_ms)
+    assert all(ms >= 0 for ms in [*float_ms.values(), *int8_ms.values()])
+
+
+def test_fused_and_duplicated_names_count_for_their_node() -> None:
+    rounds = [
+        {"dense/MatMulAddFusion": 1.0, "x_DQ/duplicated": 0.25, "x_DQ": 0.25},
+        {"dense/MatMulAddFusion": 9.0, "x_DQ": 0.5},  # an outlier round: the median ignores it
+        {"dense/MatMulAddFusion": 2.0, "x_DQ/duplicated": 0.5, "x_DQ": 0.5},
+    ]
+    assert latency._median(rounds) == {"dense": 2.0, "x_DQ": 0.5}
