@@ -66,12 +66,15 @@ def _first(lines: list[str], *starts: str) -> str:
 
 
 def quantize(variant: str, cmd: list[str], out: Path, timeout: float) -> dict[str, Any]:
-    """Run one quantize command; status, message (one line) and wall time."""
+    """Run one quantize command in ``out``'s folder (ONNX Runtime's ``quant_pre_process``
+    leaves temporary files in the current directory); status, one-line message, wall time."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=out.parent
+        )
     except subprocess.TimeoutExpired:
         return {
             "status": "error",
@@ -252,12 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         partial.append(f"{len(ready)} of {len(CORPUS)} models (not run: {', '.join(missing)})")
     if len(variants) < len(bars.VARIANTS):
         partial.append(f"variants {', '.join(variants)} only")
+    given = sys.argv[1:] if argv is None else argv
     doc: dict[str, Any] = {
         "partial": "; ".join(partial),
         "machine": f"{describe_machine()}, Python {platform.python_version()}",
         "onnxruntime": onnxruntime.__version__,
         "commit": _commit(),
-        "command": " ".join(["python benchmarks/wild_models.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(["python benchmarks/wild_models.py", *given]),
         "date": time.strftime("%Y-%m-%d"),
         "variants": variants,
         "models": [],
