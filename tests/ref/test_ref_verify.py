@@ -116,3 +116,22 @@ def test_cli_verify_bad_inputs_file(
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "v.json").exists()
+
+
+def test_float_global_max_pool_of_a_sequence_keeps_its_channels() -> None:
+    # onnx.reference's GlobalMaxPool returns (N, 1) for an (N, C, L) input; ONNX Runtime and
+    # the spec give (N, C, 1). The executor computes it itself (magika's byte model has one).
+    nodes = [
+        onnx.helper.make_node("GlobalMaxPool", ["x"], ["m"], name="pool"),
+        onnx.helper.make_node("Squeeze", ["m", "axes"], ["y"], name="squeeze"),
+    ]
+    graph = onnx.helper.make_graph(
+        nodes, "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4, 6])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
+        [onnx.numpy_helper.from_array(np.array([2], np.int64), "axes")],
+    )  # fmt: skip
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).normal(size=(3, 4, 6)).astype(np.float32)
+    run = run_reference(model, {"x": x})
+    np.testing.assert_array_equal(run.outputs["y"], x.max(axis=2))
