@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -253,9 +254,9 @@ class _Executor:
         feed = {name: self._as_float(name) for name in node.input if name}
         override = _FLOAT_OVERRIDES.get(node.op_type)
         if override is not None:
-            results = [override(*(feed[name] for name in node.input if name))]
+            results: list[Any] = [override(*(feed[name] for name in node.input if name))]
         else:
-            results = ReferenceEvaluator(node, opsets=self.opsets).run(None, feed)
+            results = list(ReferenceEvaluator(node, opsets=self.opsets).run(None, feed))
         for name, value in zip(node.output, results, strict=False):
             if name:
                 self.floats[name] = np.asarray(value)
