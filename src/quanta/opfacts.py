@@ -61,6 +61,8 @@ class OpFacts:
             MatMul operand has no single channel axis); None for any rank.
         transposed_by: an attribute that, when set, swaps the weight's two axes (Gemm's
             ``transB``), so the output-channel axis becomes ``1 - weight_axis``.
+        more_weights: further constant inputs laid out like ``weight`` (an LSTM's or GRU's
+            recurrence weight R), stored as int8 with it.
         bias: input position of a bias quantized to int32 at ``s_in * s_w``.
         bias_correction_axis: channel axis of input 0 whose mean bias correction uses
             (``quanta.graph.bias_correction``); None where it does not apply.
@@ -80,6 +82,7 @@ class OpFacts:
     weight_axis: int | None = None
     weight_rank: int | None = None
     transposed_by: str | None = None
+    more_weights: tuple[int, ...] = ()
     bias: int | None = None
     bias_correction_axis: int | None = None
     weight_zero_point_optional: bool = False
@@ -132,6 +135,30 @@ FACTS: dict[str, OpFacts] = {
         weight_rank=2,
         float_output=True,
         ort_fused=("FusedMatMul",),
+    ),
+    # W (num_directions, 4 * hidden, input) and R (num_directions, 4 * hidden, hidden): one scale
+    # per gate row. Float arithmetic (weights decoded when the session starts), or ONNX Runtime's
+    # DynamicQuantizeLSTM in dynamic mode.
+    "LSTM": OpFacts(
+        _K.COMPUTE,
+        _B.DYNAMIC | _B.WEIGHT_ONLY,
+        weight=1,
+        weight_axis=1,
+        weight_rank=3,
+        more_weights=(2,),
+        float_reason="kept float: ONNX Runtime has no LSTM kernel on int8 activations; its "
+        "weights W and R are stored int8",
+    ),
+    # as LSTM with 3 gates; ONNX Runtime has no integer GRU at all
+    "GRU": OpFacts(
+        _K.COMPUTE,
+        _B.WEIGHT_ONLY,
+        weight=1,
+        weight_axis=1,
+        weight_rank=3,
+        more_weights=(2,),
+        float_reason="kept float: ONNX Runtime has no integer GRU kernel; its weights W and R "
+        "are stored int8",
     ),
     # --- elementwise arithmetic between activations -----------------------------------------------
     "Add": OpFacts(

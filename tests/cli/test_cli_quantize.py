@@ -228,3 +228,27 @@ def test_already_quantized_input(run: Run, model_path: Path, tmp_path: Path) -> 
     assert run("quantize", model_path, "-o", dynamic, "--mode", "dynamic")[0] == 0
     code, _, err = run("quantize", dynamic, "-o", tmp_path / "again.onnx", "--mode", "fp16")
     assert_one_line_error(code, err, "already quantized")
+
+
+def test_a_model_that_does_not_shrink_says_so(run: Run, tmp_path: Path) -> None:
+    # a (2, 2) weight: its int8 copy saves 12 bytes, the dynamic nodes around it cost more
+    w = numpy_helper.from_array(np.eye(2, dtype=np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "tiny",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 2])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 2])],
+        [w],
+    )
+    path = tmp_path / "tiny.onnx"
+    onnx.save_model(onnx.helper.make_model(graph), path)
+    code, out, err = run("quantize", path, "-o", tmp_path / "q.onnx", "--mode", "dynamic")
+    assert code == 0
+    assert "not smaller than float" in out
+    before, after = path.stat().st_size, (tmp_path / "q.onnx").stat().st_size
+    assert after >= before
+    (line,) = [line for line in err.splitlines() if "not smaller" in line]
+    assert (
+        f"({after / 1e6:.2f} MB) is not smaller than the float input ({before / 1e6:.2f} MB)"
+        in line
+    )

@@ -137,10 +137,18 @@ def run(args: argparse.Namespace) -> int:
         err.print(note)
     chosen = getattr(result, "chosen", "")
     label = f"{config.mode} ({chosen})" if chosen else config.mode
+    ratio = f"{before / after:.2f}× smaller" if after < before else "not smaller than float"
     out.print(
-        f"{label}: wrote {output} ({after / 1e6:.2f} MB, {before / after:.2f}× smaller) "
+        f"{label}: wrote {output} ({after / 1e6:.2f} MB, {ratio}) "
         f"in {time.perf_counter() - start:.2f} s"
     )
+    if after >= before:
+        # NOTE: quanta stores every weight it can as int8, once; a file that did not shrink
+        # holds something quanta did not foresee (a duplicated or unreadable weight).
+        err.print(
+            f"[yellow]warning:[/] the written model ({after / 1e6:.2f} MB) is not smaller than "
+            f"the float input ({before / 1e6:.2f} MB)"
+        )
     return 0
 
 

@@ -49,6 +49,18 @@ class _Additions:
         self.names = Names(model)
         self.inits: list[onnx.TensorProto] = []
         self.head: list[onnx.NodeProto] = []
+        # (weight name, axis) -> the float tensor its DequantizeLinear writes
+        self.weights: dict[tuple[str, int | None], str] = {}
+
+    def shared_weight(self, key: tuple[str, int | None], q: np.ndarray, qp: QParams) -> str:
+        """The weight ``key`` dequantized, written once however many nodes read it.
+
+        NOTE: an unrolled recurrent layer reads one weight in every step; a copy per reader
+        made captcha_crnn's int8 file 3.6x larger than its float one.
+        """
+        if key not in self.weights:
+            self.weights[key] = self.dequantized(q, qp, key[0])
+        return self.weights[key]
 
     def dequantized(self, q: np.ndarray, qp: QParams, base: str) -> str:
         """``q`` as an initializer read by a new DequantizeLinear; returns the float tensor."""
@@ -127,7 +139,7 @@ def _quantize_constants(
         q, weight_qp = _int8_weight(w, key, cache, reduced)
         if node.input[0] in input_means and i == 1:
             shift = _bias_shift(node, w, q, weight_qp, input_means[node.input[0]], cache)
-        node.input[i] = add.dequantized(q, weight_qp, node.input[i])
+        node.input[i] = add.shared_weight(key, q, weight_qp)
     bias_index = op_plan.bias
     if shift is not None and bias_index is None and node.op_type in MEAN_AXIS:
         # A layer without bias gets one to carry the correction.

@@ -28,14 +28,14 @@ __all__ = ["compress_float_weights", "MIN_ELEMENTS"]
 MIN_ELEMENTS = 1024
 
 
-def _weight_slot(node: onnx.NodeProto) -> int | None:
-    """Input index of the weight of a node this pass covers (``Backend.WEIGHT_ONLY``)."""
+def _weight_slots(node: onnx.NodeProto) -> list[int]:
+    """Input indices of the weights of a node this pass covers (``Backend.WEIGHT_ONLY``)."""
     facts = FACTS.get(node.op_type)
     if facts is None or Backend.WEIGHT_ONLY not in facts.backends or facts.weight is None:
-        return None
+        return []
     if node.op_type == "Gather" and int(get_attr(node, "axis", 0)) != 0:
-        return None  # only a table gathered by rows is an embedding with one scale per row
-    return facts.weight if len(node.input) > facts.weight else None
+        return []  # only a table gathered by rows is an embedding with one scale per row
+    return [k for k in (facts.weight, *facts.more_weights) if len(node.input) > k and node.input[k]]
 
 
 def _channel_axis(node: onnx.NodeProto, rank: int) -> int | None:
@@ -50,7 +50,7 @@ def compress_float_weights(
     per_channel: bool = True,
     input_means: Mapping[str, np.ndarray] | None = None,
 ) -> int:
-    """Store every remaining float weight of Conv/Gemm/MatMul/Gather as int8, in place.
+    """Store every remaining float weight of Conv/Gemm/MatMul/Gather/LSTM/GRU as int8, in place.
 
     Weights already quantized by another pass are no longer constants and are left alone.
     Returns how many weights were compressed.
@@ -60,34 +60,38 @@ def compress_float_weights(
     names = Names(model)
     head: list[onnx.NodeProto] = []
     new_inits: list[onnx.TensorProto] = []
+    decoded: dict[tuple[str, int | None], str] = {}  # one int8 copy of a weight many nodes read
     count = 0
     for node in model.graph.node:
-        k = _weight_slot(node)
-        if k is None or len(node.input) < 2:
-            continue
-        slot = node.input[k]
-        if not index.is_constant(slot) or not index.is_float(slot):
-            continue
-        w = index.constant(slot)
-        axis = _channel_axis(node, w.ndim)
-        if axis is None or w.size < MIN_ELEMENTS:
-            continue
-        q, qp = quantize_weight(w, axis if per_channel else None)
-        decode, inits = weight_only_decoder(q, qp, slot, names)
-        head.extend(decode)
-        new_inits.extend(inits)
-        node.input[k] = decode[-1].output[0]
-        count += 1
-        corrected = FACTS[node.op_type].bias_correction_axis is not None
-        mean = input_means.get(node.input[0]) if corrected else None
-        has_bias = len(node.input) > 2 and node.input[2] and index.is_constant(node.input[2])
-        if mean is not None and has_bias:
-            shift = bias_shift(node, w, dequantize(q, qp), mean)
-            if shift is not None:
-                b = index.constant(node.input[2]).astype(np.float64) + shift
-                b_name = names.fresh(f"{node.input[2]}_corrected")
-                new_inits.append(numpy_helper.from_array(b.astype(np.float32), b_name))
-                node.input[2] = b_name
+        for k in _weight_slots(node):
+            slot = node.input[k]
+            if not index.is_constant(slot) or not index.is_float(slot):
+                continue
+            w = index.constant(slot)
+            axis = _channel_axis(node, w.ndim)
+            if axis is None or w.size < MIN_ELEMENTS:
+                continue
+            key = (slot, axis if per_channel else None)
+            q, qp = quantize_weight(w, key[1])
+            if key not in decoded:
+                decode, inits = weight_only_decoder(q, qp, slot, names)
+                head.extend(decode)
+                new_inits.extend(inits)
+                decoded[key] = decode[-1].output[0]
+                count += 1
+            node.input[k] = decoded[key]
+            facts = FACTS[node.op_type]
+            mean = (
+                input_means.get(node.input[0]) if facts.bias_correction_axis is not None else None
+            )
+            has_bias = len(node.input) > 2 and node.input[2] and index.is_constant(node.input[2])
+            if k == facts.weight and mean is not None and has_bias:
+                shift = bias_shift(node, w, dequantize(q, qp), mean)
+                if shift is not None:
+                    b = index.constant(node.input[2]).astype(np.float64) + shift
+                    b_name = names.fresh(f"{node.input[2]}_corrected")
+                    new_inits.append(numpy_helper.from_array(b.astype(np.float32), b_name))
+                    node.input[2] = b_name
     if count:
         nodes = [*head, *model.graph.node]
         del model.graph.node[:]
