@@ -41,11 +41,10 @@ def transpose(ctx: ImportContext, op: Op) -> None:
 
 
 def concatenation(ctx: ImportContext, op: Op) -> None:
-    y = op.outputs[0]
-    act = op.options.FusedActivationFunction()
-    pre = ctx.pre_activation(y, act)
-    ctx.node("Concat", [ctx.name(i) for i in op.inputs], [pre], axis=int(op.options.Axis()))
-    ctx.activate(pre, y, act, op)
+    # NOTE: LiteRT's float CONCATENATION ignores its fused activation (measured: RELU6 there
+    # leaves negative values), so the import does too: it computes what LiteRT computes
+    y = ctx.name(op.outputs[0])
+    ctx.node("Concat", [ctx.name(i) for i in op.inputs], [y], axis=int(op.options.Axis()))
 
 
 def pad(ctx: ImportContext, op: Op) -> None:
