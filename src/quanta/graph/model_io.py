@@ -29,6 +29,9 @@ def default_opset(model: onnx.ModelProto) -> int:
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     """Read an ONNX file, check it, upgrade it to opset >= 13 if it is older, and normalize it.
 
+    A float ``.tflite`` file (by suffix, or "TFL3" at bytes 4..8) is imported instead by
+    ``quanta.tflite.reader.tflite_to_onnx``: NHWC inputs and outputs, as the TFLite model has.
+
     Normalizing (``quanta.graph.normalize``, without folding) turns ``Constant`` nodes into
     initializers and drops the opset imports no node uses; a model with neither comes back as
     the file holds it.
@@ -42,6 +45,13 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         raise ModelError(f"model file {str(p)!r} does not exist; expected an .onnx file")
     if p.stat().st_size == 0:
         raise ModelError(f"model file {str(p)!r} is empty; expected an ONNX model")
+    if _is_tflite(p):
+        from quanta.tflite.reader import tflite_to_onnx  # NOTE: only .tflite input needs it
+
+        try:
+            return normalize(tflite_to_onnx(p.read_bytes()), fold=False)
+        except ModelError as exc:
+            raise ModelError(f"{str(p)!r}: {exc}") from exc
     try:
         model = onnx.load_model(os.fspath(p), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types for garbage input
@@ -81,6 +91,14 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
                 f"failed: {exc}"
             ) from exc
     return normalize(model, fold=False)
+
+
+def _is_tflite(p: Path) -> bool:
+    """A ``.tflite`` suffix, or the TFLite file identifier "TFL3" at bytes 4..8."""
+    if p.suffix.lower() == ".tflite":
+        return True
+    with p.open("rb") as f:
+        return f.read(8)[4:8] == b"TFL3"
 
 
 # Operator domains ONNX Runtime's CPU provider implements; anything else cannot run here.
