@@ -44,84 +44,123 @@ def quantize_dynamic(
     """Quantize weights to int8; Gemm/MatMul compute in int8, Conv stays float with int8 storage."""
     config = config or QuantizeConfig(mode="dynamic")
     model = prepare(model)
-    index = GraphIndex(model)
-    names = Names(model)
-    graph = model.graph
-    head: list[onnx.NodeProto] = []
-    body: list[onnx.NodeProto] = []
-    new_inits: list[onnx.TensorProto] = []
-    float_nodes: list[FloatNode] = []
-    counts = {"matmul": 0, "weight_only": 0, "lstm": 0}
-    # a weight read by several nodes (an unrolled recurrent layer) is stored once
-    shared: dict[tuple[str, int | None], list[str]] = {}
     # ORT's dynamic MatMul multiplies u8 activations by s8 weights: the same int16 pair sums
     reduced = config.weight_range == "reduced" or (
         config.weight_range == "auto" and int8_pairs_saturate()
     )
-    for node in graph.node:
-        facts = FACTS.get(node.op_type)
-        if facts is None:
-            body.append(node)
-            continue
-        if node.op_type == "LSTM":
-            reason = _dynamic_lstm_refusal(node, index)
-            if reason is None:
-                body.append(
-                    _dynamic_lstm(node, index, names, new_inits, config.per_channel, reduced)
-                )
-                counts["lstm"] += 1
-                continue
-            float_nodes.append(FloatNode(node.name, node.op_type, reason))
-        elif Backend.DYNAMIC in facts.backends:
-            reason = _dynamic_matmul_refusal(node, index)
-            if reason is None:
-                body.extend(
-                    _dynamic_matmul(
-                        node, index, names, new_inits, config.per_channel, reduced, shared
-                    )
-                )
-                counts["matmul"] += 1
-                continue
-            float_nodes.append(FloatNode(node.name, node.op_type, reason))
-        elif facts.float_reason is not None:
-            pass  # float on purpose (GRU): compress_float_weights stores its weights as int8
-        elif facts.kind is OpKind.COMPUTE and index.is_constant(node.input[1]):
-            # no fast int8 kernel with run-time ranges (ConvInteger): float, int8-stored weight
-            key = (node.input[1], weight_axis(node) if config.per_channel else None)
-            if key not in shared:
-                q, qp = quantize_weight(index.constant(node.input[1]), key[1])
-                decode, inits = weight_only_decoder(q, qp, node.input[1], names)
-                new_inits.extend(inits)
-                head.extend(decode)
-                shared[key] = [decode[-1].output[0]]
-            node.input[1] = shared[key][0]
-            counts["weight_only"] += 1
-        elif facts.kind is OpKind.COMPUTE:
-            float_nodes.append(FloatNode(node.name, node.op_type, "its weight is not a constant"))
-        body.append(node)
-    del graph.node[:]
-    graph.node.extend(head + body)
-    if counts["lstm"] and not any(o.domain == MS_DOMAIN for o in model.opset_import):
-        model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
-    graph.initializer.extend(new_inits)
-    del graph.value_info[:]
-    remove_unused(model)
+    rewrite = _Rewrite(model, config.per_channel, reduced)
+    for node in model.graph.node:
+        rewrite.visit(node)
+    rewrite.finish()
     compressed = compress_float_weights(model, per_channel=config.per_channel)
     onnx.checker.check_model(model)
-    notes = [
-        f"{counts['matmul']} Gemm/MatMul run as int8 DynamicQuantizeMatMul",
-        f"{counts['weight_only']} Conv keep float arithmetic with int8 weights "
-        "(ConvInteger is slower than float Conv on x86)",
-    ]
-    if counts["lstm"]:
-        notes.insert(1, f"{counts['lstm']} LSTM run as int8 DynamicQuantizeLSTM (com.microsoft)")
-    if compressed:
-        notes.append(
-            f"{compressed} more weight tensors (embedding tables, float MatMul/Gemm weights) "
-            "stored "
-            "as int8, decoded to float when the session starts"
+    return QuantizeResult(model, rewrite.float_nodes, rewrite.notes(compressed))
+
+
+class _Rewrite:
+    """The dynamic rewrite of one model, node by node: new nodes go to ``head`` (weight
+    decoders, first) or ``body`` (the graph's nodes in order), new initializers beside them."""
+
+    def __init__(self, model: onnx.ModelProto, per_channel: bool, reduced: bool) -> None:
+        self.model, self.per_channel, self.reduced = model, per_channel, reduced
+        self.index = GraphIndex(model)
+        self.names = Names(model)
+        self.head: list[onnx.NodeProto] = []
+        self.body: list[onnx.NodeProto] = []
+        self.new_inits: list[onnx.TensorProto] = []
+        self.float_nodes: list[FloatNode] = []
+        self.counts = {"matmul": 0, "weight_only": 0, "lstm": 0}
+        # a weight read by several nodes (an unrolled recurrent layer) is stored once
+        self.shared: dict[tuple[str, int | None], list[str]] = {}
+
+    def visit(self, node: onnx.NodeProto) -> None:
+        facts = FACTS.get(node.op_type)
+        if facts is None:
+            self.body.append(node)
+            return
+        if node.op_type == "LSTM":
+            if self._lstm(node):
+                return
+        elif Backend.DYNAMIC in facts.backends:
+            if self._matmul(node):
+                return
+        elif facts.float_reason is not None:
+            pass  # float on purpose (GRU): compress_float_weights stores its weights as int8
+        elif facts.kind is OpKind.COMPUTE and self.index.is_constant(node.input[1]):
+            self._weight_only(node)
+        elif facts.kind is OpKind.COMPUTE:
+            self._keep_float(node, "its weight is not a constant")
+        self.body.append(node)
+
+    def _keep_float(self, node: onnx.NodeProto, reason: str) -> None:
+        self.float_nodes.append(FloatNode(node.name, node.op_type, reason))
+
+    def _lstm(self, node: onnx.NodeProto) -> bool:
+        reason = _dynamic_lstm_refusal(node, self.index)
+        if reason is not None:
+            self._keep_float(node, reason)
+            return False
+        self.body.append(
+            _dynamic_lstm(
+                node, self.index, self.names, self.new_inits, self.per_channel, self.reduced
+            )
         )
-    return QuantizeResult(model, float_nodes, notes)
+        self.counts["lstm"] += 1
+        return True
+
+    def _matmul(self, node: onnx.NodeProto) -> bool:
+        reason = _dynamic_matmul_refusal(node, self.index)
+        if reason is not None:
+            self._keep_float(node, reason)
+            return False
+        self.body.extend(
+            _dynamic_matmul(
+                node, self.index, self.names, self.new_inits, self.per_channel, self.reduced,
+                self.shared,
+            )
+        )  # fmt: skip
+        self.counts["matmul"] += 1
+        return True
+
+    def _weight_only(self, node: onnx.NodeProto) -> None:
+        """No fast int8 kernel with run-time ranges (ConvInteger): float, int8-stored weight."""
+        key = (node.input[1], weight_axis(node) if self.per_channel else None)
+        if key not in self.shared:
+            q, qp = quantize_weight(self.index.constant(node.input[1]), key[1])
+            decode, inits = weight_only_decoder(q, qp, node.input[1], self.names)
+            self.new_inits.extend(inits)
+            self.head.extend(decode)
+            self.shared[key] = [decode[-1].output[0]]
+        node.input[1] = self.shared[key][0]
+        self.counts["weight_only"] += 1
+
+    def finish(self) -> None:
+        graph = self.model.graph
+        del graph.node[:]
+        graph.node.extend(self.head + self.body)
+        if self.counts["lstm"] and not any(o.domain == MS_DOMAIN for o in self.model.opset_import):
+            self.model.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
+        graph.initializer.extend(self.new_inits)
+        del graph.value_info[:]
+        remove_unused(self.model)
+
+    def notes(self, compressed: int) -> list[str]:
+        counts = self.counts
+        notes = [
+            f"{counts['matmul']} Gemm/MatMul run as int8 DynamicQuantizeMatMul",
+            f"{counts['weight_only']} Conv keep float arithmetic with int8 weights "
+            "(ConvInteger is slower than float Conv on x86)",
+        ]
+        if counts["lstm"]:
+            notes.insert(
+                1, f"{counts['lstm']} LSTM run as int8 DynamicQuantizeLSTM (com.microsoft)"
+            )
+        if compressed:
+            notes.append(
+                f"{compressed} more weight tensors (embedding tables, float MatMul/Gemm weights) "
+                "stored as int8, decoded to float when the session starts"
+            )
+        return notes
 
 
 def _dynamic_matmul_refusal(node: onnx.NodeProto, index: GraphIndex) -> str | None:
