@@ -133,3 +133,12 @@ def test_met_target_and_no_target() -> None:
     assert report.summary().startswith("fidelity target 0.9 met:")
     none = QuantizeConfig(method="minmax", activation_type="int8", min_fidelity=None)
     assert quantize_static(mlp(), data, none).fidelity is None
+
+
+def test_a_fixed_batch_caps_what_is_held_out() -> None:
+    fixed = make_model(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")], {"x": [1, 4]}, {"y": [1, 4]}, {}
+    )
+    split = hold_out(CalibrationData({"x": numbered(40)}), 32, model=fixed)
+    assert (split.held_out, split.calibrated, len(split.feeds["x"])) == (1, 39, 1)
+    assert hold_out(CalibrationData({"x": numbered(40)}), 32, model=relu_model()).held_out == 10

@@ -53,16 +53,41 @@ class HeldOut:
         )
 
 
-def hold_out(data: CalibrationData, wanted: int, seed: int = HOLDOUT_SEED) -> HeldOut:
+def hold_out(
+    data: CalibrationData,
+    wanted: int,
+    seed: int = HOLDOUT_SEED,
+    model: onnx.ModelProto | None = None,
+) -> HeldOut:
     """Split ``data``: ``min(wanted, data.count // 4)`` samples chosen by a permutation seeded
     with ``seed`` are held out for fidelity; the rest calibrate (lazily read arrays stay lazy).
+
+    With ``model``, at most its fixed batch size is held out (fidelity runs the held-out
+    samples in one call).
     """
+    # NOTE: the cap goes once quanta.runtime.run_model runs a fixed-batch model in chunks it
+    # accepts (issue 14 item 2); until then a larger feed would fail in ONNX Runtime.
+    fixed = _fixed_batch(model) if model is not None else None
+    wanted = min(wanted, fixed) if fixed else wanted
     k = min(wanted, data.count // 4)
     if k == 0:
         everything = np.arange(min(wanted, data.count))
         return HeldOut(data, _take(data, everything), 0)
     chosen = np.sort(np.random.default_rng(seed).permutation(data.count)[:k])
     return HeldOut(_Without(data, chosen), _take(data, chosen), k)
+
+
+def _fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The smallest fixed first dimension among the model's inputs (None: all dynamic)."""
+    initializers = {t.name for t in model.graph.initializer}
+    fixed = [
+        i.type.tensor_type.shape.dim[0].dim_value
+        for i in model.graph.input
+        if i.name not in initializers
+        and i.type.tensor_type.shape.dim
+        and i.type.tensor_type.shape.dim[0].HasField("dim_value")
+    ]
+    return min(fixed) if fixed else None
 
 
 def _count(feeds: dict[str, np.ndarray]) -> int:
