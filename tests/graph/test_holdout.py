@@ -142,3 +142,6 @@ def test_a_fixed_batch_caps_what_is_held_out() -> None:
     split = hold_out(CalibrationData({"x": numbered(40)}), 32, model=fixed)
     assert (split.held_out, split.calibrated, len(split.feeds["x"])) == (1, 39, 1)
     assert hold_out(CalibrationData({"x": numbered(40)}), 32, model=relu_model()).held_out == 10
+    assert hold_out(CalibrationData({"x": numbered(40)}), 32, model=fixed).where() == (
+        "1 held-out calibration sample"
+    )

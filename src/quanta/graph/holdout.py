@@ -40,7 +40,7 @@ class HeldOut:
     def where(self) -> str:
         """How notes name ``feeds``: "32 held-out calibration samples"."""
         if self.held_out:
-            return f"{self.held_out} held-out calibration samples"
+            return f"{self.held_out} held-out calibration sample{'s' * (self.held_out != 1)}"
         return f"{_count(self.feeds)} calibration samples (none held out)"
 
     def describe(self) -> str:
