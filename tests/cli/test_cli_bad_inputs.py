@@ -115,6 +115,21 @@ def _shapeless() -> onnx.ModelProto:
     return model
 
 
+def _qdq_convnet() -> onnx.ModelProto:
+    """The convnet with a QuantizeLinear/DequantizeLinear pair on its input: int8 ops to verify."""
+    model = build_convnet()
+    graph = model.graph
+    graph.initializer.extend(
+        [numpy_helper.from_array(np.array(1 / 255, np.float32), "s"),
+         numpy_helper.from_array(np.array(0, np.uint8), "z")]
+    )  # fmt: skip
+    for node in graph.node:
+        node.input[:] = ["image_dq" if i == "image" else i for i in node.input]
+    graph.node.insert(0, helper.make_node("DequantizeLinear", ["image_q", "s", "z"], ["image_dq"]))
+    graph.node.insert(0, helper.make_node("QuantizeLinear", ["image", "s", "z"], ["image_q"]))
+    return model
+
+
 def _quantized_model(tmp: Path) -> list[str]:
     first = tmp / "q.onnx"
     assert main(_quantize(tmp, _model(tmp))[:3] + [str(first), "--calibration", str(_npz(tmp)),
@@ -207,7 +222,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "eval npz wrong dtype (verify)": (
         lambda t: [
             "verify",
-            str(_model(t)),
+            str(_model(t, _qdq_convnet())),
             "--inputs",
             str(_npz(t, image=np.ones((4, 1, 8, 8), np.complex64))),
             "--json",

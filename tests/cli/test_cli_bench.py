@@ -107,3 +107,19 @@ def test_missing_second_model(
     missing = tmp_path / "missing.onnx"
     assert main(["bench", str(models[0]), str(missing), "--data", str(eval_npz)]) == 2
     assert "missing.onnx" in one_line_error(capsys)
+
+
+def test_without_data_a_model_that_does_not_take_mnist_images_is_refused(
+    models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    json_path = tmp_path / "out.json"
+    assert main(["bench", str(models[0]), "--json", str(json_path)]) == 2
+    line = one_line_error(capsys)
+    assert "takes image (N, 1, 8, 8), not 1x28x28 MNIST images; pass --data EVAL.npz" in line
+    assert not json_path.exists()
+
+
+def test_without_data_an_mnist_shaped_model_is_accepted(make_convnet: MakeConvnet) -> None:
+    from quanta.cli.bench import _check_takes_mnist
+
+    _check_takes_mnist("lenet.onnx", make_convnet(hw=28))  # (N, 1, 28, 28): no error

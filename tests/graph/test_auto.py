@@ -85,8 +85,20 @@ def test_cli_auto(make_convnet: MakeConvnet, make_images: MakeImages, tmp_path: 
                  "--calibration", str(calib), "--eval", str(ev)])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "no target given" in captured.err and "chose" in captured.err
+    assert "chose" in captured.err
+    # the default target in words, never a dataclass repr
+    assert (
+        "no target given: requiring a mean output cosine to float of at least 0.99 "
+        "(see --max-accuracy-drop / --min-fidelity)" in captured.err
+    )
+    assert "AutoTarget(" not in captured.err and "None" not in captured.err
     assert out.exists() and "auto (" in captured.out
+
+
+def test_auto_target_in_words() -> None:
+    from quanta.cli.quantize import _describe
+
+    assert _describe(AutoTarget(max_accuracy_drop=0.5)) == "allowing a 0.5 pp top-1 accuracy drop"
 
 
 @pytest.mark.parametrize(

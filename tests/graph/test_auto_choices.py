@@ -33,15 +33,20 @@ def test_auto_notes_name_the_chosen_method_and_activation_type(
 ) -> None:
     result = quantize_static(make_convnet(), CalibrationData({"image": make_images(32)}))
     notes = result.notes
-    # First note: what was calibrated, with the settled choices.
+    # First note: what was calibrated, with the settled choices; a quarter of 32 samples held
+    # out for fidelity.
     chosen = re.fullmatch(
-        r"calibrated \d+ activation tensors on 32 samples \((\w+), (\w+) activations\)", notes[0]
+        r"calibrated on 24 samples, fidelity on 8 held out; \d+ activation tensors calibrated "
+        r"\((\w+), (\w+) activations\)",
+        notes[0],
     )
     assert chosen is not None, notes[0]
     method, activation_type = chosen.groups()
     assert method in AUTO_METHODS and activation_type in ("int8", "uint8")
     (method_note,) = [n for n in notes if n.startswith("method ")]
-    assert method_note.startswith(f"method {method} chosen by output fidelity on 32 held-out")
+    assert method_note.startswith(
+        f"method {method} chosen by output fidelity on 8 held-out calibration samples"
+    )
     for m in AUTO_METHODS:  # every candidate is scored
         assert re.search(rf"\b{m} [01]\.\d{{4}}\b", method_note), (m, method_note)
     (type_note,) = [n for n in notes if " activations: ONNX Runtime leaves " in n]

@@ -9,6 +9,7 @@ from onnx import helper, numpy_helper
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
 from quanta.graph.bias_correction import bias_shift
 from quanta.graph.compact import expand_qdq
+from quanta.graph.holdout import hold_out
 from quanta.graph.rewrite import quantize_weight
 from quanta.quant import dequantize
 
@@ -64,8 +65,11 @@ def test_static_bias_is_corrected_with_the_calibration_mean() -> None:
     c = _consts(plain)
     w = _consts(model)["w"]
     q, qp = quantize_weight(w, 0)
+    # the mean over the samples that calibrated: all but the ones held out for fidelity
+    calibrated = hold_out(CalibrationData({"x": x}), QuantizeConfig().holdout_samples).calibration
+    seen = np.concatenate([b["x"] for b in calibrated.batches(model)])  # (12, 4, 6, 6)
     expected = _consts(model)["b"] + bias_shift(
-        model.graph.node[0], w, dequantize(q, qp), x.mean(axis=(0, 2, 3))
+        model.graph.node[0], w, dequantize(q, qp), seen.mean(axis=(0, 2, 3))
     )
     (bias_dq,) = [n for n in plain.graph.node if n.output[0].startswith("b_")]
     stored = c[bias_dq.input[0]].astype(np.float64) * c[bias_dq.input[1]]

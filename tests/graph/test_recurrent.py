@@ -74,8 +74,10 @@ def test_weights_are_int8_and_outputs_stay_close(mode: str, op: str, directions:
     assert {"W", "R"}.isdisjoint(float_tensors(q)), "a float W or R is still in the file"
     assert {"W_q", "R_q"} <= int8_tensors(q)
     x = samples()
-    # dynamic mode also rounds the activations to 8 bits at run time, every step
-    np.testing.assert_allclose(run(q, x), run(model, x), atol=0.02 if mode == "static" else 0.04)
+    # static: int8 weights and an int8 input (its range from 3/4 of the calibration samples,
+    # the rest held out to choose the method); dynamic mode also rounds the activations to 8
+    # bits at run time, every step
+    np.testing.assert_allclose(run(q, x), run(model, x), atol=0.03 if mode == "static" else 0.04)
     # three weight tensors: 4 bytes a value in float, 1 in int8; B, the scales (one per gate
     # row) and the nodes take the rest at this tiny size
     assert q.ByteSize() * 2.5 < model.ByteSize()

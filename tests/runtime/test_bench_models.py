@@ -94,3 +94,29 @@ def test_missing_input_for_a_two_input_model(tmp_path: Path) -> None:
     data = EvalSet({"a": np.zeros((2, 2), np.float32)}, None, "t")
     with pytest.raises(DataError, match="the model needs"):
         bench_models([path], data, batches=(1,), budget_s=0.01)
+
+
+def test_reference_ending_in_softmax_reports_confident_agreement(
+    make_convnet: MakeConvnet, make_images: MakeImages, tmp_path: Path
+) -> None:
+    model = make_convnet(head="Softmax")
+    for init in model.graph.initializer:  # sharper logits: some samples confident
+        if init.name == "fc.weight":
+            init.CopyFrom(
+                onnx.numpy_helper.from_array(20 * onnx.numpy_helper.to_array(init), init.name)
+            )
+    (tmp_path / "float.onnx").write_bytes(model.SerializeToString())
+    images = make_images(20, seed=5)
+    probs = make_session(tmp_path / "float.onnx").run(None, {"image": images})[0]
+    labels = probs.argmax(1)
+    data = EvalSet({"image": images}, labels, "test arrays")
+    (result,) = bench_models(
+        [tmp_path / "float.onnx"], data, batches=(1,), budget_s=0.01,
+        reference=tmp_path / "float.onnx",
+    )  # fmt: skip
+    (fid,) = result.extra["fidelity"].values()  # type: ignore[attr-defined]
+    # the oracle: confident samples are those whose own top probability is >= 0.5
+    confident = int((probs.max(1) >= 0.5).sum())
+    assert confident > 0
+    assert fid["confident_samples"] == confident
+    assert fid["top1_agreement_confident"] == 1.0  # the float model against itself

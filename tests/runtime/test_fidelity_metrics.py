@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from quanta.runtime import Fidelity, fidelity, mean_cosine
+from quanta.runtime.fidelity import are_probabilities
 
 
 def test_identical_outputs() -> None:
@@ -199,3 +200,24 @@ def test_mean_cosine_output_count_mismatch_raises() -> None:
     a = np.ones((1, 2))
     with pytest.raises(ValueError):
         mean_cosine([a, a], [a])
+
+
+def test_softmax_outputs_are_not_softmaxed_again() -> None:
+    # ten classes, rows already probabilities: top 0.9 (confident) and 0.4 (not). Softmaxed
+    # again, the 0.9 row's top would be e^0.9 / (e^0.9 + 9 e^0.011) = 0.21: never confident.
+    ref = np.full((2, 10), 0.1 / 9)
+    ref[0, 0], ref[1, 0] = 0.9, 0.4
+    ref[1, 1:] = 0.6 / 9
+    out = ref.copy()
+    assert are_probabilities(ref) and not are_probabilities(ref * 2)
+    f = fidelity(out, ref)
+    assert (f.confident_samples, f.top1_agreement_confident) == (1, 1.0)
+    forced = fidelity(out, ref, probabilities=False)  # what was reported before: "—"
+    assert (forced.confident_samples, forced.top1_agreement_confident) == (0, None)
+
+
+def test_sigmoid_outputs_are_read_as_probabilities_when_told() -> None:
+    ref = np.array([[0.7, 0.6, 0.1], [0.3, 0.2, 0.1]])  # independent sigmoids: rows sum != 1
+    assert not are_probabilities(ref)
+    f = fidelity(ref, ref, classifier=True, probabilities=True)
+    assert f.confident_samples == 1  # 0.7 >= 0.5; 0.3 is not

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quanta._io import check_output_path, write_text_atomic
 from quanta.cli.console import add_force, err, out
 from quanta.errors import InputError
+
+if TYPE_CHECKING:  # the CLI imports the library when a command runs, to start fast
+    import onnx
 
 __all__ = ["add_parser", "parse_batches"]
 
@@ -17,7 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("bench", help="measure models side by side (first one is the baseline)")
     p.add_argument("models", nargs="+", help="ONNX models; ratios are against the first")
     p.add_argument(
-        "--data", default="mnist", help="mnist | MNIST directory | EVAL.npz (default mnist)"
+        "--data",
+        help="mnist | MNIST directory | EVAL.npz (default mnist, for models that take 1x28x28 "
+        "images; required otherwise)",
     )
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--batch", default="1,256", help="batch sizes to time, e.g. 1,256 (default)")
@@ -46,6 +52,27 @@ def parse_batches(value: str) -> list[int]:
             f"--batch {value!r} is not a list of positive integers; expected e.g. 1,256"
         )
     return sizes
+
+
+def _check_takes_mnist(path: str, model: onnx.ModelProto) -> None:
+    """Without ``--data`` the bundled MNIST test set is used: refuse, naming ``--data``, a
+    model whose single input is not a batch of 1x28x28 images (NCHW or NHWC, any dtype)."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    shapes = [
+        [d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim]
+        for i in inputs
+    ]
+    if len(shapes) == 1 and shapes[0][1:] in ([1, 28, 28], [28, 28, 1]):
+        return
+    described = ", ".join(
+        f"{i.name} ({', '.join('N' if d is None else str(d) for d in shape)})"
+        for i, shape in zip(inputs, shapes, strict=True)
+    )
+    raise InputError(
+        f"{path} takes {described}, not 1x28x28 MNIST images; pass --data EVAL.npz (one array "
+        "per model input, keyed by input name, samples along axis 0)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         inits = {t.name for t in loaded[first].graph.initializer}
         names = [i.name for i in loaded[first].graph.input if i.name not in inits]
-    data = eval_set(args.data, names)
+    if args.data is None and not is_tflite(first):
+        _check_takes_mnist(first, loaded[first])
+    data = eval_set(args.data or "mnist", names)
     with err.status("benchmarking") as status:
         results = bench_models(
             args.models, data, batches=batches, threads=args.threads,

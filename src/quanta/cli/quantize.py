@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the CLI imports the library when a command runs, to start f
     import onnx
 
     from quanta.graph import CalibrationData, QuantizeConfig, QuantizeResult
+    from quanta.graph.auto import AutoTarget
 
 __all__ = ["add_parser"]
 
@@ -29,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     _add_fallback_flags(p)
     _add_format_flags(p)
     p.add_argument("--samples", type=int, help="use at most N calibration samples")
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="name every node left float (default: one line per reason, with a count)",
+    )  # fmt: skip
     add_force(p)
     p.set_defaults(handler=run)
 
@@ -130,11 +135,14 @@ def run(args: argparse.Namespace) -> int:
         result = quantize_dynamic(model, config)
     else:
         result = quantize_fp16(model, config)
-    _print_float_nodes(result)
     save_model(result.model, output)
     before, after = Path(args.model).stat().st_size, output.stat().st_size
+    _print_float_nodes(result, args.verbose)
     for note in result.notes:
         err.print(note)
+    if result.fidelity is not None:
+        level = "[cyan]note:[/]" if result.fidelity.met else "[yellow]warning:[/]"
+        err.print(f"{level} {result.fidelity.summary()}")
     chosen = getattr(result, "chosen", "")
     label = f"{config.mode} ({chosen})" if chosen else config.mode
     ratio = f"{before / after:.2f}× smaller" if after < before else "not smaller than float"
@@ -244,10 +252,30 @@ def _calibration_data(
     )
 
 
-def _print_float_nodes(result: QuantizeResult) -> None:
-    for node in result.float_nodes:
-        # a choice quanta made from measurements is a note; an op it could not quantize warns
-        err.print(f"{'[cyan]note:[/]' if node.kind.measured else '[yellow]warning:[/]'} {node}")
+def _print_float_nodes(result: QuantizeResult, verbose: bool) -> None:
+    """One line per reason (a count and an example), or one per node with ``--verbose``;
+    choices quanta measured and float that costs nothing are notes, the rest warnings."""
+    from rich.markup import escape
+
+    from quanta.report.float_nodes import group_float_nodes
+
+    groups = group_float_nodes(result.float_nodes)
+    for group in groups:
+        level = "[yellow]warning:[/]" if group.warning else "[cyan]note:[/]"
+        if verbose:
+            for node in group.nodes:
+                err.print(f"{level} {escape(str(node))}")
+        else:
+            err.print(f"{level} {escape(group.line())}")
+    if not verbose and any(g.count > 1 for g in groups):
+        err.print("(--verbose names every node left float)")
+
+
+def _describe(target: AutoTarget) -> str:
+    """``target`` in words: "allowing a 0.5 pp accuracy drop" or "mean output cosine >= 0.99"."""
+    if target.max_accuracy_drop is not None:
+        return f"allowing a {target.max_accuracy_drop:g} pp top-1 accuracy drop"
+    return f"requiring a mean output cosine to float of at least {target.min_fidelity:g}"
 
 
 def _auto(args, model, data, config, on_step):  # type: ignore[no-untyped-def]
@@ -265,7 +293,9 @@ def _auto(args, model, data, config, on_step):  # type: ignore[no-untyped-def]
             AutoTarget(max_accuracy_drop=0.5) if ev.labels is not None
             else AutoTarget(min_fidelity=0.99)
         )  # fmt: skip
-        err.print(f"no target given: {target} (see --max-accuracy-drop / --min-fidelity)")
+        err.print(
+            f"no target given: {_describe(target)} (see --max-accuracy-drop / --min-fidelity)"
+        )
     else:
         target = AutoTarget(args.max_accuracy_drop, args.min_fidelity)
     feeds = feeds_for(make_session(model.SerializeToString()), ev)

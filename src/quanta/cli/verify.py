@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
     json_path = check_output_path(args.json, args.model, force=args.force) if args.json else None
     model = load_model(args.model)
+    _check_quantized(args.model, model)
     feeds = _feeds(args, model)
     n = len(next(iter(feeds.values())))
     with err.status(f"running {n:,} samples in the reference executor and ONNX Runtime"):
@@ -71,6 +72,25 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
         err.print(f"wrote {json_path}")
     return 0
+
+
+# Integer ops of ONNX and ONNX Runtime besides the QLinear* family: any of them makes a model
+# something to verify (QDQ, QOperator and dynamic int8 alike).
+_INTEGER_OPS = frozenset(
+    {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger",
+     "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm"}
+)  # fmt: skip
+
+
+def _check_quantized(path: str, model: onnx.ModelProto) -> None:
+    """A model with no int8 op has nothing to verify: say so instead of comparing floats."""
+    if not any(
+        n.op_type in _INTEGER_OPS or n.op_type.startswith("QLinear") for n in model.graph.node
+    ):
+        raise InputError(
+            f"{path} has no int8 ops (QuantizeLinear/DequantizeLinear or QLinear*): it is a "
+            "float model; pass a quantized one (e.g. from quanta quantize)"
+        )
 
 
 def _feeds(args: argparse.Namespace, model: onnx.ModelProto) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ from quanta.graph.calibrate import CalibrationData, collect_ranges
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.model_io import load_model, save_model
 from quanta.graph.prepare import prepare
-from quanta.graph.result import FloatKind, FloatNode, QuantizeResult
+from quanta.graph.result import FidelityReport, FloatKind, FloatNode, QuantizeResult
 from quanta.graph.static import quantize_static
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "FloatKind",
     "FloatNode",
     "QuantizeResult",
+    "FidelityReport",
     "collect_ranges",
     "prepare",
 ]

@@ -95,16 +95,17 @@ def best_method(
     feeds: Mapping[str, np.ndarray],
     reference: list[np.ndarray],
     notes: list[str],
+    where: str = "",
 ) -> str:
     """The range method whose model's outputs are closest to float's (``reference``) on
-    ``feeds``; ties go to the first in ``AUTO_METHODS``."""
+    ``feeds`` (named ``where`` in the note); ties go to the first in ``AUTO_METHODS``."""
     scores = {
         m: mean_cosine(run_model(build({}, method=m)[0], feeds), reference) for m in AUTO_METHODS
     }
     best = max(AUTO_METHODS, key=lambda m: scores[m])
-    n_feed = len(next(iter(feeds.values())))
+    where = where or f"{len(next(iter(feeds.values())))} samples"
     notes.append(
-        f"method {best} chosen by output fidelity on {n_feed} held-out samples ("
+        f"method {best} chosen by output fidelity on {where} ("
         + ", ".join(f"{m} {v:.4f}" for m, v in scores.items())
         + ")"
     )

@@ -45,6 +45,7 @@ class FallbackResult:
     fidelity_before: float
     fidelity_after: float
     evaluations: int
+    limit: int = 0  # at most this many nodes could be kept float
 
 
 class _Trials:
@@ -164,12 +165,12 @@ def search_float_nodes(
             are then returned to float in order of damage per cost, not damage alone.
     """
     trials = _Trials(build, feeds, reference, metric)
+    limit = max_float if max_float is not None else max(1, len(candidates) // 4)
     before = trials.score({})
     if before >= target or not candidates:
-        return FallbackResult({}, before, before, trials.evaluations)
-    limit = max_float if max_float is not None else max(1, len(candidates) // 4)
+        return FallbackResult({}, before, before, trials.evaluations, limit)
     damage = _damage_alone(trials, candidates, planned, on_step)
     order = _fallback_order(candidates, damage, cost, limit)
     best, best_k = _best_prefix(trials, order, before, target)
     kept = {name: _reason(name, damage[name], cost, where) for name in order[:best_k]}
-    return FallbackResult(kept, before, best, trials.evaluations)
+    return FallbackResult(kept, before, best, trials.evaluations, limit)

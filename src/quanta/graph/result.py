@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-__all__ = ["FloatKind", "FloatNode", "FloatReason", "QuantizeResult"]
+__all__ = ["FidelityReport", "FloatKind", "FloatNode", "FloatReason", "QuantizeResult"]
 
 
 class FloatKind(enum.Enum):
@@ -67,8 +67,46 @@ class FloatNode:
         return f"node {self.name!r} ({self.op_type}) stays float: {self.reason}"
 
 
+@dataclass(frozen=True)
+class FidelityReport:
+    """How the accuracy-aware fallback fared against its target.
+
+    ``achieved`` is the score of the model written (``before``: fully int8) on ``held_out``
+    samples that calibration did not use (0: too few samples to spare any, so the ``calibrated``
+    ones were scored), with ``kept_float`` nodes float out of at most ``max_float``.
+    """
+
+    target: float
+    achieved: float
+    met: bool
+    held_out: int
+    calibrated: int
+    before: float
+    kept_float: int = 0
+    max_float: int = 0
+    measure: str = "mean output cosine to float"
+
+    def as_dict(self) -> dict[str, float | int | bool | str]:
+        """JSON-ready, scores rounded to 6 digits."""
+        return {k: round(v, 6) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+    def summary(self) -> str:
+        """One line: "fidelity target 0.997 met: 0.9981 ..." or "... not met: ..."."""
+        floats = f" with {self.kept_float} node(s) float" if self.kept_float else " fully int8"
+        if self.met:
+            return f"fidelity target {self.target:g} met: {self.achieved:.4f}{floats}"
+        digits = 4  # enough digits that a miss never prints as the target itself
+        while digits < 9 and round(self.achieved, digits) >= self.target:
+            digits += 1
+        return (
+            f"fidelity target {self.target:g} not met: {self.achieved:.{digits}f}{floats} "
+            f"(at most {self.max_float} allowed); try --mode auto or --max-float N"
+        )
+
+
 @dataclass
 class QuantizeResult:
     model: onnx.ModelProto
     float_nodes: list[FloatNode] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    fidelity: FidelityReport | None = None  # None: no fidelity target was set

@@ -18,7 +18,7 @@ int8 MaxPool, ...).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -39,10 +39,11 @@ from quanta.graph.compact import compact_qdq
 from quanta.graph.concats import mismatched_concats, readers_of
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.fallback import search_float_nodes
+from quanta.graph.holdout import hold_out
 from quanta.graph.latency import keep_slower_float
 from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
-from quanta.graph.result import QuantizeResult
+from quanta.graph.result import FidelityReport, QuantizeResult
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import Observer
 from quanta.runtime import run_model
@@ -105,21 +106,35 @@ def quantize_static(
     config = config or QuantizeConfig()
     float_model, model = model, prepare(model)
     keep_float = dict(keep_float or {})
-    calibration = _calibrate(model, data, config, goal, keep_float, on_batch)
+    target = goal.target if goal is not None else config.min_fidelity
+    # fidelity is judged on samples calibration never saw: the goal's, or held-out ones
+    split = (
+        hold_out(data, config.holdout_samples, model=model)
+        if goal is None and (config.method == "auto" or target is not None)
+        else None
+    )
+    calibration = _calibrate(
+        model, split.calibration if split else data, config, goal, keep_float, on_batch
+    )
     builds = _Builds(model, calibration, config)
     notes = _weight_range_notes(config, builds.reduced)
     if config.activation_type == "auto":
         builds.activation_type = fastest_activation_type(builds.build, notes)
-    feeds = dict(goal.feeds) if goal is not None else data.head(model, config.holdout_samples)
-    target = goal.target if goal is not None else config.min_fidelity
-    reference: list[np.ndarray] = []
-    if config.method == "auto" or target is not None:
-        reference = run_model(model, feeds)
+    feeds = dict(goal.feeds) if goal is not None else split.feeds if split else {}
+    reference = run_model(model, feeds) if feeds else []
+    where = goal.where if goal is not None else split.where() if split else ""
     if config.method == "auto":
-        builds.method = best_method(builds.build, feeds, reference, notes)
+        builds.method = best_method(builds.build, feeds, reference, notes, where)
     built = builds.build({})
+    report = None
     if target is not None:
-        built = _keep_costly_float(builds, built, feeds, reference, target, goal, on_search, notes)
+        built, report = _keep_costly_float(
+            builds, built, feeds, reference, target, goal, on_search, notes, where
+        )
+        if split is not None:
+            report = replace(report, calibrated=split.calibrated, held_out=split.held_out)
+        else:
+            report = replace(report, calibrated=data.count)
     if config.latency_check:  # never slower than float at batch 1 (quanta.graph.latency)
         built = keep_slower_float(
             float_model, model, builds.build, built, list(built[1].plans), data.head(model, 1),
@@ -129,14 +144,15 @@ def quantize_static(
     if config.compact:
         compact_qdq(quantized)
     onnx.checker.check_model(quantized)
+    calibrated_on = split.describe() if split else f"calibrated on {data.count} samples"
     notes.insert(
         0,
-        f"calibrated {len(plan.calibrated_tensors())} activation tensors on {data.count} samples "
+        f"{calibrated_on}; {len(plan.calibrated_tensors())} activation tensors calibrated "
         f"({builds.method}, {builds.activation_type} activations)",
     )
     if corrected:
         notes.insert(1, f"bias correction applied to {corrected} layers")
-    return QuantizeResult(quantized, plan.float_nodes, notes)
+    return QuantizeResult(quantized, plan.float_nodes, notes, report)
 
 
 @dataclass(frozen=True)
@@ -269,9 +285,10 @@ def _keep_costly_float(
     goal: FidelityGoal | None,
     on_search: Callable[[int, int], None] | None,
     notes: list[str],
-) -> tuple[onnx.ModelProto, StaticPlan, int]:
+    where: str,
+) -> tuple[tuple[onnx.ModelProto, StaticPlan, int], FidelityReport]:
     """The accuracy-aware fallback: ``built`` with the nodes that cost the most fidelity kept
-    float until ``target`` is met (``quanta.graph.fallback``)."""
+    float until ``target`` is met (``quanta.graph.fallback``), and how it fared."""
     plan = built[1]
     # Every node that computes (not the value movers, which follow their input's grid).
     candidates = [
@@ -279,7 +296,6 @@ def _keep_costly_float(
         if n.name in plan.plans and plan.plans[n.name].output != "shared"
     ]  # fmt: skip
     n_feed = len(next(iter(feeds.values())))
-    where = goal.where if goal is not None else f"{n_feed} held-out calibration samples"
     measure = goal.measure if goal is not None else "mean output cosine to float"
     fallback = search_float_nodes(
         builds.model, candidates, list(plan.plans), feeds, reference,
@@ -295,7 +311,22 @@ def _keep_costly_float(
             f", {fallback.fidelity_after:.4f} with {len(fallback.kept_float)} node(s) kept "
             f"float (target {target:g}, {fallback.evaluations} evaluations)"
             if fallback.kept_float
-            else f" (target {target:g} met)"
+            else f" (target {target:g} {_met(fallback.fidelity_before, target)})"
         )
     )
-    return built
+    report = FidelityReport(
+        target=target,
+        achieved=fallback.fidelity_after,
+        met=fallback.fidelity_after >= target,
+        held_out=n_feed,
+        calibrated=0,
+        before=fallback.fidelity_before,
+        kept_float=len(fallback.kept_float),
+        max_float=fallback.limit,
+        measure=measure,
+    )
+    return built, report
+
+
+def _met(score: float, target: float) -> str:
+    return "met" if score >= target else "not met"

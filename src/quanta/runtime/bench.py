@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from quanta.errors import DataError
@@ -160,8 +161,10 @@ def _fidelity(
     feed: dict[str, np.ndarray],
     ref_outputs: dict[str, np.ndarray],
     data: EvalSet,
+    probabilities: frozenset[str] = frozenset(),
 ) -> dict[str, object]:
-    """Each output's fidelity against the reference's output of the same name."""
+    """Each output's fidelity against the reference's output of the same name; outputs named in
+    ``probabilities`` are not softmaxed again (others are judged by their values)."""
     outputs = predict_all(session, feed)
     missing = [k for k in ref_outputs if k not in outputs]
     if missing:
@@ -173,9 +176,23 @@ def _fidelity(
     # dimension: it is reported when the data has labels or the output is named as
     # logits/scores/probabilities.
     return {
-        k: fidelity(outputs[k], v, classifier=_is_classifier(k, v, data)).as_dict()
+        k: fidelity(
+            outputs[k], v, classifier=_is_classifier(k, v, data),
+            probabilities=True if k in probabilities else None,
+        ).as_dict()
         for k, v in ref_outputs.items()
-    }
+    }  # fmt: skip
+
+
+def _probability_outputs(reference: str | os.PathLike[str]) -> frozenset[str]:
+    """The reference's outputs written by Softmax or Sigmoid: already probabilities."""
+    if is_tflite(reference):
+        return frozenset()
+    graph = onnx.load(os.fspath(reference), load_external_data=False).graph
+    names = {o.name for o in graph.output}
+    return frozenset(
+        o for n in graph.node if n.op_type in ("Softmax", "Sigmoid") for o in n.output if o in names
+    )
 
 
 def bench_models(
@@ -198,7 +215,9 @@ def bench_models(
     sessions = [_open(p, threads) for p in paths]
     feeds = [feeds_for(s, data) for s in sessions]
     ref_outputs: dict[str, np.ndarray] | None = None
+    probabilities: frozenset[str] = frozenset()
     if reference is not None:
+        probabilities = _probability_outputs(reference)
         if on_step:
             on_step("reference outputs")
         ref_session = make_session(reference, threads=threads)
@@ -209,7 +228,9 @@ def bench_models(
             on_step(f"accuracy and kernels of {name}")
         results.append(_measure(name, path, session, feed, data, threads))
         if ref_outputs is not None:
-            results[-1].extra["fidelity"] = _fidelity(path, session, feed, ref_outputs, data)
+            results[-1].extra["fidelity"] = _fidelity(
+                path, session, feed, ref_outputs, data, probabilities
+            )
     for batch in batches:
         if on_step:
             on_step(f"latency at batch {batch}")

@@ -1,8 +1,9 @@
 """How closely a quantized model reproduces its float reference, output by output.
 
 - top-1 agreement: share of samples whose argmax (over the last axis) is the same; also on the
-  samples where the reference is *confident* (softmax top-1 probability >= 0.5), where a
-  disagreement is a real change of answer rather than a coin toss between near-equal classes;
+  samples where the reference is *confident* (top-1 probability >= 0.5: the softmax of logits,
+  or the output itself when it already is a probability), where a disagreement is a real
+  change of answer rather than a coin toss between near-equal classes;
 - cosine similarity per sample (mean and minimum), for embeddings and logits alike;
 - maximum absolute error;
 - SQNR in dB: ``10 log10(sum(ref^2) / sum((out - ref)^2))`` over the whole output.
@@ -35,7 +36,7 @@ def mean_cosine(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float
     return float(np.mean(scores))
 
 
-__all__ = ["Fidelity", "fidelity", "mean_cosine", "row_cosines"]
+__all__ = ["Fidelity", "are_probabilities", "fidelity", "mean_cosine", "row_cosines"]
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,28 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def are_probabilities(rows: np.ndarray) -> bool:
+    """Whether every row (N, D) is already a probability distribution: values in [0, 1] that
+    sum to 1 (to float32 rounding), as a Softmax writes."""
+    rows = np.asarray(rows, np.float64)
+    if rows.size == 0 or rows.min() < 0.0 or rows.max() > 1.0:
+        return False
+    return bool(np.allclose(rows.sum(axis=1), 1.0, rtol=0.0, atol=1e-3))
+
+
 def fidelity(
-    output: np.ndarray, reference: np.ndarray, *, classifier: bool | None = None
+    output: np.ndarray,
+    reference: np.ndarray,
+    *,
+    classifier: bool | None = None,
+    probabilities: bool | None = None,
 ) -> Fidelity:
     """Compare ``output`` with ``reference`` (same shape, samples on axis 0).
 
     ``classifier`` (default: the last axis has more than one entry and the output is 2-D) adds
-    the top-1 agreements.
+    the top-1 agreements. ``probabilities``: the outputs already are probabilities (written by
+    Softmax or Sigmoid), so confidence is read from them, not from their softmax (default:
+    rows in [0, 1] summing to 1).
     """
     out = np.asarray(output, np.float64).reshape(len(output), -1)  # (N, D)
     ref = np.asarray(reference, np.float64).reshape(len(reference), -1)  # (N, D)
@@ -89,7 +105,9 @@ def fidelity(
     if classifier:
         same = out.argmax(1) == ref.argmax(1)
         top1 = float(same.mean())
-        confident = _softmax(ref).max(axis=1) >= 0.5
+        if probabilities is None:
+            probabilities = are_probabilities(ref)
+        confident = (ref if probabilities else _softmax(ref)).max(axis=1) >= 0.5
         n_conf = int(confident.sum())
         top1_conf = float(same[confident].mean()) if n_conf else None
     return Fidelity(
