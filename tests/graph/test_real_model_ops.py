@@ -11,6 +11,7 @@ from onnx import helper
 from tiny_graphs import make_model, rand
 
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
+from quanta.graph.ops.hard_swish import int8_hard_swish
 from quanta.runtime import count_kernels, run_model
 
 # uint8 activations: ONNX Runtime converts int8 Q/DQ pairs to uint8 only where a quantized tensor
@@ -95,3 +96,65 @@ def test_conv_transpose_computes_float_on_an_int8_weight(tmp_path: Path) -> None
     # one scale per output channel (axis 1), so each column is rounded on its own grid
     assert _relative_error(q, model) < 0.03
     assert count_kernels(path).all["ConvTranspose"] == 1
+
+
+def test_hard_swish_runs_as_int8_add_and_mul(tmp_path: Path) -> None:
+    model = _conv_act_conv([helper.make_node("HardSwish", ["h"], ["a"], name="hswish")], {})
+    q, path, float_nodes = _quantize(model, tmp_path)
+    assert [f.name for f in float_nodes] == ["hswish"]  # the planner keeps it float
+    assert count_kernels(path).all["HardSigmoid"] == 1  # ONNX Runtime: DQ, HardSigmoid, Mul, Q
+    before = run_model(q, {"x": X[32:]})[0]
+    assert int8_hard_swish(q) == 1
+    onnx.checker.check_model(q)
+    onnx.save(q, path)
+    counts = count_kernels(path)
+    assert (counts.int8["QLinearConv"], counts.int8["QLinearAdd"], counts.int8["QLinearMul"]) == (
+        2,
+        1,
+        1,
+    )
+    assert "HardSigmoid" not in counts.all and "HardSwish" not in counts.all
+    # the gate is rounded to 1/255, which moves HardSwish by at most |x|/510: within a few
+    # output steps of the QDQ model that ran HardSwish in float, and close to float itself
+    after = run_model(q, {"x": X[32:]})[0]
+    step = float(np.ptp(before)) / 255
+    assert np.abs(after - before).max() <= 4 * step
+    assert _relative_error(q, model) < 0.05
+
+
+def test_hard_swish_gate_is_exact_on_its_grid() -> None:
+    # DQ -> HardSwish -> Q alone, x on the uint8 grid (0.05, 128): every integer input
+    grid = np.arange(256, dtype=np.uint8)
+    nodes = [
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["x"], name="dq"),
+        helper.make_node("HardSwish", ["x"], ["h"], name="hswish"),
+        helper.make_node("QuantizeLinear", ["h", "so", "zo"], ["hq"], name="q"),
+        helper.make_node("DequantizeLinear", ["hq", "so", "zo"], ["y"], name="dq_out"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hswish",
+        [helper.make_tensor_value_info("xq", onnx.TensorProto.UINT8, [256])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [256])],
+        [
+            onnx.numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+            onnx.numpy_helper.from_array(np.array(128, np.uint8), "z"),
+            onnx.numpy_helper.from_array(np.array(6.8 / 255, np.float32), "so"),
+            onnx.numpy_helper.from_array(np.array(15, np.uint8), "zo"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    assert int8_hard_swish(model) == 1
+    x = 0.05 * (grid.astype(np.float64) - 128)
+    gate = np.clip(np.rint((x + 3) * 255 / 6), 0, 255) / 255  # rounding half to even, saturate
+    want = np.clip(np.rint(x * gate / (6.8 / 255)) + 15, 0, 255)
+    got_q = np.rint(run_model(model, {"xq": grid})[0] / (6.8 / 255)) + 15
+    # ONNX Runtime's float arithmetic may land a product on the other side of a tie
+    assert np.abs(got_q - want).max() <= 1 and np.mean(got_q == want) >= 0.95
+
+
+def test_hard_swish_left_alone_with_int8_activations() -> None:
+    model = _conv_act_conv([helper.make_node("HardSwish", ["h"], ["a"], name="hswish")], {})
+    config = QuantizeConfig(min_fidelity=None, method="minmax", activation_type="int8")
+    q = quantize_static(model, CalibrationData({"x": X[:32]}), config).model
+    assert int8_hard_swish(q) == 0  # x read twice would stop ONNX Runtime's int8 -> uint8 pass
