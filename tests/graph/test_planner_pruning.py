@@ -79,7 +79,7 @@ def test_float_outputs_argument_is_honoured_without_pruning() -> None:
 
 
 def residual_before(op: str) -> onnx.ModelProto:
-    """x (N, 8) -> MatMul proj -> h; Add(h, x) -> s -> LayerNormalization | Sigmoid -> y."""
+    """x (N, 8) -> MatMul proj -> h; Add(h, x) -> s -> LayerNormalization | Tanh | Sigmoid -> y."""
     inits = {"w": rand(8, 8)}
     if op == "LayerNormalization":
         inits.update(gamma=np.ones(8), beta=np.zeros(8))
@@ -99,7 +99,7 @@ def residual_before(op: str) -> onnx.ModelProto:
 
 
 def test_residual_add_before_a_float_op_is_unread() -> None:
-    for op in ("LayerNormalization", "Sigmoid"):
+    for op in ("LayerNormalization", "Tanh", "Sigmoid"):
         plan = plan_static(prepare(residual_before(op)))
         reasons = {f.name: f.reason for f in plan.float_nodes}
         assert reasons["residual"] == UNREAD, op
@@ -112,7 +112,7 @@ def test_residual_add_before_a_float_op_is_unread() -> None:
 
 def test_residual_add_in_the_quantized_graph() -> None:
     x = rand(16, 8, seed=5)
-    q = quantize_static(residual_before("Sigmoid"), CalibrationData({"x": x}), PLAIN)
+    q = quantize_static(residual_before("Tanh"), CalibrationData({"x": x}), PLAIN)
     assert [f.name for f in q.float_nodes if f.reason == UNREAD] == ["residual"]
     assert producer(q.model, "h").op_type == "MatMul"
     assert producer(q.model, "s").op_type == "Add"
@@ -141,7 +141,7 @@ def test_add_feeding_a_conv_is_planned() -> None:
 
 
 def test_exclude_reason_wins_over_unread() -> None:
-    plan = plan_static(prepare(residual_before("Sigmoid")), exclude={"residual": "on request"})
+    plan = plan_static(prepare(residual_before("Tanh")), exclude={"residual": "on request"})
     assert {f.name: f.reason for f in plan.float_nodes}["residual"] == "on request"
 
 

@@ -49,6 +49,7 @@ REGISTRY: dict[str, Handler] = {
     "Mul": plan_binary,
     "Concat": plan_concat,
     "LeakyRelu": plan_activation,
+    "Sigmoid": plan_activation,
     "GlobalAveragePool": plan_average_pool,
     "AveragePool": plan_average_pool,
 }
