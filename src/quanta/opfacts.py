@@ -232,7 +232,12 @@ FACTS: dict[str, OpFacts] = {
     # cost 4.3 ms, as much as the 32 int8 Convs save (QLinearConv 4.3 ms vs Conv 9.1 ms), so the
     # model runs 0.98x float; ONNX Runtime fuses them into the float Convs instead.
     "HardSigmoid": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),
-    "HardSwish": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),
+    # with uint8 activations the QDQ model then runs it as QLinearAdd + QLinearMul
+    # (quanta.graph.ops.hard_swish)
+    "HardSwish": OpFacts(
+        _K.NONLINEAR,
+        float_reason=_NO_ORT_INT8 + " (with uint8 activations it runs as int8 Add and Mul)",
+    ),
     # per-channel slopes: ONNX Runtime has QLinearLeakyRelu (one alpha) but no int8 PRelu;
     # measured on Conv-PRelu-Conv (32 ch, 40x40): int8 Convs around a float PRelu 1.12x float
     "PRelu": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),

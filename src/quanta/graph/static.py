@@ -41,6 +41,7 @@ from quanta.graph.config import QuantizeConfig
 from quanta.graph.fallback import search_float_nodes
 from quanta.graph.holdout import hold_out
 from quanta.graph.latency import keep_slower_float
+from quanta.graph.ops.hard_swish import int8_hard_swish
 from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
 from quanta.graph.result import FidelityReport, QuantizeResult
@@ -254,6 +255,8 @@ class _Builds:
             out, plan, qp, per_channel=self.config.per_channel, input_means=cal.input_means,
             weight_cache=self.weights, reduced_weights=self.reduced,
         )  # fmt: skip
+        if (activation_type or self.activation_type) == "uint8":
+            int8_hard_swish(out)  # HardSwish on QLinearAdd + QLinearMul (graph/ops/hard_swish.py)
         # nodes that compute in float still store int8 weights (what the search measures ships)
         compress_float_weights(
             out, per_channel=self.config.per_channel, input_means=cal.input_means
