@@ -14,7 +14,7 @@ from quanta.graph import CalibrationData
 from quanta.graph.calibrate import collect_ranges
 from quanta.runtime import EvalSet, bench_models, make_session, mean_cosine, run_model
 from quanta.runtime.batching import batch_axis, fixed_batch
-from quanta.runtime.measure import predict_all
+from quanta.runtime.measure import interleaved_latency, predict_all
 
 
 def make_model(
@@ -155,3 +155,9 @@ def test_bench_times_a_fixed_batch_at_its_size(tmp_path: object) -> None:
     assert result.extra["fixed_batch"] == 1
     fid = result.extra["fidelity"]["y"]  # type: ignore[index]
     assert fid["samples"] == 6 and fid["cosine_min"] == pytest.approx(1.0)
+
+
+def test_latency_of_a_fixed_batch_2_is_per_call_of_2() -> None:
+    sessions = [make_session(matmul(m).SerializeToString()) for m in (2, "N")]
+    fixed, dynamic = interleaved_latency(sessions, {"x": samples(3)}, 1, budget_s=0.01)
+    assert (fixed.batch, dynamic.batch) == (2, 1)  # asked 1: the fixed model runs its 2

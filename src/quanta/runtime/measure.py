@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from quanta.runtime.batching import run_batched
+from quanta.runtime.batching import fixed_batch, run_batched
 
 __all__ = ["Latency", "predict", "predict_all", "accuracy", "interleaved_latency"]
 
@@ -73,9 +73,14 @@ def interleaved_latency(
     max_runs: int = 500,
     warmup: int = 3,
 ) -> list[Latency]:
-    """Time each session on the same batch, in rounds, within about ``budget_s`` in all."""
+    """Time each session on the same batch, in rounds, within about ``budget_s`` in all.
+
+    A session whose inputs fix the batch runs that many samples per call instead (ONNX Runtime
+    refuses any other size), and its ``Latency.batch`` says so.
+    """
     per_session = [inputs] * len(sessions) if isinstance(inputs, Mapping) else list(inputs)
-    feeds = [_batch(x, batch) for x in per_session]
+    sizes = [fixed_batch(s) or batch for s in sessions]
+    feeds = [_batch(x, size) for x, size in zip(per_session, sizes, strict=True)]
     first = []
     for s, f in zip(sessions, feeds, strict=True):
         for _ in range(warmup):
@@ -97,6 +102,6 @@ def interleaved_latency(
         if done >= max_runs or (done >= min_runs and time.perf_counter() - start >= budget_s):
             break
     return [
-        Latency(batch, float(np.median(t) * 1e3), float(np.percentile(t, 90) * 1e3), len(t))
-        for t in times
+        Latency(size, float(np.median(t) * 1e3), float(np.percentile(t, 90) * 1e3), len(t))
+        for size, t in zip(sizes, times, strict=True)
     ]
