@@ -3,8 +3,9 @@
 Samples sit on axis 0 of every input array, rank kept: sample ``i`` of an input is
 ``array[i:i+1]``. A model whose input declares its first dimension as a number (``1``, ``2``)
 has a *fixed batch*: ONNX Runtime refuses any other size, so the samples go through in calls of
-exactly that many (the last call filled up with samples from the start of the set, and their
-outputs dropped). A first dimension that is a name, unknown or ``-1`` is dynamic: calls of the
+exactly that many (the last call filled up with samples from the start of the set: their
+outputs are dropped by ``run_batched``; calibration and ``verify``, which read intermediate
+tensors, see those samples twice). A first dimension that is a name, unknown or ``-1`` is dynamic: calls of the
 requested chunk size. Inputs that disagree (one fixed to 1, another to 2) are refused.
 
 The batch axis of an output (where its samples lie, to concatenate the calls' outputs along):
