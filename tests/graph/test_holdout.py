@@ -135,13 +135,15 @@ def test_met_target_and_no_target() -> None:
     assert quantize_static(mlp(), data, none).fidelity is None
 
 
-def test_a_fixed_batch_caps_what_is_held_out() -> None:
+def test_a_fixed_batch_calibrates_in_calls_of_its_size_without_the_held_out_samples() -> None:
     fixed = make_model(
-        [helper.make_node("Relu", ["x"], ["y"], name="relu")], {"x": [1, 4]}, {"y": [1, 4]}, {}
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")], {"x": [2, 4]}, {"y": [2, 4]}, {}
     )
-    split = hold_out(CalibrationData({"x": numbered(40)}), 32, model=fixed)
-    assert (split.held_out, split.calibrated, len(split.feeds["x"])) == (1, 39, 1)
-    assert hold_out(CalibrationData({"x": numbered(40)}), 32, model=relu_model()).held_out == 10
-    assert hold_out(CalibrationData({"x": numbered(40)}), 32, model=fixed).where() == (
-        "1 held-out calibration sample"
-    )
+    split = hold_out(CalibrationData({"x": numbered(40)}), 32)
+    assert (split.held_out, split.calibrated) == (10, 30)
+    batches = list(split.calibration.batches(fixed))
+    assert all(len(b["x"]) == 2 for b in batches)  # the size the model accepts, every call
+    calibrated = [int(v) for b in batches for v in b["x"][:, 0]]
+    held = {int(v) for v in split.feeds["x"][:, 0]}
+    assert sorted(calibrated) == sorted(set(range(40)) - held)  # 30 kept: 15 full calls
+    assert not held & set(calibrated)

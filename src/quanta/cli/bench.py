@@ -120,6 +120,14 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     machine = describe_machine()
     out.print(bench_table(results, title=f"{len(data):,} samples from {data.source}; {machine}"))
+    for r in results:
+        fixed = r.extra.get("fixed_batch")
+        skipped = [str(b) for b in batches if b != fixed]
+        if fixed is not None and skipped:
+            out.print(
+                f"{r.name}: batch fixed to {fixed} by the model's inputs; timed at batch {fixed} "
+                f"only (batch {', '.join(skipped)} not timed: the model refuses it)"
+            )
     if args.reference:
         out.print(fidelity_table(results, title=f"fidelity against {args.reference}"))
     if json_path:

@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from quanta.graph import load_model
     from quanta.report.plot import sqnr_png
     from quanta.runtime import count_kernels, feeds_for, make_session, profile_op_times
+    from quanta.runtime.batching import chunk_size, chunks
 
     for flag, value in (("--samples", args.samples), ("--sensitivity-samples",
                         args.sensitivity_samples), ("--runs", args.runs)):  # fmt: skip
@@ -75,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
             on_step=lambda msg: status.update(msg),
         )  # fmt: skip
         status.update("profiling ONNX Runtime")
-        one = {k: v[:1] for k, v in feeds.items()}
+        # batch 1, or the model's fixed batch (ONNX Runtime refuses any other size)
+        one, _ = next(chunks(feeds, chunk_size(reference, 1)))
         times = {
             "quantized": profile_op_times(model, one, runs=args.runs),
             "reference": profile_op_times(reference, one, runs=args.runs),

@@ -30,6 +30,7 @@ from quanta.graph.qdq import qdq_pair
 from quanta.graph.rewrite import Names
 from quanta.quant import QParams, dequantize
 from quanta.runtime import mean_cosine, run_model, session_with_outputs
+from quanta.runtime.batching import SessionLike, run_batched
 
 __all__ = ["LayerReport", "inspect_layers"]
 
@@ -168,7 +169,7 @@ def _float_values(
     inputs = {i.name for i in base.graph.input}
     wanted = [n for n in names if n not in inputs]
     session = session_with_outputs(base, wanted)
-    values = dict(zip(wanted, session.run(wanted, dict(feeds)), strict=True))
+    values = dict(zip(wanted, _run_all(session, wanted, feeds), strict=True))
     values.update({n: np.asarray(feeds[n]) for n in names if n in inputs})
     return values
 
@@ -190,7 +191,16 @@ def _quantized_values(
         )
     exposed = [v for v in dq_of.values() if v]
     session = session_with_outputs(quantized, [v for v in exposed if v not in float_outputs])
-    return dq_of, dict(zip(exposed, session.run(exposed, dict(feeds)), strict=True))
+    return dq_of, dict(zip(exposed, _run_all(session, exposed, feeds), strict=True))
+
+
+def _run_all(
+    session: SessionLike, names: list[str], feeds: Mapping[str, np.ndarray]
+) -> list[np.ndarray]:
+    """``names`` over every sample: in one call where the batch is dynamic (as before), in calls
+    of the model's batch where its inputs fix one (``quanta.runtime.batching``)."""
+    n = len(next(iter(feeds.values())))
+    return run_batched(session, feeds, batch_size=n, names=names)
 
 
 def _layer_report(

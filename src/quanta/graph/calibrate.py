@@ -13,6 +13,7 @@ import onnx
 from quanta.data.arrays import NpyMember
 from quanta.errors import DataError, QuantaError
 from quanta.quant import MeanObserver, MinMaxObserver, Observer
+from quanta.runtime.batching import fixed_batch
 from quanta.runtime.session import session_with_outputs
 
 __all__ = ["CalibrationData", "collect_ranges", "collect_statistics"]
@@ -22,8 +23,9 @@ class CalibrationData:
     """Samples for calibration: one array per model input, samples along axis 0.
 
     Sample ``i`` is ``array[i:i+1]`` (rank kept). When every input's first dimension is dynamic,
-    consecutive samples are fed together in batches of ``batch_size``; models without batch norm
-    in training mode give the same per-sample values either way, so observers see the same data.
+    consecutive samples are fed together in batches of ``batch_size``; where an input fixes it,
+    in batches of exactly that size. Models without batch norm in training mode give the same
+    per-sample values either way, so observers see the same data.
     """
 
     def __init__(
@@ -85,7 +87,9 @@ class CalibrationData:
             if not tensor_type.HasField("shape"):
                 continue  # the model declares no shape: the data decides
             dims = tensor_type.shape.dim
-            expected = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+            expected = tuple(
+                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims
+            )
             if array.ndim != len(expected) or any(
                 e is not None and i > 0 and e != s
                 for i, (e, s) in enumerate(zip(expected, array.shape, strict=True))
@@ -99,24 +103,36 @@ class CalibrationData:
     def batches(
         self, model: onnx.ModelProto, batch_size: int | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
-        initializers = {t.name for t in model.graph.initializer}
-        dynamic = all(
-            not i.type.tensor_type.shape.dim[0].HasField("dim_value")
-            for i in model.graph.input
-            if i.name not in initializers and i.type.tensor_type.shape.dim
-        )
-        step = (batch_size or self.batch_size) if dynamic else 1
+        """Consecutive samples, ``batch_size`` at a time; exactly the model's batch where its
+        inputs fix one (``quanta.runtime.batching``), the last call filled up with the first
+        samples (min-max ranges are unchanged by a repeated sample; a histogram counts it
+        twice)."""
+        fixed = fixed_batch(model)
+        step = fixed or max(1, batch_size or self.batch_size)
         for start in range(0, self.count, step):
             stop = min(start + step, self.count)
-            yield {name: a[start:stop] for name, a in self.arrays.items()}
+            feed = {name: np.asarray(a[start:stop]) for name, a in self.arrays.items()}
+            if fixed is not None and stop - start < fixed:
+                feed = {name: self._fill(v, self.arrays[name], fixed) for name, v in feed.items()}
+            yield feed
+
+    def _fill(self, part: np.ndarray, array: np.ndarray, size: int) -> np.ndarray:
+        """``part`` followed by the set's first samples (again and again) up to ``size``."""
+        pieces = [part]
+        have = len(part)
+        while have < size:
+            take = min(size - have, self.count)
+            pieces.append(np.asarray(array[0:take]))
+            have += take
+        return np.concatenate(pieces)
 
     def head(self, model: onnx.ModelProto, count: int) -> dict[str, np.ndarray]:
-        """The first ``count`` samples as one feed (the model's batch dimension must be dynamic;
-        otherwise the first sample alone)."""
-        first = next(self.batches(model, max(1, min(count, self.count))))
+        """The first ``count`` samples as one feed (``run_model`` runs them in calls the model
+        accepts, whatever its batch)."""
+        n = max(1, min(count, self.count))
         return {
-            k: v.astype(np.float32, copy=False) if v.dtype == np.float64 else v
-            for k, v in first.items()
+            k: (v.astype(np.float32, copy=False) if v.dtype == np.float64 else v)
+            for k, v in ((k, np.asarray(a[:n])) for k, a in self.arrays.items())
         }
 
     def split(self, parts: int) -> list[CalibrationData]:

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from quanta.graph.calibrate import CalibrationData
+from quanta.runtime.batching import fixed_batch
 
 __all__ = ["HOLDOUT_SEED", "HeldOut", "hold_out"]
 
@@ -57,37 +58,17 @@ def hold_out(
     data: CalibrationData,
     wanted: int,
     seed: int = HOLDOUT_SEED,
-    model: onnx.ModelProto | None = None,
 ) -> HeldOut:
     """Split ``data``: ``min(wanted, data.count // 4)`` samples chosen by a permutation seeded
     with ``seed`` are held out for fidelity; the rest calibrate (lazily read arrays stay lazy).
-
-    With ``model``, at most its fixed batch size is held out (fidelity runs the held-out
-    samples in one call).
-    """
-    # NOTE: the cap goes once quanta.runtime.run_model runs a fixed-batch model in chunks it
-    # accepts (issue 14 item 2); until then a larger feed would fail in ONNX Runtime.
-    fixed = _fixed_batch(model) if model is not None else None
-    wanted = min(wanted, fixed) if fixed else wanted
+    A model whose batch is fixed runs the held-out feed in calls of its batch
+    (``quanta.runtime.run_model``) and calibrates on the rest in calls of that size."""
     k = min(wanted, data.count // 4)
     if k == 0:
         everything = np.arange(min(wanted, data.count))
         return HeldOut(data, _take(data, everything), 0)
     chosen = np.sort(np.random.default_rng(seed).permutation(data.count)[:k])
     return HeldOut(_Without(data, chosen), _take(data, chosen), k)
-
-
-def _fixed_batch(model: onnx.ModelProto) -> int | None:
-    """The smallest fixed first dimension among the model's inputs (None: all dynamic)."""
-    initializers = {t.name for t in model.graph.initializer}
-    fixed = [
-        i.type.tensor_type.shape.dim[0].dim_value
-        for i in model.graph.input
-        if i.name not in initializers
-        and i.type.tensor_type.shape.dim
-        and i.type.tensor_type.shape.dim[0].HasField("dim_value")
-    ]
-    return min(fixed) if fixed else None
 
 
 def _count(feeds: dict[str, np.ndarray]) -> int:
@@ -128,6 +109,10 @@ class _Without(CalibrationData):
     def batches(
         self, model: onnx.ModelProto, batch_size: int | None = None
     ) -> Iterator[dict[str, np.ndarray]]:
+        fixed = fixed_batch(model)
+        if fixed is not None:
+            yield from self._fixed_batches(fixed)
+            return
         start = 0
         for batch in self._data.batches(model, batch_size):
             n = _count(batch)
@@ -137,6 +122,19 @@ class _Without(CalibrationData):
                 batch = {k: np.delete(np.asarray(v), inside, axis=0) for k, v in batch.items()}
             if _count(batch):
                 yield batch
+
+    def _fixed_batches(self, size: int) -> Iterator[dict[str, np.ndarray]]:
+        """The kept samples in calls of exactly ``size`` (a model whose batch is fixed), the
+        last filled up with the first kept samples, as ``CalibrationData.batches`` does."""
+        kept = np.setdiff1d(np.arange(self._data.count), self._rows)
+        for start in range(0, len(kept), size):
+            rows = kept[start : start + size]
+            if len(rows) < size:
+                rows = np.concatenate([rows, np.resize(kept, size - len(rows))])
+            yield {
+                name: np.concatenate([np.asarray(a[int(i) : int(i) + 1]) for i in rows])
+                for name, a in self.arrays.items()
+            }
 
     def split(self, parts: int) -> list[CalibrationData]:
         shards: list[CalibrationData] = []

@@ -110,7 +110,7 @@ def quantize_static(
     target = goal.target if goal is not None else config.min_fidelity
     # fidelity is judged on samples calibration never saw: the goal's, or held-out ones
     split = (
-        hold_out(data, config.holdout_samples, model=model)
+        hold_out(data, config.holdout_samples)
         if goal is None and (config.method == "auto" or target is not None)
         else None
     )

@@ -36,6 +36,7 @@ from quanta.ref.executor import ReferenceRun, run_reference
 from quanta.ref.op_models import OpModel, op_models
 from quanta.ref.tensor import QTensor
 from quanta.runtime import make_session
+from quanta.runtime.batching import chunks, fixed_batch
 
 __all__ = ["Agreement", "OutputAgreement", "VerifyReport", "verify"]
 
@@ -193,7 +194,11 @@ def verify(
     rounding: str = "single",
     emulate_avx2: bool = False,
 ) -> VerifyReport:
-    """Run ``model`` on ``feeds`` in the reference executor and in ONNX Runtime; compare."""
+    """Run ``model`` on ``feeds`` in the reference executor and in ONNX Runtime; compare.
+
+    ``batch_size`` samples per call, or exactly the model's batch where its inputs fix one
+    (``quanta.runtime.batching``: a short last call is filled with the first samples, which are
+    then compared twice)."""
     n = len(next(iter(feeds.values())))
     outputs = [o.name for o in model.graph.output]
     quantized = [
@@ -208,8 +213,8 @@ def verify(
         {}, {}, {}, n,
     )  # fmt: skip
     op_sessions: list[tuple[OpModel, object]] | None = None
-    for start in range(0, n, batch_size):
-        batch = {k: np.asarray(v[start : start + batch_size]) for k, v in feeds.items()}
+    fixed = fixed_batch(model)
+    for batch, _ in chunks(feeds, fixed or batch_size, fill=fixed is not None):
         ort = dict(zip(outputs, session.run(outputs, batch), strict=True))
         alone = run_reference(model, batch, rounding=rounding)
         if op_sessions is None:

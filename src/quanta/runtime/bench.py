@@ -13,6 +13,7 @@ import onnx
 import onnxruntime as ort
 
 from quanta.errors import DataError
+from quanta.runtime.batching import fixed_batch
 from quanta.runtime.fidelity import fidelity
 from quanta.runtime.kernels import KernelCounts, count_kernels
 from quanta.runtime.litert import LiteRTSession, is_tflite, tflite_kernels
@@ -61,6 +62,7 @@ class BenchResult:
             "int8_ops": dict(sorted(self.kernels.int8.items())),
             "ops": dict(sorted(self.kernels.all.items())),
             "threads": self.threads,
+            **({"fixed_batch": self.extra["fixed_batch"]} if "fixed_batch" in self.extra else {}),
             **({"fidelity": self.extra["fidelity"]} if "fidelity" in self.extra else {}),
         }
 
@@ -231,11 +233,36 @@ def bench_models(
             results[-1].extra["fidelity"] = _fidelity(
                 path, session, feed, ref_outputs, data, probabilities
             )
-    for batch in batches:
+    _time(results, sessions, feeds, batches, budget_s, on_step)
+    return results
+
+
+def _time(
+    results: list[BenchResult],
+    sessions: list[Session],
+    feeds: list[dict[str, np.ndarray]],
+    batches: Sequence[int],
+    budget_s: float,
+    on_step: Callable[[str], None] | None,
+) -> None:
+    """Latency at each batch size each model accepts, interleaved across the models that run it.
+
+    NOTE: a model whose batch is fixed (to 1, say) cannot run a call of 256 samples; timing 256
+    calls of one would report a figure no call of that model ever takes, so it is timed at its
+    fixed batch instead, once, and ``extra["fixed_batch"]`` says so (the CLI prints which
+    requested batch sizes were not timed).
+    """
+    fixed = [fixed_batch(s) for s in sessions]
+    for result, f in zip(results, fixed, strict=True):
+        if f is not None:
+            result.extra["fixed_batch"] = f
+    timed = sorted({b if f is None else f for b in batches for f in fixed})
+    for batch in timed:
+        group = [k for k, f in enumerate(fixed) if f == batch or (f is None and batch in batches)]
         if on_step:
             on_step(f"latency at batch {batch}")
-        for result, lat in zip(
-            results, interleaved_latency(sessions, feeds, batch, budget_s=budget_s), strict=True
-        ):
-            result.latency[batch] = lat
-    return results
+        lats = interleaved_latency(
+            [sessions[k] for k in group], [feeds[k] for k in group], batch, budget_s=budget_s
+        )
+        for k, lat in zip(group, lats, strict=True):
+            results[k].latency[batch] = lat

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,13 +26,28 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(both_zero, 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
 
 
-def mean_cosine(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
-    """Mean over outputs of the mean per-sample cosine similarity (1.0 for identical)."""
+def mean_cosine(
+    outputs: Sequence[np.ndarray],
+    reference: Sequence[np.ndarray],
+    *,
+    batch_axes: Sequence[int] | None = None,
+) -> float:
+    """Mean over outputs of the mean per-sample cosine similarity (1.0 for identical).
+
+    Samples lie on axis 0 (as ``run_model`` returns them), or on ``batch_axes[k]`` for output
+    ``k`` (e.g. 1 for a ``(T, N, C)`` sequence); each sample's values are one vector.
+    """
     scores = []
-    for out, ref in zip(outputs, reference, strict=True):
-        a = np.asarray(out, np.float64).reshape(len(out), -1)  # (N, D)
-        b = np.asarray(ref, np.float64).reshape(len(ref), -1)  # (N, D)
-        cos = row_cosines(a, b)
+    for k, (out, ref) in enumerate(zip(outputs, reference, strict=True)):
+        axis = batch_axes[k] if batch_axes is not None else 0
+        a = np.moveaxis(np.asarray(out, np.float64), axis, 0)
+        b = np.moveaxis(np.asarray(ref, np.float64), axis, 0)
+        if a.shape != b.shape:
+            raise ValueError(
+                f"output {k} has shape {a.shape} and its reference {b.shape} (samples first); "
+                "expected the same shape"
+            )
+        cos = row_cosines(a.reshape(len(a), -1), b.reshape(len(b), -1))  # (N, D) each
         scores.append(float(cos.mean()))
     return float(np.mean(scores))
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from quanta.runtime.batching import fixed_batch, run_batched
+
 __all__ = ["Latency", "predict", "predict_all", "accuracy", "interleaved_latency"]
 
 
@@ -29,28 +31,20 @@ class Latency:
 def predict(
     session: ort.InferenceSession, inputs: Mapping[str, np.ndarray], *, batch_size: int = 256
 ) -> np.ndarray:
-    """The first output over all samples, computed ``batch_size`` samples at a time."""
-    n = len(next(iter(inputs.values())))
+    """The first output over all samples, samples on axis 0, computed ``batch_size`` samples at
+    a time (the model's fixed batch where it has one: ``quanta.runtime.batching``)."""
     name = session.get_outputs()[0].name
-    chunks = []
-    for start in range(0, n, batch_size):
-        feeds = {k: v[start : start + batch_size] for k, v in inputs.items()}
-        chunks.append(session.run([name], feeds)[0])
-    return np.concatenate(chunks)
+    return run_batched(session, inputs, batch_size=batch_size, names=[name])[0]
 
 
 def predict_all(
     session: ort.InferenceSession, inputs: Mapping[str, np.ndarray], *, batch_size: int = 64
 ) -> dict[str, np.ndarray]:
-    """Every output over all samples, by name, computed ``batch_size`` samples at a time."""
-    n = len(next(iter(inputs.values())))
+    """Every output over all samples, by name, samples on axis 0, computed ``batch_size``
+    samples at a time (the model's fixed batch where it has one)."""
     names = [o.name for o in session.get_outputs()]
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for start in range(0, n, batch_size):
-        feeds = {k: v[start : start + batch_size] for k, v in inputs.items()}
-        for name, value in zip(names, session.run(names, feeds), strict=True):
-            chunks[name].append(value)
-    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+    values = run_batched(session, inputs, batch_size=batch_size, names=names)
+    return dict(zip(names, values, strict=True))
 
 
 def accuracy(
@@ -79,9 +73,14 @@ def interleaved_latency(
     max_runs: int = 500,
     warmup: int = 3,
 ) -> list[Latency]:
-    """Time each session on the same batch, in rounds, within about ``budget_s`` in all."""
+    """Time each session on the same batch, in rounds, within about ``budget_s`` in all.
+
+    A session whose inputs fix the batch runs that many samples per call instead (ONNX Runtime
+    refuses any other size), and its ``Latency.batch`` says so.
+    """
     per_session = [inputs] * len(sessions) if isinstance(inputs, Mapping) else list(inputs)
-    feeds = [_batch(x, batch) for x in per_session]
+    sizes = [fixed_batch(s) or batch for s in sessions]
+    feeds = [_batch(x, size) for x, size in zip(per_session, sizes, strict=True)]
     first = []
     for s, f in zip(sessions, feeds, strict=True):
         for _ in range(warmup):
@@ -103,6 +102,6 @@ def interleaved_latency(
         if done >= max_runs or (done >= min_runs and time.perf_counter() - start >= budget_s):
             break
     return [
-        Latency(batch, float(np.median(t) * 1e3), float(np.percentile(t, 90) * 1e3), len(t))
-        for t in times
+        Latency(size, float(np.median(t) * 1e3), float(np.percentile(t, 90) * 1e3), len(t))
+        for size, t in zip(sizes, times, strict=True)
     ]
