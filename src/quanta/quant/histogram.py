@@ -131,12 +131,15 @@ class HistogramObserver(Observer):
         self.hist_min, self.bin_width = lo, width if width > 0 else 0.0
 
     def _index(self, v: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
-        idx = np.floor((v - self.hist_min) / self.bin_width)
-        return np.clip(idx, 0, self.bins - 1).astype(np.intp)
+        idx = v - self.hist_min  # NOTE: in place from here: a batch's sample is 8 MB
+        idx /= self.bin_width
+        np.floor(idx, out=idx)
+        np.clip(idx, 0, self.bins - 1, out=idx)
+        return idx.astype(np.intp)
 
     def _add_point(self, value: float, mass: float) -> None:
         assert self.counts is not None
-        j = 0 if self.bin_width == 0 else int(self._index(np.asarray(value)))
+        j = 0 if self.bin_width == 0 else int(self._index(np.array([value], np.float64))[0])
         self.counts[j] += mass
 
     def _cover(self, lo: float, hi: float) -> None:
@@ -180,15 +183,18 @@ class HistogramObserver(Observer):
         values = np.asarray(x).ravel()
         if values.size == 0:
             return
-        finite = np.isfinite(values)
-        if not finite.all():
-            self.nonfinite += int(values.size - finite.sum())
+        # NOTE: one pass each for min, max and the zero count, in the tensor's own dtype (no
+        # float64 copy of a 10^7-value feature map); NaN or Inf make min or max non-finite, and
+        # only then is the finite mask built. Extremes of float32 values are exact in float64.
+        lo, hi = float(values.min()), float(values.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            finite = np.isfinite(values)
+            self.nonfinite += int(values.size - np.count_nonzero(finite))
             values = values[finite]
             if values.size == 0:
                 return
-        values = values.astype(np.float64, copy=False)
-        self.zeros += int(np.count_nonzero(values == 0))
-        lo, hi = float(values.min()), float(values.max())
+            lo, hi = float(values.min()), float(values.max())
+        self.zeros += int(values.size - np.count_nonzero(values))
         self.batches += 1
         if self.counts is None or self.min_val is None or self.max_val is None:
             self._new_grid(lo, hi)
@@ -203,13 +209,12 @@ class HistogramObserver(Observer):
             # weighted by the stride, so the counts keep the batch's total; min and max above
             # stay exact. Shapes of activation distributions need far fewer samples than that.
             step = -(-values.size // MAX_HISTOGRAM_VALUES)
+            sample = values[::step].astype(np.float64)  # the bin index is computed in float64
+            counts = np.bincount(self._index(sample), minlength=self.bins)
             if step > 1:
-                sample = values[::step]
-                self.counts += np.bincount(self._index(sample), minlength=self.bins) * (
-                    values.size / sample.size
-                )
+                self.counts += counts * (values.size / sample.size)
             else:
-                self.counts += np.bincount(self._index(values), minlength=self.bins)
+                self.counts += counts
         self._set_range(lo, hi)
 
     def merge(self, other: HistogramObserver) -> None:
