@@ -130,16 +130,21 @@ class HistogramObserver(Observer):
             width = hi / self.bins - lo / self.bins
         self.hist_min, self.bin_width = lo, width if width > 0 else 0.0
 
-    def _index(self, v: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
-        idx = v - self.hist_min  # NOTE: in place from here: a batch's sample is 8 MB
+    def _index(self, v: npt.NDArray[np.floating]) -> npt.NDArray[np.intp]:
+        """Bin of each value ``v >= hist_min``: ``floor((v - hist_min) / w)``, at most bins - 1.
+
+        Computed in float64 whatever ``v``'s dtype (float32 widens exactly), in place after the
+        first step: a batch's sample is up to 8 MB and this runs per tensor per batch.
+        """
+        idx = np.subtract(v, self.hist_min, dtype=np.float64)  # >= 0: v >= hist_min
         idx /= self.bin_width
         np.floor(idx, out=idx)
-        np.clip(idx, 0, self.bins - 1, out=idx)
-        return idx.astype(np.intp)
+        bins = idx.astype(np.intp)
+        return np.minimum(bins, self.bins - 1, out=bins)
 
     def _add_point(self, value: float, mass: float) -> None:
         assert self.counts is not None
-        j = 0 if self.bin_width == 0 else int(self._index(np.array([value], np.float64))[0])
+        j = 0 if self.bin_width == 0 else max(0, int(self._index(np.array([value]))[0]))
         self.counts[j] += mass
 
     def _cover(self, lo: float, hi: float) -> None:
@@ -194,7 +199,8 @@ class HistogramObserver(Observer):
             if values.size == 0:
                 return
             lo, hi = float(values.min()), float(values.max())
-        self.zeros += int(values.size - np.count_nonzero(values))
+        if lo <= 0.0 <= hi:  # a count only where a zero can be
+            self.zeros += int(values.size - np.count_nonzero(values))
         self.batches += 1
         if self.counts is None or self.min_val is None or self.max_val is None:
             self._new_grid(lo, hi)
@@ -209,7 +215,7 @@ class HistogramObserver(Observer):
             # weighted by the stride, so the counts keep the batch's total; min and max above
             # stay exact. Shapes of activation distributions need far fewer samples than that.
             step = -(-values.size // MAX_HISTOGRAM_VALUES)
-            sample = values[::step].astype(np.float64)  # the bin index is computed in float64
+            sample = values[::step]
             counts = np.bincount(self._index(sample), minlength=self.bins)
             if step > 1:
                 self.counts += counts * (values.size / sample.size)
