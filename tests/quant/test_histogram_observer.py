@@ -311,3 +311,41 @@ def test_bad_method_option_or_dtype_is_named() -> None:
         obs.range_for("percentile", percentile=101)
     with pytest.raises(QuantaError, match="'int7' is not supported"):
         obs.range_for("minmax", "int7")
+
+
+# -- one pass in the tensor's dtype (calibration speed) ----------------------------------------
+
+
+def test_float32_batch_gives_the_float64_state() -> None:
+    # min, max and the zero count are taken on float32 values, the bins in float64: the state
+    # must be the one the same values give as float64
+    x = np.random.default_rng(3).standard_normal((4, 8, 9, 9)).astype(np.float32)
+    x[0, 0, :2] = 0.0  # 18 exact zeros
+    a, b = streamed([x, 2 * x]), streamed([x.astype(np.float64), 2 * x.astype(np.float64)])
+    assert np.array_equal(a.counts, b.counts)
+    assert (a.range(), a.zeros, a.hist_min, a.bin_width) == (b.range(), b.zeros, b.hist_min,
+                                                             b.bin_width)  # fmt: skip
+    assert a.zeros == 2 * 18
+
+
+def test_large_batch_is_binned_from_its_strided_sample_with_exact_extremes() -> None:
+    from quanta.quant.histogram import MAX_HISTOGRAM_VALUES
+
+    rng = np.random.default_rng(4)
+    x = rng.exponential(size=MAX_HISTOGRAM_VALUES + 5).astype(np.float32)  # step 2
+    x[1] = 50.0  # odd position: outside the sample, still the maximum
+    x[7] = 0.0  # odd too: counted in zeros, though not sampled
+    obs = streamed([x])
+    assert obs.range() == (0.0, 50.0)
+    assert obs.zeros == 1
+    sample = x[::2]
+    expected = exact_counts(obs, sample) * (x.size / sample.size)
+    assert np.array_equal(obs.counts, expected)
+    assert obs.counts.sum() == pytest.approx(x.size)
+
+
+def test_zeros_are_counted_only_where_the_range_holds_zero() -> None:
+    obs = streamed([np.array([1.0, 2.0], np.float32), np.array([-2.0, -1.0], np.float32)])
+    assert obs.zeros == 0
+    obs.update(np.array([-0.0, 0.0, 3.0], np.float32))  # -0.0 is a zero too
+    assert obs.zeros == 2

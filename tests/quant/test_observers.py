@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from quanta.errors import QuantaError
-from quanta.quant import MinMaxObserver, MovingAverageMinMaxObserver, choose_qparams
+from quanta.quant import MeanObserver, MinMaxObserver, MovingAverageMinMaxObserver, choose_qparams
 
 
 def batches(shape: tuple[int, ...], n: int = 4, seed: int = 0) -> list[np.ndarray]:
@@ -224,3 +224,33 @@ def test_moving_average_ignores_a_rare_outlier_that_minmax_keeps() -> None:
 def test_moving_average_rejects_bad_decay(decay: float) -> None:
     with pytest.raises(QuantaError, match=r"decay must be in \[0, 1\)"):
         MovingAverageMinMaxObserver(decay=decay)
+
+
+# --- MeanObserver (bias correction's per-channel input means) ----------------------------
+
+
+@pytest.mark.parametrize("axis", [1, 2, -1])
+def test_mean_observer_equals_the_float64_mean_of_all_batches(axis: int) -> None:
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((n, 3, 4, 5)).astype(np.float32) for n in (2, 1, 3)]
+    obs = MeanObserver(axis=axis)
+    for x in xs:
+        obs.update(x)
+    both = np.concatenate(xs).astype(np.float64)
+    oracle = np.moveaxis(both, axis, -1).reshape(-1, both.shape[axis]).mean(axis=0)
+    np.testing.assert_allclose(obs.mean(), oracle, rtol=1e-12)
+    assert obs.count == both.size // both.shape[axis]
+
+
+def test_mean_observer_drops_positions_holding_nan_or_inf() -> None:
+    # (N=2, C=2, 2): position (n=0, w=1) holds a NaN in channel 0 and is dropped in every
+    # channel; position (n=1, w=0) an Inf in channel 1
+    x = np.array([[[1.0, np.nan], [10.0, 20.0]], [[3.0, 5.0], [np.inf, 40.0]]], np.float32)
+    obs = MeanObserver(axis=1)
+    obs.update(x)
+    # left: (n=0, w=0) -> (1, 10) and (n=1, w=1) -> (5, 40)
+    assert obs.count == 2
+    np.testing.assert_array_equal(obs.mean(), [3.0, 25.0])
+    obs.update(np.array([[[2.0, 4.0], [6.0, 8.0]]], np.float32))  # all finite: fast path
+    assert obs.count == 4
+    np.testing.assert_array_equal(obs.mean(), [(1 + 5 + 2 + 4) / 4, (10 + 40 + 6 + 8) / 4])

@@ -130,13 +130,21 @@ class HistogramObserver(Observer):
             width = hi / self.bins - lo / self.bins
         self.hist_min, self.bin_width = lo, width if width > 0 else 0.0
 
-    def _index(self, v: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
-        idx = np.floor((v - self.hist_min) / self.bin_width)
-        return np.clip(idx, 0, self.bins - 1).astype(np.intp)
+    def _index(self, v: npt.NDArray[np.floating]) -> npt.NDArray[np.intp]:
+        """Bin of each value ``v >= hist_min``: ``floor((v - hist_min) / w)``, at most bins - 1.
+
+        Computed in float64 whatever ``v``'s dtype (float32 widens exactly), in place after the
+        first step: a batch's sample is up to 8 MB and this runs per tensor per batch.
+        """
+        idx = np.subtract(v, self.hist_min, dtype=np.float64)  # >= 0: v >= hist_min
+        idx /= self.bin_width
+        np.floor(idx, out=idx)
+        bins = idx.astype(np.intp)
+        return np.minimum(bins, self.bins - 1, out=bins)
 
     def _add_point(self, value: float, mass: float) -> None:
         assert self.counts is not None
-        j = 0 if self.bin_width == 0 else int(self._index(np.asarray(value)))
+        j = 0 if self.bin_width == 0 else max(0, int(self._index(np.array([value]))[0]))
         self.counts[j] += mass
 
     def _cover(self, lo: float, hi: float) -> None:
@@ -180,15 +188,19 @@ class HistogramObserver(Observer):
         values = np.asarray(x).ravel()
         if values.size == 0:
             return
-        finite = np.isfinite(values)
-        if not finite.all():
-            self.nonfinite += int(values.size - finite.sum())
+        # NOTE: one pass each for min, max and the zero count, in the tensor's own dtype (no
+        # float64 copy of a 10^7-value feature map); NaN or Inf make min or max non-finite, and
+        # only then is the finite mask built. Extremes of float32 values are exact in float64.
+        lo, hi = float(values.min()), float(values.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            finite = np.isfinite(values)
+            self.nonfinite += int(values.size - np.count_nonzero(finite))
             values = values[finite]
             if values.size == 0:
                 return
-        values = values.astype(np.float64, copy=False)
-        self.zeros += int(np.count_nonzero(values == 0))
-        lo, hi = float(values.min()), float(values.max())
+            lo, hi = float(values.min()), float(values.max())
+        if lo <= 0.0 <= hi:  # a count only where a zero can be
+            self.zeros += int(values.size - np.count_nonzero(values))
         self.batches += 1
         if self.counts is None or self.min_val is None or self.max_val is None:
             self._new_grid(lo, hi)
@@ -203,13 +215,12 @@ class HistogramObserver(Observer):
             # weighted by the stride, so the counts keep the batch's total; min and max above
             # stay exact. Shapes of activation distributions need far fewer samples than that.
             step = -(-values.size // MAX_HISTOGRAM_VALUES)
+            sample = values[::step]
+            counts = np.bincount(self._index(sample), minlength=self.bins)
             if step > 1:
-                sample = values[::step]
-                self.counts += np.bincount(self._index(sample), minlength=self.bins) * (
-                    values.size / sample.size
-                )
+                self.counts += counts * (values.size / sample.size)
             else:
-                self.counts += np.bincount(self._index(values), minlength=self.bins)
+                self.counts += counts
         self._set_range(lo, hi)
 
     def merge(self, other: HistogramObserver) -> None:
