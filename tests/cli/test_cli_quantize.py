@@ -336,3 +336,16 @@ def test_met_fidelity_target_is_a_note(
     )  # fmt: skip
     assert code == 0, err
     assert "note: fidelity target 0.5 met: " in err and "not met" not in err
+
+
+def test_one_array_under_any_key_feeds_the_only_input(
+    run: Run, model_path: Path, make_images: MakeImages, tmp_path: Path
+) -> None:
+    calib = tmp_path / "any_key.npz"
+    np.savez(calib, make_images(16))  # stored as 'arr_0'
+    code, _, err = run("quantize", model_path, "-o", tmp_path / "q.onnx", "--calibration", calib)
+    assert code == 0, err
+    assert (
+        f"note: {str(calib)!r} holds one array, 'arr_0': fed to the model's only input 'image'"
+        in err
+    )

@@ -46,11 +46,25 @@ def test_input_names_order_is_kept(tmp_path: Path, x: np.ndarray) -> None:
 
 
 def test_missing_input_names_missing_and_present(tmp_path: Path, x: np.ndarray) -> None:
-    path = save(tmp_path / "c.npz", img=x, labels=np.zeros(4, np.int64))
+    path = save(tmp_path / "c.npz", img=x, mask=x, labels=np.zeros(4, np.int64))
     with pytest.raises(DataError, match=r"lacks the model input\(s\) \['image'\]; it holds \["):
         load_npz(path, input_names=["image"])
-    with pytest.raises(DataError, match=r"'img'.*'labels'"):
+    with pytest.raises(DataError, match=r"\['img', 'mask'\].*'labels'"):
         load_npz(path, input_names=["image"])
+
+
+def test_one_input_takes_the_only_array_whatever_its_key(tmp_path: Path, x: np.ndarray) -> None:
+    path = save(tmp_path / "c.npz", arr_0=x, labels=np.zeros(4, np.int64))
+    notes: list[str] = []
+    inputs, labels = load_npz(path, input_names=["image"], on_note=notes.append)
+    assert list(inputs) == ["image"] and np.array_equal(inputs["image"], x)
+    assert labels is not None
+    assert notes == [
+        f"{str(path)!r} holds one array, 'arr_0': fed to the model's only input 'image'"
+    ]
+    # with two inputs, which array feeds which is not known: still an error
+    with pytest.raises(DataError, match=r"lacks the model input\(s\) \['a', 'b'\]"):
+        load_npz(path, input_names=["a", "b"])
 
 
 def test_extra_key(tmp_path: Path, x: np.ndarray) -> None:

@@ -234,7 +234,10 @@ def _calibration_data(
     if args.calibration:
         initializers = {t.name for t in model.graph.initializer}
         names = [i.name for i in model.graph.input if i.name not in initializers]
-        arrays, _ = load_npz(args.calibration, input_names=names, stream=True)
+        arrays, _ = load_npz(
+            args.calibration, input_names=names, stream=True,
+            on_note=lambda message: err.print(f"note: {message}"),
+        )  # fmt: skip
         return CalibrationData(arrays, samples=config.samples, batch_size=config.batch_size)
     if is_mnist_shaped(model):
         n = config.samples or DEFAULT_CALIBRATION_SAMPLES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ def load_npz(
     *,
     input_names: Sequence[str] | None = None,
     stream: bool = False,
+    on_note: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Load inputs (and optional labels) from an ``.npz`` file, never unpickling.
 
@@ -88,6 +89,8 @@ def load_npz(
             ``None``, every key but ``"labels"`` is an input, in file order.
         stream: return uncompressed input arrays as ``NpyMember`` (read a batch at a time)
             instead of loading them; compressed members (``np.savez_compressed``) are loaded.
+        on_note: told, in one sentence, when a model with one input is fed the file's only
+            array although its key is not the input's name.
 
     Returns:
         ``(inputs, labels)``: a dict from input name to array, and the ``(N,)`` int64 labels
@@ -103,7 +106,7 @@ def load_npz(
     arrays = _read_all(Path(path), stream=stream)
     has_labels = LABELS_KEY in arrays and (input_names is None or LABELS_KEY not in input_names)
     labels = arrays.pop(LABELS_KEY) if has_labels else None
-    inputs = _select_inputs(arrays, input_names, name)
+    inputs = _select_inputs(arrays, input_names, name, on_note)
     for key, arr in inputs.items():
         _check_input(arr, key, name)
     sizes = {key: arr.shape[0] for key, arr in inputs.items()}
@@ -190,7 +193,10 @@ def _read_all(path: Path, *, stream: bool = False) -> dict[str, Any]:
 
 
 def _select_inputs(
-    arrays: dict[str, np.ndarray], input_names: Sequence[str] | None, name: str
+    arrays: dict[str, np.ndarray],
+    input_names: Sequence[str] | None,
+    name: str,
+    on_note: Callable[[str], None] | None = None,
 ) -> dict[str, np.ndarray]:
     if input_names is None:
         if not arrays:
@@ -204,6 +210,15 @@ def _select_inputs(
     if not input_names:
         raise DataError("input_names is empty; expected at least one model input name")
     present = sorted(arrays)
+    if len(input_names) == 1 and len(arrays) == 1 and input_names[0] not in arrays:
+        # one input, one array: which array feeds which input is not in doubt
+        (key,) = arrays
+        if on_note is not None:
+            on_note(
+                f"{name!r} holds one array, {key!r}: fed to the model's only input "
+                f"{input_names[0]!r}"
+            )
+        return {input_names[0]: arrays[key]}
     missing = [n for n in input_names if n not in arrays]
     if missing:
         raise DataError(
