@@ -39,7 +39,7 @@ from quanta.graph.compact import compact_qdq
 from quanta.graph.concats import mismatched_concats, readers_of
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.fallback import search_float_nodes
-from quanta.graph.holdout import hold_out
+from quanta.graph.holdout import HeldOut, hold_out
 from quanta.graph.latency import keep_slower_float
 from quanta.graph.ops.hard_swish import int8_hard_swish
 from quanta.graph.planner import StaticPlan, plan_static
@@ -132,10 +132,7 @@ def quantize_static(
         built, report = _keep_costly_float(
             builds, built, feeds, reference, target, goal, on_search, notes, where
         )
-        if split is not None:
-            report = replace(report, calibrated=split.calibrated, held_out=split.held_out)
-        else:
-            report = replace(report, calibrated=data.count)
+        report = _counted(report, split, data)
     if config.latency_check:  # never slower than float at batch 1 (quanta.graph.latency)
         built = keep_slower_float(
             float_model, model, builds.build, built, list(built[1].plans), data.head(model, 1),
@@ -145,15 +142,35 @@ def quantize_static(
     if config.compact:
         compact_qdq(quantized)
     onnx.checker.check_model(quantized)
-    calibrated_on = split.describe() if split else f"calibrated on {data.count} samples"
-    notes.insert(
-        0,
-        f"{calibrated_on}; {len(plan.calibrated_tensors())} activation tensors calibrated "
-        f"({builds.method}, {builds.activation_type} activations)",
-    )
-    if corrected:
-        notes.insert(1, f"bias correction applied to {corrected} layers")
+    notes[:0] = _calibration_notes(builds, plan, corrected, split, data)
     return QuantizeResult(quantized, plan.float_nodes, notes, report)
+
+
+def _counted(
+    report: FidelityReport, split: HeldOut | None, data: CalibrationData
+) -> FidelityReport:
+    """The fidelity report with how many samples calibrated and how many were held out."""
+    if split is not None:
+        return replace(report, calibrated=split.calibrated, held_out=split.held_out)
+    return replace(report, calibrated=data.count)
+
+
+def _calibration_notes(
+    builds: _Builds,
+    plan: StaticPlan,
+    corrected: int,
+    split: HeldOut | None,
+    data: CalibrationData,
+) -> list[str]:
+    """The first notes: what calibrated on which samples, and the bias correction."""
+    calibrated_on = split.describe() if split else f"calibrated on {data.count} samples"
+    notes = [
+        f"{calibrated_on}; {len(plan.calibrated_tensors())} activation tensors calibrated "
+        f"({builds.method}, {builds.activation_type} activations)"
+    ]
+    if corrected:
+        notes.append(f"bias correction applied to {corrected} layers")
+    return notes
 
 
 @dataclass(frozen=True)
