@@ -177,7 +177,7 @@ CASES: dict[str, tuple[Case, str]] = {
     ),
     "tensor larger than the file": (_too_big, "holds 64 bytes"),
     "npz missing an input": (
-        lambda t: _quantize(t, _model(t), _npz(t, pixels=random_images(4))),
+        lambda t: _quantize(t, _model(t), _npz(t, pixels=random_images(4), mask=random_images(4))),
         "missing",
     ),
     "npz extra input": (

@@ -200,7 +200,8 @@ def test_static_without_calibration_on_a_non_mnist_model(
 
 def test_calibration_npz_missing_the_input(run: Run, model_path: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.npz"
-    np.savez(bad, pixels=np.zeros((4, 1, 8, 8), np.float32))
+    # two arrays, neither named 'image' (one array under any key would feed the only input)
+    np.savez(bad, pixels=np.zeros((4, 1, 8, 8), np.float32), mask=np.zeros((4, 1), np.float32))
     code, _, err = run("quantize", model_path, "-o", tmp_path / "q.onnx", "--calibration", bad)
     assert_one_line_error(code, err, "'image'")
     assert not (tmp_path / "q.onnx").exists()
