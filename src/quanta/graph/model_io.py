@@ -59,22 +59,7 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     if not model.graph.node:
         raise ModelError(f"{str(p)!r} holds no ONNX graph nodes; expected an ONNX model")
     _check_domains(model, p)
-    # Constant nodes become initializers: their tensors get the same checks
-    constants = [
-        a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
-        if a.name == "value"
-    ]  # fmt: skip
-    tensors = [*model.graph.initializer, *constants]
-    external = [t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
-    for tensor in tensors:
-        _check_tensor_size(tensor, p, external=tensor.data_location == onnx.TensorProto.EXTERNAL)
-    if external:
-        for tensor in external:
-            _check_external(tensor, p)
-        try:
-            onnx.load_external_data_for_model(model, os.fspath(p.parent))
-        except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"{str(p)!r}: its external data could not be read: {exc}") from exc
+    _check_tensors(model, p)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001 - ValidationError, and e.g. UnicodeDecodeError for
@@ -91,6 +76,27 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
                 f"failed: {exc}"
             ) from exc
     return normalize(model, fold=False)
+
+
+def _check_tensors(model: onnx.ModelProto, p: Path) -> None:
+    """Every initializer and Constant tensor holds the bytes its shape declares; external data
+    lies inside the model's directory and is read in (no path traversal)."""
+    # Constant nodes become initializers: their tensors get the same checks
+    constants = [
+        a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
+        if a.name == "value"
+    ]  # fmt: skip
+    tensors = [*model.graph.initializer, *constants]
+    external = [t for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+    for tensor in tensors:
+        _check_tensor_size(tensor, p, external=tensor.data_location == onnx.TensorProto.EXTERNAL)
+    if external:
+        for tensor in external:
+            _check_external(tensor, p)
+        try:
+            onnx.load_external_data_for_model(model, os.fspath(p.parent))
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"{str(p)!r}: its external data could not be read: {exc}") from exc
 
 
 def _is_tflite(p: Path) -> bool:
