@@ -14,6 +14,8 @@ from quanta.errors import InputError
 if TYPE_CHECKING:  # the CLI imports the library when a command runs, to start fast
     import onnx
 
+    from quanta.runtime import BenchResult
+
 __all__ = ["add_parser", "parse_batches"]
 
 
@@ -93,16 +95,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--runtime {args.runtime!r}; expected auto, onnxruntime or litert")
     if args.reference:
         load_model(args.reference)
-    for path in args.models:
-        if is_tflite(path) and args.runtime == "onnxruntime":
-            raise InputError(f"{path!r} is a TFLite model; --runtime onnxruntime runs .onnx files")
-        if not is_tflite(path) and args.runtime == "litert":
-            raise InputError(
-                f"{path!r} is not a .tflite file; LiteRT runs TFLite models (make one with "
-                "quanta export-tflite)"
-            )
-        if is_tflite(path) and not Path(path).is_file():
-            raise InputError(f"model file {path!r} does not exist; expected a .tflite file")
+    _check_runtimes(args.models, args.runtime)
     loaded = {p: load_model(p) for p in args.models if not is_tflite(p)}  # fail early, clearly
     first = args.models[0]
     if is_tflite(first):
@@ -120,14 +113,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     machine = describe_machine()
     out.print(bench_table(results, title=f"{len(data):,} samples from {data.source}; {machine}"))
-    for r in results:
-        fixed = r.extra.get("fixed_batch")
-        skipped = [str(b) for b in batches if b != fixed]
-        if fixed is not None and skipped:
-            out.print(
-                f"{r.name}: batch fixed to {fixed} by the model's inputs; timed at batch {fixed} "
-                f"only (batch {', '.join(skipped)} not timed: the model refuses it)"
-            )
+    _print_fixed_batches(results, batches)
     if args.reference:
         out.print(fidelity_table(results, title=f"fidelity against {args.reference}"))
     if json_path:
@@ -140,3 +126,31 @@ def run(args: argparse.Namespace) -> int:
         write_text_atomic(json_path, json.dumps(doc, indent=2) + "\n")
         err.print(f"wrote {json_path}")
     return 0
+
+
+def _check_runtimes(models: list[str], runtime: str) -> None:
+    """Each model is a file the chosen runtime runs."""
+    from quanta.runtime.litert import is_tflite
+
+    for path in models:
+        if is_tflite(path) and runtime == "onnxruntime":
+            raise InputError(f"{path!r} is a TFLite model; --runtime onnxruntime runs .onnx files")
+        if not is_tflite(path) and runtime == "litert":
+            raise InputError(
+                f"{path!r} is not a .tflite file; LiteRT runs TFLite models (make one with "
+                "quanta export-tflite)"
+            )
+        if is_tflite(path) and not Path(path).is_file():
+            raise InputError(f"model file {path!r} does not exist; expected a .tflite file")
+
+
+def _print_fixed_batches(results: list[BenchResult], batches: list[int]) -> None:
+    """One line per model whose inputs fix its batch: which asked sizes were not timed."""
+    for r in results:
+        fixed = r.extra.get("fixed_batch")
+        skipped = [str(b) for b in batches if b != fixed]
+        if fixed is not None and skipped:
+            out.print(
+                f"{r.name}: batch fixed to {fixed} by the model's inputs; timed at batch {fixed} "
+                f"only (batch {', '.join(skipped)} not timed: the model refuses it)"
+            )
