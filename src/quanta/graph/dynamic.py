@@ -199,27 +199,9 @@ def _dynamic_matmul(
     ``shared`` maps (weight, transposed) to the int8 weight, scale and zero point already
     written for another reader of the same weight.
     """
-    base = node.input[1]
-    transposed = node.op_type == "Gemm" and bool(get_attr(node, "transB", 0))
-    key = (f"matmul:{base}", int(transposed))
-    if shared is not None and key in shared:
-        w_name, w_scale, w_zp = shared[key]
-    else:
-        w = index.constant(base).astype(np.float32)
-        if transposed:
-            w = w.T  # (N, K) -> (K, N): MatMulInteger takes B as (K, N)
-        axis = 1 if per_channel else None
-        q, qp = quantize_weight(np.ascontiguousarray(w), axis, reduced=reduced)
-        w_name = names.fresh(f"{base}_q")
-        w_scale = names.fresh(f"{base}_s")
-        w_zp = names.fresh(f"{base}_zp")
-        new_inits += [
-            numpy_helper.from_array(q, w_name),
-            numpy_helper.from_array(qp.scale, w_scale),
-            numpy_helper.from_array(qp.zero_point.astype(np.int8), w_zp),
-        ]
-        if shared is not None:
-            shared[key] = [w_name, w_scale, w_zp]
+    w_name, w_scale, w_zp = _matmul_weight(
+        node, index, names, new_inits, per_channel, reduced, shared
+    )
     out = node.output[0]
     a_q, a_scale, a_zp = (names.fresh(f"{out}_{s}") for s in ("x_q", "x_s", "x_zp"))
     acc, acc_f, scale, prod = (
@@ -258,6 +240,40 @@ def _dynamic_matmul(
             )
         )
     return nodes
+
+
+def _matmul_weight(
+    node: onnx.NodeProto,
+    index: GraphIndex,
+    names: Names,
+    new_inits: list[onnx.TensorProto],
+    per_channel: bool,
+    reduced: bool,
+    shared: dict[tuple[str, int | None], list[str]] | None,
+) -> list[str]:
+    """The names of the int8 weight (K, N), its scale and zero point: written once per weight
+    and orientation, then looked up in ``shared`` by its other readers."""
+    base = node.input[1]
+    transposed = node.op_type == "Gemm" and bool(get_attr(node, "transB", 0))
+    key = (f"matmul:{base}", int(transposed))
+    if shared is not None and key in shared:
+        return shared[key]
+    w = index.constant(base).astype(np.float32)
+    if transposed:
+        w = w.T  # (N, K) -> (K, N): MatMulInteger takes B as (K, N)
+    axis = 1 if per_channel else None
+    q, qp = quantize_weight(np.ascontiguousarray(w), axis, reduced=reduced)
+    w_name = names.fresh(f"{base}_q")
+    w_scale = names.fresh(f"{base}_s")
+    w_zp = names.fresh(f"{base}_zp")
+    new_inits += [
+        numpy_helper.from_array(q, w_name),
+        numpy_helper.from_array(qp.scale, w_scale),
+        numpy_helper.from_array(qp.zero_point.astype(np.int8), w_zp),
+    ]
+    if shared is not None:
+        shared[key] = [w_name, w_scale, w_zp]
+    return [w_name, w_scale, w_zp]
 
 
 def _dynamic_lstm_refusal(node: onnx.NodeProto, index: GraphIndex) -> str | None:
