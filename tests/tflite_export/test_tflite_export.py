@@ -16,6 +16,7 @@ from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
 from quanta.graph.uint8_input import with_uint8_input
 from quanta.runtime import count_kernels, make_session
 from quanta.tflite import onnx_to_tflite
+from quanta.tflite.ranges import recorded_ranges
 
 litert = pytest.importorskip(
     "ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert) not installed"
@@ -373,3 +374,28 @@ def test_leaky_relu_runs_int8_in_both_runtimes(tmp_path: Path) -> None:
     # requantizes each side with a fixed-point multiplier: their LeakyRelu outputs differ by one
     # step on some values, which conv2 carries on. Never more than one output step apart.
     assert np.mean(steps <= 0.5 + 1e-6) >= 0.75 and steps.max() <= 1.5
+
+
+def test_a_model_quanta_quantized_exports_without_a_second_calibration(
+    make_convnet: MakeConvnet, make_images: MakeImages, tmp_path: Path
+) -> None:
+    src, calib = tmp_path / "model.onnx", tmp_path / "c.npz"
+    onnx.save_model(make_convnet(head="Softmax"), src)
+    np.savez(calib, image=make_images(40))
+    q = tmp_path / "q.onnx"
+    assert main(["quantize", str(src), "-o", str(q), "--calibration", str(calib)]) == 0
+    # the ranges TFLite needs (the output, the Softmax input) travel in the model's metadata
+    recorded = recorded_ranges(onnx.load_model(q))
+    assert set(recorded) == {"logits", *(n.input[0] for n in _softmax_nodes(q))}
+    assert main(["export-tflite", str(q), "-o", str(tmp_path / "a.tflite")]) == 0
+    # the same bytes as measuring them again on the calibration samples
+    assert main(["export-tflite", str(q), "-o", str(tmp_path / "b.tflite"), "--calibration",
+                 str(calib)]) == 0  # fmt: skip
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()
+    got = _run_tflite((tmp_path / "a.tflite").read_bytes(), make_images(20, seed=4))
+    want = _onnx(onnx.load_model(q), make_images(20, seed=4))
+    assert np.abs(got - want).max() <= 4 / 256  # probabilities on TFLite's 1/256 grid
+
+
+def _softmax_nodes(path: Path) -> list[onnx.NodeProto]:
+    return [n for n in onnx.load_model(path).graph.node if n.op_type == "Softmax"]

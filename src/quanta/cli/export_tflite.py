@@ -31,14 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from quanta.cli.datasets import eval_set
     from quanta.graph import load_model
     from quanta.graph.uint8_input import with_uint8_input
-    from quanta.runtime import feeds_for
-    from quanta.runtime.session import session_with_outputs
+    from quanta.runtime import feeds_for, make_session
     from quanta.tflite import onnx_to_tflite
+    from quanta.tflite.ranges import measure_ranges, recorded_ranges
 
     inputs = [
         args.model,
@@ -48,19 +47,16 @@ def run(args: argparse.Namespace) -> int:
     if output.suffix != ".tflite":
         raise InputError(f"output {str(output)!r} should end in .tflite")
     model = load_model(args.model)
-    ranges: dict[str, tuple[float, float]] = {}
+    # the float tensors TFLite holds in int8 (outputs, Softmax inputs): measured on
+    # --calibration, else the ranges `quanta quantize` recorded in the model
+    ranges = recorded_ranges(model)
     if args.calibration:
         inits = {t.name for t in model.graph.initializer}
         data = eval_set(
             args.calibration, [i.name for i in model.graph.input if i.name not in inits]
         )
-        # the float tensors TFLite holds in int8: the outputs, and what a Softmax reads
-        names = [o.name for o in model.graph.output]
-        names += [n.input[0] for n in model.graph.node if n.op_type in ("Softmax", "Sigmoid")]
-        session = session_with_outputs(model, names)
-        feeds = {k: v[:500] for k, v in feeds_for(session, data).items()}
-        for name, value in zip(names, session.run(names, feeds), strict=True):
-            ranges[name] = (float(np.min(value)), float(np.max(value)))
+        feeds = feeds_for(make_session(model.SerializeToString()), data)
+        ranges = measure_ranges(model, {k: v[:500] for k, v in feeds.items()})
     if args.input_uint8:
         model = with_uint8_input(model)
     data_bytes = onnx_to_tflite(model, ranges)

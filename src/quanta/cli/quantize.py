@@ -204,10 +204,31 @@ def _check_flags(args: argparse.Namespace, config: QuantizeConfig) -> None:
 def _calibrated(
     args: argparse.Namespace, model: onnx.ModelProto, config: QuantizeConfig
 ) -> QuantizeResult:
-    """``--mode static`` or ``auto``, behind a progress bar."""
-    from quanta.graph import quantize_static
+    """``--mode static`` or ``auto``, behind a progress bar; an int8 model also records the
+    ranges a TFLite export needs (``quanta.tflite.ranges``), measured on the calibration data."""
+    from quanta.tflite.ranges import measure_ranges, record_ranges
 
     data = _calibration_data(args, model, config)
+    result = _quantized(args, model, data, config)
+    if any(n.op_type == "QuantizeLinear" for n in result.model.graph.node):
+        feeds = data.head(model, RANGE_SAMPLES)
+        record_ranges(result.model, measure_ranges(result.model, feeds))
+    return result
+
+
+# NOTE: the TFLite ranges are those of the model's outputs and Softmax inputs: a few hundred
+# samples settle them, as export-tflite's --calibration has always used.
+RANGE_SAMPLES = 500
+
+
+def _quantized(
+    args: argparse.Namespace,
+    model: onnx.ModelProto,
+    data: CalibrationData,
+    config: QuantizeConfig,
+) -> QuantizeResult:
+    from quanta.graph import quantize_static
+
     with progress() as bar:
         task = bar.add_task("calibrating", total=None)
 

@@ -225,7 +225,8 @@ class Context:
                 what = "output" if is_output else f"{users[0].op_type} input"
                 raise ModelError(
                     f"{what} {out_name!r} is float, written by {node.op_type} {node.name!r}; "
-                    "TFLite needs its int8 range: pass --calibration to measure it"
+                    "TFLite needs its int8 range: pass --calibration to measure it (a model "
+                    "written by quanta quantize records it)"
                 )
             lo, hi = self.output_ranges[out_name]
             qp = choose_qparams(lo, hi, "int8")
