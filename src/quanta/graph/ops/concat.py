@@ -12,6 +12,7 @@ import onnx
 
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops.plan import OpPlan
+from quanta.graph.result import FloatKind, FloatReason
 
 # NOTE: an input whose range is 16x narrower than the widest keeps only 4 of its 8 bits.
 MAX_RANGE_RATIO = 16.0
@@ -19,7 +20,8 @@ MAX_RANGE_RATIO = 16.0
 
 def plan_concat(node: onnx.NodeProto, index: GraphIndex) -> OpPlan | str:
     if any(index.is_constant(name) for name in node.input):
-        return "one input is a constant"
+        # a constant beside activations would squeeze them onto its grid: float by design
+        return FloatReason("one input is a constant", FloatKind.BY_DESIGN)
     if not all(index.is_float(name) for name in node.input):
         return "its inputs are not all float32"
     return OpPlan(activations=tuple(range(len(node.input))), output="own")

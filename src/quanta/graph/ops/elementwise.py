@@ -11,12 +11,17 @@ import onnx
 
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops.plan import OpPlan, relu_follows
+from quanta.graph.result import FloatKind, FloatReason
 
 
 def plan_binary(node: onnx.NodeProto, index: GraphIndex) -> OpPlan | str:
     a, b = node.input[0], node.input[1]
     if index.is_constant(a) or index.is_constant(b):
-        return "one operand is a constant (kept float, fused with its float neighbour)"
+        # by design, not a failure: a note, not a warning
+        return FloatReason(
+            "one operand is a constant (kept float, fused with its float neighbour)",
+            FloatKind.BY_DESIGN,
+        )
     if not (index.is_float(a) and index.is_float(b)):
         return "its inputs are not float32"
     return OpPlan(activations=(0, 1), fuse_relu=relu_follows(node, index))
