@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from quanta.api import Quantized, quantize
 from quanta.errors import QuantaError
 
-__all__ = ["QuantaError", "__version__"]
+__all__ = [
+    # top level API
+    "quantize",
+    "Quantized",
+    "QuantaError",
+    "__version__",
+]
 
 __version__ = "0.1.0"

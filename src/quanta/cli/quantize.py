@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the CLI imports the library when a command runs, to start f
 
     from quanta.graph import CalibrationData, QuantizeConfig, QuantizeResult
     from quanta.graph.auto import AutoTarget
+    from quanta.runtime import EvalSet
 
 __all__ = ["add_parser"]
 
@@ -40,7 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def _add_mode_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the float ONNX model")
-    p.add_argument("-o", "--output", required=True, help="the quantized ONNX file to write")
+    p.add_argument(
+        "-o", "--output", required=True,
+        help="the file to write: OUT.onnx, or OUT.tflite (full integer, NHWC; --mode static)",
+    )  # fmt: skip
     p.add_argument(
         "--mode", default="static",
         help="static | dynamic | fp16 | auto (default static). auto: the fastest of float, "
@@ -117,9 +121,8 @@ def _add_format_flags(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quanta.graph import load_model, save_model
-    from quanta.graph.dynamic import quantize_dynamic
-    from quanta.graph.fp16 import quantize_fp16
+    from quanta.api import Quantized
+    from quanta.graph import load_model
 
     config = _config(args)
     _check_flags(args, config)
@@ -127,15 +130,22 @@ def run(args: argparse.Namespace) -> int:
         args.output, args.model, *[p for p in (args.calibration, args.eval) if p and p != "mnist"],
         force=args.force,
     )  # fmt: skip
+    if output.suffix.lower() == ".tflite" and config.mode != "static":
+        raise InputError(
+            f"-o {str(output)!r}: a .tflite file is written from --mode static only, not "
+            f"--mode {config.mode}; write .onnx instead"
+        )
     model = load_model(args.model)
     start = time.perf_counter()
-    if config.mode in ("static", "auto"):
-        result = _calibrated(args, model, config)
-    elif config.mode == "dynamic":
-        result = quantize_dynamic(model, config)
+    result = _quantized(args, model, config)
+    quantized = Quantized(result.model, mode=config.mode, chosen=getattr(result, "chosen", ""))
+    if output.suffix.lower() == ".tflite":
+        quantized.save(output)
     else:
-        result = quantize_fp16(model, config)
-    save_model(result.model, output)
+        # NOTE: any suffix but .tflite writes ONNX, as `quanta quantize` always has
+        from quanta.graph import save_model
+
+        save_model(result.model, output)
     before, after = Path(args.model).stat().st_size, output.stat().st_size
     _print_float_nodes(result, args.verbose)
     for note in result.notes:
@@ -201,34 +211,16 @@ def _check_flags(args: argparse.Namespace, config: QuantizeConfig) -> None:
         raise InputError("--mode auto needs --eval EVAL.npz (or mnist) to measure accuracy on")
 
 
-def _calibrated(
+def _quantized(
     args: argparse.Namespace, model: onnx.ModelProto, config: QuantizeConfig
 ) -> QuantizeResult:
-    """``--mode static`` or ``auto``, behind a progress bar; an int8 model also records the
-    ranges a TFLite export needs (``quanta.tflite.ranges``), measured on the calibration data."""
-    from quanta.tflite.ranges import measure_ranges, record_ranges
+    """``quanta.api.run_mode`` on the flags' data, static and auto behind a progress bar."""
+    from quanta.api import run_mode
 
+    if config.mode not in ("static", "auto"):
+        return run_mode(model, config, None)
     data = _calibration_data(args, model, config)
-    result = _quantized(args, model, data, config)
-    if any(n.op_type == "QuantizeLinear" for n in result.model.graph.node):
-        feeds = data.head(model, RANGE_SAMPLES)
-        record_ranges(result.model, measure_ranges(result.model, feeds))
-    return result
-
-
-# NOTE: the TFLite ranges are those of the model's outputs and Softmax inputs: a few hundred
-# samples settle them, as export-tflite's --calibration has always used.
-RANGE_SAMPLES = 500
-
-
-def _quantized(
-    args: argparse.Namespace,
-    model: onnx.ModelProto,
-    data: CalibrationData,
-    config: QuantizeConfig,
-) -> QuantizeResult:
-    from quanta.graph import quantize_static
-
+    auto = _auto_inputs(args, model) if config.mode == "auto" else None
     with progress() as bar:
         task = bar.add_task("calibrating", total=None)
 
@@ -236,12 +228,11 @@ def _quantized(
             bar.update(task, description="measuring each node's cost", completed=done,
                        total=total)  # fmt: skip
 
-        if config.mode == "auto":
-            return _auto(args, model, data, config, lambda msg: bar.update(task, description=msg))
-        return quantize_static(
-            model, data, config,
+        return run_mode(
+            model, config, data, auto,
             on_batch=lambda done, total: bar.update(task, completed=done, total=total),
             on_search=on_search,
+            on_step=lambda msg: bar.update(task, description=msg),
         )  # fmt: skip
 
 
@@ -302,27 +293,16 @@ def _describe(target: AutoTarget) -> str:
     return f"requiring a mean output cosine to float of at least {target.min_fidelity:g}"
 
 
-def _auto(args, model, data, config, on_step):  # type: ignore[no-untyped-def]
-    """``--mode auto``: evaluation data and target from the flags, then ``quantize_auto``."""
+def _auto_inputs(args: argparse.Namespace, model: onnx.ModelProto) -> tuple[EvalSet, AutoTarget]:
+    """``--mode auto``: the evaluation data and the target from the flags."""
+    from quanta.api import auto_target
     from quanta.cli.datasets import eval_set
-    from quanta.graph.auto import AutoTarget, quantize_auto
-    from quanta.runtime import feeds_for, make_session
 
     inits = {t.name for t in model.graph.initializer}
     ev = eval_set(args.eval, [i.name for i in model.graph.input if i.name not in inits])
-    if args.max_accuracy_drop is not None and args.min_fidelity is not None:
-        raise InputError("give one of --max-accuracy-drop and --min-fidelity, not both")
-    if args.max_accuracy_drop is None and args.min_fidelity is None:
-        target = (
-            AutoTarget(max_accuracy_drop=0.5) if ev.labels is not None
-            else AutoTarget(min_fidelity=0.99)
-        )  # fmt: skip
+    target, default = auto_target(ev.labels, args.max_accuracy_drop, args.min_fidelity)
+    if default:
         err.print(
             f"no target given: {_describe(target)} (see --max-accuracy-drop / --min-fidelity)"
         )
-    else:
-        target = AutoTarget(args.max_accuracy_drop, args.min_fidelity)
-    feeds = feeds_for(make_session(model.SerializeToString()), ev)
-    return quantize_auto(
-        model, data, feeds, target, labels=ev.labels, config=config, on_step=on_step
-    )
+    return ev, target

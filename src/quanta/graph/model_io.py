@@ -12,7 +12,7 @@ from quanta._io import atomic_path
 from quanta.errors import ModelError
 from quanta.graph.normalize import normalize, reachable_nodes
 
-__all__ = ["MIN_OPSET", "load_model", "save_model", "default_opset"]
+__all__ = ["MIN_OPSET", "load_model", "from_proto", "save_model", "default_opset"]
 
 # NOTE: per-channel QuantizeLinear/DequantizeLinear (the `axis` attribute) needs opset 13.
 MIN_OPSET = 13
@@ -58,8 +58,28 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         raise ModelError(f"{str(p)!r} is not an ONNX model (protobuf parse failed: {exc})") from exc
     if not model.graph.node:
         raise ModelError(f"{str(p)!r} holds no ONNX graph nodes; expected an ONNX model")
-    _check_domains(model, p)
     _check_tensors(model, p)
+    return _checked(model, p)
+
+
+def from_proto(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of an in-memory ``model``, checked, upgraded and normalized as ``load_model`` does
+    for a file (its external data, if any, cannot be read: save the model to a file first)."""
+    p = Path("<onnx.ModelProto>")
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    if not model.graph.node:
+        raise ModelError("the onnx.ModelProto holds no graph nodes; expected an ONNX model")
+    tensors = list(model.graph.initializer)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors):
+        raise ModelError(
+            "the onnx.ModelProto keeps its weights in external files; pass the .onnx path instead"
+        )
+    return _checked(model, p)
+
+
+def _checked(model: onnx.ModelProto, p: Path) -> onnx.ModelProto:
+    """The checker, the opset upgrade and normalization, for a file or an in-memory model."""
+    _check_domains(model, p)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # noqa: BLE001 - ValidationError, and e.g. UnicodeDecodeError for
