@@ -110,11 +110,11 @@ def test_slower_layer_kept_float_when_the_rebuild_is_faster(
 def test_rebuild_not_faster_keeps_every_layer_int8(
     make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timer = FixedTimer({"fc": 3.0}, batch1=[2.0, 1.5, 1.49])  # rebuilt < 3 % faster
+    timer = FixedTimer({"fc": 3.0}, batch1=[2.0, 1.5, 1.40])  # rebuilt 7 % faster: < 10 %
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert not [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
     assert result.notes[-1].startswith("batch 1: 2.000 ms float, 1.500 ms int8 (1.33×); ")
-    assert "measured 1.490 ms, not faster: all kept int8" in result.notes[-1]
+    assert "measured 1.400 ms, not faster: all kept int8" in result.notes[-1]
 
 
 def test_still_slower_than_float_says_so_and_suggests_auto(

@@ -51,7 +51,10 @@ SLOWER_MARGIN = 1.10
 # ... and longer by at least this fraction of the whole float model's time (below it, noise).
 MIN_EXCESS = 0.002
 # The rebuilt model replaces the first int8 build only when at most this fraction of its time.
-FASTER_MARGIN = 0.97
+# NOTE: at 0.97 MobileNetV2's default model changed from run to run on this 2-core machine (its
+# rebuild measured 2.5 % faster in one run, not in the next): a smaller gain than 10 % is within
+# the timing noise, and acting on it would make the written bytes depend on the run.
+FASTER_MARGIN = 0.90
 # The int8 model counts as slower than float (one note says so) beyond this ratio.
 SLOWER_THAN_FLOAT = 1.02
 
