@@ -3,6 +3,7 @@ every accepted form of model and calibration data; ``.save`` by suffix; one-line
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -159,13 +160,15 @@ def test_bad_option_names_it_and_the_valid_ones(model_path: Path, images: np.nda
     assert re.search(r"'per_chanel'.*per_channel", one_line(exc))
 
 
-def test_bad_suffix_and_tflite_from_dynamic_are_one_line(model_path: Path, tmp_path: Path) -> None:
+def test_bad_suffix_and_tflite_without_source_are_one_line(
+    model_path: Path, tmp_path: Path
+) -> None:
     q = quanta.quantize(model_path, mode="dynamic")
     with pytest.raises(InputError) as exc:
         q.save(tmp_path / "m.pt")
     assert ".onnx or .tflite" in one_line(exc)
-    with pytest.raises(InputError) as exc:
-        q.save(tmp_path / "m.tflite")
+    with pytest.raises(InputError) as exc:  # a dynamic .tflite is written from the float model
+        dataclasses.replace(q, source=None).save(tmp_path / "m.tflite")
     assert "static" in one_line(exc)
     assert not list(tmp_path.glob("m.*"))
 
@@ -177,11 +180,12 @@ def test_keras_without_the_extra_is_one_line(tmp_path: Path) -> None:
     assert "quanta[tf]" in one_line(exc)
 
 
-def test_cli_tflite_output_needs_static_mode(
+def test_cli_tflite_output_refuses_auto_mode(
     model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "m.tflite"
-    assert main(["quantize", str(model_path), "-o", str(out), "--mode", "dynamic"]) == 2
+    argv = ["quantize", str(model_path), "-o", str(out), "--mode", "auto", "--eval", "mnist"]
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--mode static" in err[0]
     assert not out.exists()

@@ -46,6 +46,8 @@ class Quantized:
         fidelity: the outputs' mean cosine to float on held-out samples, with its target
             (None when no target was set).
         mode: "static", "dynamic", "fp16" or "auto"; ``chosen`` names auto's candidate.
+        source: the float model it was quantized from; a fp16 or dynamic ``.tflite`` is
+            written from it (TFLite's own float16 and dynamic-range forms), not from ``model``.
     """
 
     model: onnx.ModelProto
@@ -54,10 +56,12 @@ class Quantized:
     fidelity: FidelityReport | None = None
     mode: str = "static"
     chosen: str = ""
+    source: onnx.ModelProto | None = field(default=None, repr=False)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model atomically; the suffix picks the format: ``.onnx``, or ``.tflite``
-        (full integer, NHWC inputs; static int8 models only). Returns the path written."""
+        (NHWC inputs; full integer for static, float16 weights for fp16, int8 weights with
+        hybrid kernels for dynamic). Returns the path written."""
         out = Path(path)
         suffix = out.suffix.lower()
         if suffix == ".onnx":
@@ -75,15 +79,20 @@ class Quantized:
         return out
 
     def tflite_bytes(self) -> bytes:
-        """The full-integer TFLite flatbuffer, with the ranges recorded when it was quantized."""
+        """The TFLite flatbuffer: full integer (with the ranges recorded when it was quantized),
+        or for fp16 and dynamic the float source model with float16 or int8 weights."""
         from quanta.tflite import onnx_to_tflite
         from quanta.tflite.ranges import recorded_ranges
 
+        if self.mode in ("fp16", "dynamic") and self.source is not None:
+            from quanta.tflite.float_convert import float_onnx_to_tflite
+
+            return float_onnx_to_tflite(self.source, self.mode)
         if not any(n.op_type == "QuantizeLinear" for n in self.model.graph.node):
             label = f"{self.mode} ({self.chosen})" if self.chosen else self.mode
             raise InputError(
-                f"a .tflite file is written from a static int8 model, not from a {label} one; "
-                "quantize with mode='static' or write .onnx"
+                f"a .tflite file is written from a static, fp16 or dynamic model, not from a "
+                f"{label} one; quantize with one of those modes or write .onnx"
             )
         return onnx_to_tflite(self.model, recorded_ranges(self.model))
 
@@ -149,7 +158,7 @@ def quantize(
     elif eval is not None or max_accuracy_drop is not None:
         raise InputError("eval= and max_accuracy_drop= are only used with mode='auto'")
     result = run_mode(proto, config, data, auto)
-    return _wrap(result, config, notes)
+    return _wrap(result, config, notes, proto)
 
 
 def run_mode(
@@ -354,7 +363,9 @@ def _numpy(value: Any) -> np.ndarray:
     return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
-def _wrap(result: QuantizeResult, config: QuantizeConfig, notes: list[str]) -> Quantized:
+def _wrap(
+    result: QuantizeResult, config: QuantizeConfig, notes: list[str], source: onnx.ModelProto
+) -> Quantized:
     return Quantized(
         model=result.model,
         float_nodes=list(result.float_nodes),
@@ -362,4 +373,5 @@ def _wrap(result: QuantizeResult, config: QuantizeConfig, notes: list[str]) -> Q
         fidelity=result.fidelity,
         mode=config.mode,
         chosen=getattr(result, "chosen", ""),
+        source=source,
     )

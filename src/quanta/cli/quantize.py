@@ -43,7 +43,8 @@ def _add_mode_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the float ONNX model")
     p.add_argument(
         "-o", "--output", required=True,
-        help="the file to write: OUT.onnx, or OUT.tflite (full integer, NHWC; --mode static)",
+        help="the file to write: OUT.onnx, or OUT.tflite (NHWC; --mode static: full integer, "
+        "fp16: float16 weights, dynamic: int8 weights with hybrid kernels)",
     )  # fmt: skip
     p.add_argument(
         "--mode", default="static",
@@ -130,15 +131,17 @@ def run(args: argparse.Namespace) -> int:
         args.output, args.model, *[p for p in (args.calibration, args.eval) if p and p != "mnist"],
         force=args.force,
     )  # fmt: skip
-    if output.suffix.lower() == ".tflite" and config.mode != "static":
+    if output.suffix.lower() == ".tflite" and config.mode == "auto":
         raise InputError(
-            f"-o {str(output)!r}: a .tflite file is written from --mode static only, not "
-            f"--mode {config.mode}; write .onnx instead"
+            f"-o {str(output)!r}: a .tflite file is written from --mode static, fp16 or "
+            "dynamic, not --mode auto; write .onnx instead"
         )
     model = load_model(args.model)
     start = time.perf_counter()
     result = _quantized(args, model, config)
-    quantized = Quantized(result.model, mode=config.mode, chosen=getattr(result, "chosen", ""))
+    quantized = Quantized(
+        result.model, mode=config.mode, chosen=getattr(result, "chosen", ""), source=model
+    )
     if output.suffix.lower() == ".tflite":
         quantized.save(output)
     else:

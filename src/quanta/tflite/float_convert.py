@@ -50,7 +50,9 @@ def float_onnx_to_tflite(model: onnx.ModelProto, weights: str = "float32") -> by
     Example:
         >>> data = float_onnx_to_tflite(onnx.load("lenet.onnx"), "fp16")  # doctest: +SKIP
     """
-    ctx = FloatContext(model, weights)
+    from quanta.graph.prepare import prepare  # BatchNormalization folded, nodes named
+
+    ctx = FloatContext(prepare(model), weights)
     ctx.out.description = f"quanta {weights}"
     graph = ctx.plain.graph
     for value in graph.input:
