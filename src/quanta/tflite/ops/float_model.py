@@ -22,9 +22,9 @@ from quanta.quant import choose_qparams, quantize
 from quanta.tflite.context import Act, Context, attr
 from quanta.tflite.ops.conv import conv_shape, emit_conv, nhwc_weight
 from quanta.tflite.ops.float_layers import _float_out
-from quanta.tflite.ops.fully_connected import _unflatten_columns
-from quanta.tflite.ops.layout import window_padding
-from quanta.tflite.writer import TensorSpec, int_vector, options
+from quanta.tflite.ops.fully_connected import fc_weight
+from quanta.tflite.ops.layout import emit_reshape, window_padding
+from quanta.tflite.writer import TensorSpec, options
 
 __all__ = ["WEIGHT_STORAGE", "FloatContext", "float_tensor"]
 
@@ -99,17 +99,7 @@ def conv(ctx: FloatContext, node: onnx.NodeProto) -> None:
 
 def fully_connected(ctx: FloatContext, node: onnx.NodeProto) -> None:
     x = float_tensor(ctx, node.input[0])
-    w = _weight(ctx, node, 1)
-    if node.op_type == "Gemm":
-        if attr(node, "transA", 0) or attr(node, "alpha", 1.0) != 1.0:
-            raise ModelError(f"Gemm {node.name!r}: transA/alpha have no TFLite form")
-        if attr(node, "beta", 1.0) != 1.0:
-            raise ModelError(f"Gemm {node.name!r}: beta other than 1 has no TFLite form")
-        if not attr(node, "transB", 0):
-            w = w.T
-    else:
-        w = w.T  # MatMul weight (K, N) -> (N, K)
-    w = _unflatten_columns(ctx, node.input[0], w)
+    w = fc_weight(ctx, node, _weight(ctx, node, 1))
     n = w.shape[0]
     w_index = ctx.stored_weight(node.input[1], w, 0)
     # a MatMul has no bias input: zeros (an Add after it is written as ADD)
@@ -166,16 +156,7 @@ def reshape(ctx: FloatContext, node: onnx.NodeProto) -> None:
         ctx.folded[node.output[0]] = (c, h, w)
     y = ctx.add(TensorSpec(node.output[0], shape, np.dtype(np.float32)))
     ctx.floats[node.output[0]] = Act(y, False)
-    new_shape = [-1, *shape[1:]]  # any batch
-    shape_t = ctx.constant(f"{node.name}_shape", np.array(new_shape, np.int32))
-
-    def reshape_options(b: object) -> tuple[int, int]:
-        vec = int_vector(b, tflite.ReshapeOptionsStartNewShapeVector, new_shape)
-        tflite.ReshapeOptionsStart(b)
-        tflite.ReshapeOptionsAddNewShape(b, vec)
-        return tflite.BuiltinOptions.ReshapeOptions, tflite.ReshapeOptionsEnd(b)
-
-    ctx.emit(B.RESHAPE, [source, shape_t], [y], reshape_options)
+    emit_reshape(ctx, node.name, source, y, shape)
 
 
 def add(ctx: FloatContext, node: onnx.NodeProto) -> None:

@@ -25,17 +25,24 @@ def _unflatten_columns(ctx: Context, flat: str, w: np.ndarray) -> np.ndarray:
     return w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
 
 
-def fully_connected(ctx: Context, node: onnx.NodeProto) -> None:
-    x = ctx.act_of(node.input[0])
-    w, w_scale = ctx.weight(node.input[1])
+def fc_weight(ctx: Context, node: onnx.NodeProto, w: np.ndarray) -> np.ndarray:
+    """A Gemm/MatMul weight as FULLY_CONNECTED's (N, K), its columns in the input's order."""
     if node.op_type == "Gemm":
         if attr(node, "transA", 0) or attr(node, "alpha", 1.0) != 1.0:
             raise ModelError(f"Gemm {node.name!r}: transA/alpha have no TFLite form")
+        if attr(node, "beta", 1.0) != 1.0:
+            raise ModelError(f"Gemm {node.name!r}: beta other than 1 has no TFLite form")
         if not attr(node, "transB", 0):
             w = w.T
     else:
         w = w.T  # MatMul weight (K, N) -> (N, K)
-    w = _unflatten_columns(ctx, node.input[0], w)
+    return _unflatten_columns(ctx, node.input[0], w)
+
+
+def fully_connected(ctx: Context, node: onnx.NodeProto) -> None:
+    x = ctx.act_of(node.input[0])
+    w, w_scale = ctx.weight(node.input[1])
+    w = fc_weight(ctx, node, w)
     n = w.shape[0]
     scale = np.float32(ctx.grid_of(x.index)[0]) * w_scale.astype(np.float32)
     w_index = ctx.int8_weight(f"{node.input[1]}_tfl", w, np.broadcast_to(w_scale, (n,)))

@@ -94,8 +94,13 @@ def reshape(ctx: Context, node: onnx.NodeProto) -> None:
         aliases += [d.output[0] for d in ctx.index.consumers.get(q.output[0], [])]
         for name in aliases:
             ctx.folded[name] = (c, h, w)
+    emit_reshape(ctx, node.name, source, y, shape)
+
+
+def emit_reshape(ctx: Context, name: str, source: int, y: int, shape: list[int]) -> None:
+    """RESHAPE ``source`` into ``y`` of ``shape``, its batch left free (-1)."""
     new_shape = [-1, *shape[1:]]  # any batch
-    shape_t = ctx.constant(f"{node.name}_shape", np.array(new_shape, np.int32))
+    shape_t = ctx.constant(f"{name}_shape", np.array(new_shape, np.int32))
 
     def reshape_options(b: object) -> tuple[int, int]:
         vec = int_vector(b, tflite.ReshapeOptionsStartNewShapeVector, new_shape)
