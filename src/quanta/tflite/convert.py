@@ -33,9 +33,9 @@ import onnx
 import tflite
 
 from quanta.errors import ModelError
-from quanta.tflite.context import Act, Context
+from quanta.tflite.context import PROBABILITY_OPS, Act, Context
 from quanta.tflite.ops import ABSORBED, FLOAT_HANDLERS, HANDLERS, quantize_float
-from quanta.tflite.ops.layout import to_nchw
+from quanta.tflite.ops.layout import input_layout, to_nchw
 from quanta.tflite.writer import TensorSpec, TFLiteModel
 
 __all__ = ["SUPPORTED_OPS", "onnx_to_tflite"]
@@ -90,14 +90,33 @@ def _runs_int8(ctx: Context, node: onnx.NodeProto) -> bool:
     return all(n in ctx.acts for n in (data if count is None else data[:count]))
 
 
+def _float_only_readers(ctx: Context, node: onnx.NodeProto) -> bool:
+    """Whether an unweighted node's output is read, and only by float layers (no QuantizeLinear
+    after it, not a graph output, not a Softmax/Sigmoid input that TFLite holds in int8)."""
+    if HANDLERS[node.op_type].weighted:
+        return False
+    out = node.output[0]
+    users = ctx.index.consumers.get(out, [])
+    return (
+        bool(users)
+        and out not in ctx.index.graph_outputs
+        and all(u.op_type not in ("QuantizeLinear", *PROBABILITY_OPS) for u in users)
+    )
+
+
 def _write_node(ctx: Context, node: onnx.NodeProto) -> None:
-    if not _runs_int8(ctx, node):
+    # written float between int8 tensors: an op with no int8 TFLite form (PRelu), and an
+    # unweighted op whose output only float layers read (an Add before a PRelu)
+    no_int8 = node.op_type in FLOAT_HANDLERS and (
+        node.op_type not in HANDLERS or _float_only_readers(ctx, node)
+    )
+    if no_int8 or not _runs_int8(ctx, node):
         float_handler = FLOAT_HANDLERS.get(node.op_type)
         if float_handler is None:
             raise ModelError(
                 f"node {node.name!r} ({node.op_type}) computes in float in this model; "
-                "quanta's TFLite export writes float layers only for Conv, Add, Relu "
-                "and Clip(0, 6)"
+                f"quanta's TFLite export writes float layers only for "
+                f"{', '.join(FLOAT_HANDLERS)}"
             )
         float_handler(ctx, node)
         return
@@ -115,9 +134,7 @@ def _write_input(ctx: Context, value: onnx.ValueInfoProto) -> None:
     float); a uint8 input (``--input-uint8``) a QUANTIZE from uint8 to int8."""
     users = ctx.index.consumers.get(value.name, [])
     elem = value.type.tensor_type.elem_type
-    dims = [d.dim_value or 1 for d in value.type.tensor_type.shape.dim]
-    nhwc = len(dims) == 4
-    shape = [dims[0], dims[2], dims[3], dims[1]] if nhwc else dims
+    shape, nhwc = input_layout(ctx, value)
     if elem == onnx.TensorProto.FLOAT:
         q = next((u for u in users if u.op_type == "QuantizeLinear"), None)
         x = ctx.add(TensorSpec(value.name, shape, np.dtype(np.float32)))
