@@ -152,3 +152,49 @@ def _feeds(it: object, index: int, output: int) -> bool:
     """Whether tensor ``index`` is the input of the operator writing ``output``."""
     ops = it._get_ops_details()  # type: ignore[attr-defined]
     return any(int(output) in op["outputs"] and index in op["inputs"] for op in ops)
+
+
+def test_input_uint8_is_the_int8_grid_shifted_by_128(
+    variants: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "m_u8.tflite"
+    argv = ["quantize", str(variants["float"]), "-o", str(out), "--calibration",
+            str(variants["calib"]), "--no-latency-check", "--input-uint8"]  # fmt: skip
+    assert main(argv) == 0
+    x = np.random.default_rng(3).uniform(0, 1, (8, 8, 8, 3)).astype(np.float32)
+    int8_out, int8_in = _litert(variants["static.tflite"].read_bytes(), x)
+    uint8_out, uint8_in = _litert(out.read_bytes(), x)  # fed rint(x / s) + z + 128
+    assert int8_in["dtype"] == np.float32 and uint8_in["dtype"] == np.uint8
+    ops = _operators(out.read_bytes())
+    assert ops[0] == "QUANTIZE" and "TRANSPOSE" not in ops
+    it = litert.Interpreter(model_content=variants["static.tflite"].read_bytes())
+    quantize_out = next(  # the int8 grid the float input's QUANTIZE writes
+        d
+        for d in it.get_tensor_details()
+        if d["dtype"] == np.int8 and list(d["shape"]) == [1, 8, 8, 3]
+    )
+    scale, zero_point = quantize_out["quantization"]
+    assert uint8_in["quantization"] == (scale, zero_point + 128)
+    # NOTE: the same int8 values reach the first Conv (u - 128 == the QUANTIZE of x), so the two
+    # files compute bit for bit the same outputs
+    np.testing.assert_array_equal(uint8_out, int8_out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--mode", "fp16"], "--input-uint8 is only used with --mode static"),
+        (["--calibration", "CALIB", "-o", "OUT.onnx"], "-o OUT.tflite"),
+    ],
+)
+def test_input_uint8_elsewhere_is_one_line(
+    variants: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    argv: list[str], why: str,
+) -> None:  # fmt: skip
+    out = tmp_path / "m.tflite"
+    argv = [a.replace("CALIB", str(variants["calib"])) for a in argv]
+    argv = [str(tmp_path / a) if a.startswith("OUT") else a for a in argv]
+    code = main(["quantize", str(variants["float"]), "-o", str(out), *argv, "--input-uint8"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and why in lines[0], lines
+    assert not list(tmp_path.iterdir())

@@ -47,10 +47,44 @@ B = tflite.BuiltinOperator
 
 
 def onnx_to_tflite(
-    model: onnx.ModelProto, output_ranges: Mapping[str, tuple[float, float]] | None = None
+    model: onnx.ModelProto,
+    output_ranges: Mapping[str, tuple[float, float]] | None = None,
+    *,
+    input_uint8: bool = False,
 ) -> bytes:
-    """The TFLite flatbuffer of a quanta static (QDQ) model; see the module doc."""
-    return convert(model, output_ranges or {}).serialize()
+    """The TFLite flatbuffer of a quanta static (QDQ) model; see the module doc.
+
+    ``input_uint8``: each float input becomes uint8 on its int8 grid shifted by 128, ``(s, z +
+    128)``, as TensorFlow's converter writes ``inference_input_type=tf.uint8``: the same real
+    values, and its QUANTIZE to int8 subtracts 128 exactly.
+    """
+    out = convert(model, output_ranges or {})
+    if input_uint8:
+        _uint8_inputs(out)
+    return out.serialize()
+
+
+def _uint8_inputs(out: TFLiteModel) -> None:
+    """Retype each float32 input, read only by QUANTIZE to int8, as uint8 ``(s, z + 128)``."""
+    for index in dict.fromkeys(out.inputs):
+        t = out.tensors[index]
+        if t.dtype != np.float32:
+            continue
+        readers = [op for op in out.ops if index in op.inputs]
+        grids = {
+            (out.tensors[op.outputs[0]].scale[0], out.tensors[op.outputs[0]].zero_point[0])  # type: ignore[index]
+            for op in readers
+            if op.code == B.QUANTIZE and out.tensors[op.outputs[0]].dtype == np.int8
+        }
+        if len(grids) != 1 or any(op.code != B.QUANTIZE for op in readers):
+            raise ModelError(
+                f"--input-uint8: input {t.name!r} is read by a layer kept float, not only by its "
+                "QUANTIZE to int8; write a float input (without --input-uint8)"
+            )
+        scale, zero_point = grids.pop()
+        out.tensors[index] = TensorSpec(
+            t.name, t.shape, np.dtype(np.uint8), scale=[scale], zero_point=[zero_point + 128]
+        )
 
 
 def convert(
