@@ -198,3 +198,48 @@ def test_input_uint8_elsewhere_is_one_line(
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and why in lines[0], lines
     assert not list(tmp_path.iterdir())
+
+
+def _quantized_tflite() -> bytes:
+    from quanta.tflite.writer import OpSpec, TensorSpec
+
+    b = Builder([1, 4, 4, 3])
+    q = b.model.add(TensorSpec("q", [1, 4, 4, 3], np.dtype(np.int8), scale=[0.1], zero_point=[0]))
+    b.model.ops.append(OpSpec(B.QUANTIZE, [b.x], [q]))
+    return b.finish(q)
+
+
+def _unknown_op_tflite() -> bytes:
+    b = Builder([1, 4, 4, 3])
+    return b.finish(b.op(B.L2_NORMALIZATION, [b.x], [1, 4, 4, 3]))
+
+
+@pytest.mark.parametrize(
+    ("source", "calibration", "fragments"),
+    [
+        (_quantized_tflite, (4, 4, 4, 3), ["already quantized", "pass the float model"]),
+        (_unknown_op_tflite, (4, 4, 4, 3), ["L2_NORMALIZATION (operator 0)", "no ONNX import"]),
+        # the model takes NHWC; the data was prepared for an NCHW (PyTorch-style) model
+        (_blaze_net, (4, 3, 8, 8), ["takes NHWC (1, 8, 8, 3)", "(N, 3, 8, 8), NCHW? transpose "
+                                    "it to NHWC: array.transpose(0, 2, 3, 1)"]),
+    ],
+)  # fmt: skip
+def test_bad_tflite_input_is_one_line_and_writes_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    source: object,
+    calibration: tuple[int, ...],
+    fragments: list[str],
+) -> None:
+    model = tmp_path / "m.tflite"
+    data = source()  # type: ignore[operator]
+    model.write_bytes(data)
+    np.savez(tmp_path / "calib.npz", x=np.zeros(calibration, np.float32))
+    out = tmp_path / "m_int8.tflite"
+    argv = ["quantize", str(model), "-o", str(out), "--calibration", str(tmp_path / "calib.npz")]
+    code = main(argv)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("quanta: error:") and all(f in lines[0] for f in fragments), lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npz", "m.tflite"]
+    assert model.read_bytes() == data  # the input is untouched
