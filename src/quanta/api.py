@@ -58,12 +58,15 @@ class Quantized:
     chosen: str = ""
     source: onnx.ModelProto | None = field(default=None, repr=False)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, input_uint8: bool = False) -> Path:
         """Write the model atomically; the suffix picks the format: ``.onnx``, or ``.tflite``
         (NHWC inputs; full integer for static, float16 weights for fp16, int8 weights with
-        hybrid kernels for dynamic). Returns the path written."""
+        hybrid kernels for dynamic; ``input_uint8``: see ``tflite_bytes``). Returns the path
+        written."""
         out = Path(path)
         suffix = out.suffix.lower()
+        if input_uint8 and suffix != ".tflite":
+            raise InputError("input_uint8 is only used when writing a .tflite file")
         if suffix == ".onnx":
             from quanta.graph import save_model
 
@@ -71,16 +74,22 @@ class Quantized:
         elif suffix == ".tflite":
             from quanta._io import write_bytes_atomic
 
-            write_bytes_atomic(out, self.tflite_bytes())
+            write_bytes_atomic(out, self.tflite_bytes(input_uint8=input_uint8))
         else:
             raise InputError(
                 f"cannot tell the format of {str(out)!r} from its suffix; expected .onnx or .tflite"
             )
         return out
 
-    def tflite_bytes(self) -> bytes:
+    def tflite_bytes(self, *, input_uint8: bool = False) -> bytes:
         """The TFLite flatbuffer: full integer (with the ranges recorded when it was quantized),
-        or for fp16 and dynamic the float source model with float16 or int8 weights."""
+        or for fp16 and dynamic the float source model with float16 or int8 weights.
+
+        ``input_uint8`` (static only): the input is uint8 on the float input's int8 grid shifted
+        by 128, ``(s, z + 128)``, as TensorFlow's converter writes it for
+        ``inference_input_type=tf.uint8``."""
+        if input_uint8 and self.mode != "static":
+            raise InputError(f"input_uint8 is only used with mode static, not {self.mode}")
         from quanta.tflite import onnx_to_tflite
         from quanta.tflite.ranges import recorded_ranges
 
@@ -94,7 +103,7 @@ class Quantized:
                 f"a .tflite file is written from a static, fp16 or dynamic model, not from a "
                 f"{label} one; quantize with one of those modes or write .onnx"
             )
-        return onnx_to_tflite(self.model, recorded_ranges(self.model))
+        return onnx_to_tflite(self.model, recorded_ranges(self.model), input_uint8=input_uint8)
 
 
 def quantize(

@@ -177,10 +177,10 @@ FACTS: dict[str, OpFacts] = {
     # a scaled negative side: int8 with its own output grid (QLinearLeakyRelu, LEAKY_RELU)
     "LeakyRelu": OpFacts(_K.ELEMENTWISE, _B.STATIC | _B.TFLITE, needs_int8_reader=True),
     # --- movers: int8 on their input's grid -------------------------------------------------------
-    "MaxPool": OpFacts(_K.MOVER, _MOVER | _B.TFLITE, ort_int8_mover=True),
-    "Reshape": OpFacts(_K.MOVER, _MOVER | _B.TFLITE, ort_int8_mover=True),
-    "Flatten": OpFacts(_K.MOVER, _MOVER | _B.TFLITE, ort_int8_mover=True),
-    "Transpose": OpFacts(_K.MOVER, _MOVER, ort_int8_mover=True),
+    "MaxPool": OpFacts(_K.MOVER, _MOVER | _B.TFLITE | _B.TFLITE_FLOAT, ort_int8_mover=True),
+    "Reshape": OpFacts(_K.MOVER, _MOVER | _B.TFLITE | _B.TFLITE_FLOAT, ort_int8_mover=True),
+    "Flatten": OpFacts(_K.MOVER, _MOVER | _B.TFLITE | _B.TFLITE_FLOAT, ort_int8_mover=True),
+    "Transpose": OpFacts(_K.MOVER, _MOVER | _B.TFLITE | _B.TFLITE_FLOAT, ort_int8_mover=True),
     "Squeeze": OpFacts(_K.MOVER, _MOVER, ort_int8_mover=True),
     "Unsqueeze": OpFacts(_K.MOVER, _MOVER, ort_int8_mover=True),
     # an embedding table is a constant input 0: weight-only storage gives it one scale per row
@@ -189,15 +189,24 @@ FACTS: dict[str, OpFacts] = {
     ),
     "Slice": OpFacts(_K.MOVER, _MOVER, ort_int8_mover=True),
     "Split": OpFacts(_K.MOVER, _MOVER, ort_int8_mover=True),
-    "Resize": OpFacts(_K.MOVER, _B.STATIC, ort_int8_mover=True),
+    "Resize": OpFacts(_K.MOVER, _B.STATIC | _B.TFLITE | _B.TFLITE_FLOAT, ort_int8_mover=True),
     "DepthToSpace": OpFacts(_K.MOVER, _B.STATIC, ort_int8_mover=True),
     "SpaceToDepth": OpFacts(_K.MOVER, _B.STATIC, ort_int8_mover=True),
     # requantizes every input onto the output's grid (QLinearConcat)
-    "Concat": OpFacts(_K.MOVER, _MOVER | _B.TFLITE, needs_int8_reader=True, ort_int8_mover=True),
-    "Pad": OpFacts(_K.MOVER, ort_int8_mover=True),
+    "Concat": OpFacts(
+        _K.MOVER,
+        _MOVER | _B.TFLITE | _B.TFLITE_FLOAT,
+        needs_int8_reader=True,
+        ort_int8_mover=True,
+    ),
+    "Pad": OpFacts(_K.MOVER, _B.TFLITE | _B.TFLITE_FLOAT, ort_int8_mover=True),
     # --- reductions: int8 with a grid of their own ------------------------------------------------
-    "AveragePool": OpFacts(_K.REDUCTION, _MOVER | _B.TFLITE, needs_int8_reader=True),
-    "GlobalAveragePool": OpFacts(_K.REDUCTION, _MOVER | _B.TFLITE, needs_int8_reader=True),
+    "AveragePool": OpFacts(
+        _K.REDUCTION, _MOVER | _B.TFLITE | _B.TFLITE_FLOAT, needs_int8_reader=True
+    ),
+    "GlobalAveragePool": OpFacts(
+        _K.REDUCTION, _MOVER | _B.TFLITE | _B.TFLITE_FLOAT, needs_int8_reader=True
+    ),
     "ReduceMean": OpFacts(
         _K.REDUCTION,
         float_reason="kept float: only a spatial mean (GlobalAveragePool) has an int8 kernel",
@@ -236,14 +245,15 @@ FACTS: dict[str, OpFacts] = {
     # (quanta.graph.ops.hard_swish)
     "HardSwish": OpFacts(
         _K.NONLINEAR,
+        _B.TFLITE_FLOAT,
         float_reason=_NO_ORT_INT8 + " (with uint8 activations it runs as int8 Add and Mul)",
     ),
     # per-channel slopes: ONNX Runtime has QLinearLeakyRelu (one alpha) but no int8 PRelu;
     # measured on Conv-PRelu-Conv (32 ch, 40x40): int8 Convs around a float PRelu 1.12x float
-    "PRelu": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),
-    "Tanh": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),
-    "Div": OpFacts(_K.NONLINEAR, float_reason=_NO_INT8_KERNEL),
-    "Sub": OpFacts(_K.NONLINEAR, float_reason=_NO_INT8_KERNEL),
+    "PRelu": OpFacts(_K.NONLINEAR, _B.TFLITE_FLOAT, float_reason=_NO_ORT_INT8),
+    "Tanh": OpFacts(_K.NONLINEAR, _B.TFLITE_FLOAT, float_reason=_NO_ORT_INT8),
+    "Div": OpFacts(_K.NONLINEAR, _B.TFLITE_FLOAT, float_reason=_NO_INT8_KERNEL),
+    "Sub": OpFacts(_K.NONLINEAR, _B.TFLITE_FLOAT, float_reason=_NO_INT8_KERNEL),
     "Pow": OpFacts(_K.NONLINEAR, float_reason=_NO_INT8_KERNEL),
     "Sqrt": OpFacts(_K.NONLINEAR, float_reason=_NO_INT8_KERNEL),
     # --- no arithmetic worth quantizing -----------------------------------------------------------

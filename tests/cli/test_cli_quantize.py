@@ -350,3 +350,15 @@ def test_one_array_under_any_key_feeds_the_only_input(
         f"note: {str(calib)!r} holds one array, 'arr_0': fed to the model's only input 'image'"
         in err
     )
+
+
+def test_calibration_npz_in_nhwc_for_an_nchw_model(
+    run: Run, model_path: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, image=np.zeros((4, 8, 8, 1), np.float32))  # NHWC; the model takes NCHW
+    code, _, err = run("quantize", model_path, "-o", tmp_path / "q.onnx", "--calibration", bad)
+    assert_one_line_error(
+        code, err, "takes NCHW (N, 1, 8, 8)", "(N, 8, 8, 1), NHWC? transpose it to NCHW"
+    )
+    assert not (tmp_path / "q.onnx").exists()

@@ -88,21 +88,3 @@ def test_quantize_cli_refuses_a_quantized_tflite(
     assert code == 2
     assert len(err) == 1 and "already quantized" in err[0] and "pass the float model" in err[0]
     assert not out.exists()
-
-
-def test_quantize_cli_tflite_to_tflite_is_one_line_until_the_writer_takes_imported_graphs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # NOTE: the import keeps the model's NHWC layout with float Transposes around each Conv;
-    # the TFLite writer does not yet fold them (issue 15 item 1), so -o OUT.tflite refuses in one
-    # line after quantizing, and nothing is written. When it does, this test turns into LiteRT.
-    (tmp_path / "m.tflite").write_bytes(_convnet())
-    x = np.random.default_rng(0).uniform(0, 1, (40, 8, 8, 3)).astype(np.float32)  # NHWC
-    np.savez(tmp_path / "calib.npz", x=x)
-    out = tmp_path / "m_int8.tflite"
-    code = main(["quantize", str(tmp_path / "m.tflite"), "-o", str(out),
-                 "--calibration", str(tmp_path / "calib.npz"), "--no-latency-check"])  # fmt: skip
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert len(lines) == 1 and "(Transpose) computes in float" in lines[0]
-    assert not out.exists() and not list(tmp_path.glob(".m_int8*"))

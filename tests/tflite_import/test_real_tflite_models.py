@@ -36,8 +36,9 @@ def test_real_model_matches_litert(files: dict[str, bytes], name: str) -> None:
     c = fetch.check(name, files[name])
     # float32 in two runtimes: measured 3e-7 to 8e-7 of the largest output
     assert c.relative_error < 1e-5, c
-    # ONNX Runtime cancels the Transposes around each Conv (measured: all but one)
-    assert c.transposes > 50 and c.transposes_optimized <= 2, c
+    # the import itself cancels the Transposes between NCHW ops (it wrote 47 to 122 before:
+    # one pair per Conv); those left sit at the edges: the input, the head's Reshapes
+    assert c.transposes <= 6 and c.transposes_optimized <= 2, c
 
 
 def test_sparse_model_is_one_line(files: dict[str, bytes]) -> None:

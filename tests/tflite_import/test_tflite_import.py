@@ -229,3 +229,30 @@ def test_quantized_model_is_refused() -> None:
 def test_not_a_tflite_file() -> None:
     with pytest.raises(ModelError, match="TFL3"):
         tflite_to_onnx(b"\x00" * 64)
+
+
+def _blaze_block() -> bytes:
+    """Conv+ReLU -> channel PAD -> depthwise Conv -> residual ADD+ReLU -> PRELU -> Conv: one
+    Transpose pair per Conv as imported, all cancelled between them."""
+    b = Builder([1, 6, 6, 3])
+    conv = options("Conv2DOptions", Padding=SAME, StrideW=1, StrideH=1,
+                   FusedActivationFunction=A.RELU)  # fmt: skip
+    c1 = b.op(B.CONV_2D, [b.x, b.weight(4, 3, 3, 3), b.weight(4)], [1, 6, 6, 4], conv)
+    padded = b.op(B.PAD, [c1, b.const(i32(0, 0, 0, 0, 0, 0, 0, 2).reshape(4, 2))], [1, 6, 6, 6])
+    dw = options("DepthwiseConv2DOptions", Padding=SAME, StrideW=1, StrideH=1, DepthMultiplier=1)
+    d = b.op(B.DEPTHWISE_CONV_2D, [padded, b.weight(1, 3, 3, 6), b.weight(6)], [1, 6, 6, 6], dw)
+    add = options("AddOptions", FusedActivationFunction=A.RELU)
+    s = b.op(B.ADD, [d, padded], [1, 6, 6, 6], add)
+    p = b.op(B.PRELU, [s, b.weight(1, 1, 6)], [1, 6, 6, 6])
+    plain = options("Conv2DOptions", Padding=SAME, StrideW=1, StrideH=1)
+    y = b.op(B.CONV_2D, [p, b.weight(2, 1, 1, 6), b.weight(2)], [1, 6, 6, 2], plain)
+    return b.finish(y)
+
+
+def test_layout_transposes_cancel_between_nchw_ops() -> None:
+    data = _blaze_block()
+    check(data, [1, 6, 6, 3], {"Conv", "Pad", "Add", "PRelu"})
+    ops = [n.op_type for n in tflite_to_onnx(data).graph.node]
+    # NOTE: one Transpose in (NHWC -> NCHW) and one out; the import wrote eight (two per Conv,
+    # and those the Relu, Pad, Add and PRelu sat between)
+    assert ops.count("Transpose") == 2, ops

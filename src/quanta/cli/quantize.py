@@ -103,6 +103,11 @@ def _add_fallback_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_format_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
+        "--input-uint8", action="store_true",
+        help="-o OUT.tflite with --mode static: a uint8 input on the float input's int8 grid "
+        "shifted by 128 (as TensorFlow's converter with inference_input_type=uint8)",
+    )  # fmt: skip
+    p.add_argument(
         "--no-compact", action="store_true",
         help="write every scale and zero point as its own initializer (larger file; for QDQ "
         "readers that do not fold constants). Default: all-zero zero points are left out and "
@@ -143,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         result.model, mode=config.mode, chosen=getattr(result, "chosen", ""), source=model
     )
     if output.suffix.lower() == ".tflite":
-        quantized.save(output)
+        quantized.save(output, input_uint8=args.input_uint8)
     else:
         # NOTE: any suffix but .tflite writes ONNX, as `quanta quantize` always has
         from quanta.graph import save_model
@@ -212,6 +217,11 @@ def _check_flags(args: argparse.Namespace, config: QuantizeConfig) -> None:
         )
     if config.mode == "auto" and not args.eval:
         raise InputError("--mode auto needs --eval EVAL.npz (or mnist) to measure accuracy on")
+    if args.input_uint8 and (config.mode != "static" or Path(args.output).suffix != ".tflite"):
+        raise InputError(
+            "--input-uint8 is only used with --mode static and -o OUT.tflite (a full-integer "
+            "TFLite model)"
+        )
 
 
 def _quantized(

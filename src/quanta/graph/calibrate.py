@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 
 from quanta.data.arrays import NpyMember
+from quanta.data.layout import layout_mismatch
 from quanta.errors import DataError, QuantaError
 from quanta.quant import MeanObserver, MinMaxObserver, Observer
 from quanta.runtime.batching import fixed_batch
@@ -96,8 +97,9 @@ class CalibrationData:
             ):
                 shape = "(" + ", ".join("N" if e is None else str(e) for e in expected) + ")"
                 raise DataError(
-                    f"calibration array {value.name!r} has shape {array.shape}; the model's input "
-                    f"{value.name!r} expects {shape}"
+                    layout_mismatch("calibration", value.name, array.shape, expected)
+                    or f"calibration array {value.name!r} has shape {array.shape}; the model's "
+                    f"input {value.name!r} expects {shape}"
                 )
 
     def batches(

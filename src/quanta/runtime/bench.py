@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from quanta.data.layout import layout_mismatch
 from quanta.errors import DataError
 from quanta.runtime.batching import fixed_batch
 from quanta.runtime.fidelity import fidelity
@@ -95,8 +96,10 @@ def feeds_for(session, data: EvalSet) -> dict[str, np.ndarray]:  # type: ignore[
             )
         ):
             expected = "(" + ", ".join(str(d) if isinstance(d, int) else "N" for d in dims) + ")"
+            fixed = [d if isinstance(d, int) else None for d in dims]
             raise DataError(
-                f"evaluation array {i.name!r} has shape {value.shape}; the model's input "
+                layout_mismatch("evaluation", i.name, value.shape, fixed)
+                or f"evaluation array {i.name!r} has shape {value.shape}; the model's input "
                 f"{i.name!r} expects {expected}"
             )
         if want is not None and np.dtype(want).kind == "f" and value.dtype.kind not in "fiub":

@@ -33,9 +33,9 @@ import onnx
 import tflite
 
 from quanta.errors import ModelError
-from quanta.tflite.context import Act, Context
+from quanta.tflite.context import PROBABILITY_OPS, Act, Context
 from quanta.tflite.ops import ABSORBED, FLOAT_HANDLERS, HANDLERS, quantize_float
-from quanta.tflite.ops.layout import to_nchw
+from quanta.tflite.ops.layout import input_layout, to_nchw
 from quanta.tflite.writer import TensorSpec, TFLiteModel
 
 __all__ = ["SUPPORTED_OPS", "onnx_to_tflite"]
@@ -47,10 +47,44 @@ B = tflite.BuiltinOperator
 
 
 def onnx_to_tflite(
-    model: onnx.ModelProto, output_ranges: Mapping[str, tuple[float, float]] | None = None
+    model: onnx.ModelProto,
+    output_ranges: Mapping[str, tuple[float, float]] | None = None,
+    *,
+    input_uint8: bool = False,
 ) -> bytes:
-    """The TFLite flatbuffer of a quanta static (QDQ) model; see the module doc."""
-    return convert(model, output_ranges or {}).serialize()
+    """The TFLite flatbuffer of a quanta static (QDQ) model; see the module doc.
+
+    ``input_uint8``: each float input becomes uint8 on its int8 grid shifted by 128, ``(s, z +
+    128)``, as TensorFlow's converter writes ``inference_input_type=tf.uint8``: the same real
+    values, and its QUANTIZE to int8 subtracts 128 exactly.
+    """
+    out = convert(model, output_ranges or {})
+    if input_uint8:
+        _uint8_inputs(out)
+    return out.serialize()
+
+
+def _uint8_inputs(out: TFLiteModel) -> None:
+    """Retype each float32 input, read only by QUANTIZE to int8, as uint8 ``(s, z + 128)``."""
+    for index in dict.fromkeys(out.inputs):
+        t = out.tensors[index]
+        if t.dtype != np.float32:
+            continue
+        readers = [op for op in out.ops if index in op.inputs]
+        grids = {
+            (out.tensors[op.outputs[0]].scale[0], out.tensors[op.outputs[0]].zero_point[0])  # type: ignore[index]
+            for op in readers
+            if op.code == B.QUANTIZE and out.tensors[op.outputs[0]].dtype == np.int8
+        }
+        if len(grids) != 1 or any(op.code != B.QUANTIZE for op in readers):
+            raise ModelError(
+                f"--input-uint8: input {t.name!r} is read by a layer kept float, not only by its "
+                "QUANTIZE to int8; write a float input (without --input-uint8)"
+            )
+        scale, zero_point = grids.pop()
+        out.tensors[index] = TensorSpec(
+            t.name, t.shape, np.dtype(np.uint8), scale=[scale], zero_point=[zero_point + 128]
+        )
 
 
 def convert(
@@ -90,14 +124,33 @@ def _runs_int8(ctx: Context, node: onnx.NodeProto) -> bool:
     return all(n in ctx.acts for n in (data if count is None else data[:count]))
 
 
+def _float_only_readers(ctx: Context, node: onnx.NodeProto) -> bool:
+    """Whether an unweighted node's output is read, and only by float layers (no QuantizeLinear
+    after it, not a graph output, not a Softmax/Sigmoid input that TFLite holds in int8)."""
+    if HANDLERS[node.op_type].weighted:
+        return False
+    out = node.output[0]
+    users = ctx.index.consumers.get(out, [])
+    return (
+        bool(users)
+        and out not in ctx.index.graph_outputs
+        and all(u.op_type not in ("QuantizeLinear", *PROBABILITY_OPS) for u in users)
+    )
+
+
 def _write_node(ctx: Context, node: onnx.NodeProto) -> None:
-    if not _runs_int8(ctx, node):
+    # written float between int8 tensors: an op with no int8 TFLite form (PRelu), and an
+    # unweighted op whose output only float layers read (an Add before a PRelu)
+    no_int8 = node.op_type in FLOAT_HANDLERS and (
+        node.op_type not in HANDLERS or _float_only_readers(ctx, node)
+    )
+    if no_int8 or not _runs_int8(ctx, node):
         float_handler = FLOAT_HANDLERS.get(node.op_type)
         if float_handler is None:
             raise ModelError(
                 f"node {node.name!r} ({node.op_type}) computes in float in this model; "
-                "quanta's TFLite export writes float layers only for Conv, Add, Relu "
-                "and Clip(0, 6)"
+                f"quanta's TFLite export writes float layers only for "
+                f"{', '.join(FLOAT_HANDLERS)}"
             )
         float_handler(ctx, node)
         return
@@ -115,9 +168,7 @@ def _write_input(ctx: Context, value: onnx.ValueInfoProto) -> None:
     float); a uint8 input (``--input-uint8``) a QUANTIZE from uint8 to int8."""
     users = ctx.index.consumers.get(value.name, [])
     elem = value.type.tensor_type.elem_type
-    dims = [d.dim_value or 1 for d in value.type.tensor_type.shape.dim]
-    nhwc = len(dims) == 4
-    shape = [dims[0], dims[2], dims[3], dims[1]] if nhwc else dims
+    shape, nhwc = input_layout(ctx, value)
     if elem == onnx.TensorProto.FLOAT:
         q = next((u for u in users if u.op_type == "QuantizeLinear"), None)
         x = ctx.add(TensorSpec(value.name, shape, np.dtype(np.float32)))

@@ -10,8 +10,11 @@ The classic TFLite variants of one float model, written without TensorFlow:
 - ``"float32"``: the float model itself (the reference the other two are measured against).
 
 Layout as the int8 path (``quanta.tflite.convert``): 4-D activations NHWC, the input NHWC, a
-Flatten before a fully connected layer folded into its weights. Ops: Conv, Relu (fused where it
-can be), MaxPool, AveragePool, Flatten, Reshape, Gemm, MatMul, Add, Softmax.
+Flatten before a fully connected layer folded into its weights; a model that takes NHWC (an
+imported ``.tflite``) keeps its layout, its layout Transposes writing no operator. Ops: Conv,
+Relu and Clip (fused where they can be), MaxPool, AveragePool, Flatten, Reshape, Gemm, MatMul,
+Add, Softmax, Transpose, and those of ``ops.float_ops`` (Mul, Sub, Div, PRelu, Sigmoid, Tanh,
+HardSwish, LeakyRelu, Pad, Concat, GlobalAveragePool, Resize).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ import onnx
 from quanta.errors import ModelError
 from quanta.tflite.context import Act
 from quanta.tflite.ops import float_model as F
+from quanta.tflite.ops.float_layers import float_activation
 from quanta.tflite.ops.float_model import WEIGHT_STORAGE, FloatContext, float_tensor
+from quanta.tflite.ops.float_ops import FLOAT_OPS
+from quanta.tflite.ops.layout import float_transpose, input_layout
 from quanta.tflite.writer import TensorSpec
 
 __all__ = ["FLOAT_MODEL_HANDLERS", "WEIGHT_STORAGE", "float_onnx_to_tflite"]
@@ -40,6 +46,9 @@ FLOAT_MODEL_HANDLERS: dict[str, Callable[[FloatContext, onnx.NodeProto], None]] 
     "Add": F.add,
     "Relu": F.activation,
     "Softmax": F.softmax,
+    "Transpose": float_transpose,
+    "Clip": float_activation,
+    **FLOAT_OPS,
 }
 
 
@@ -76,9 +85,7 @@ def float_onnx_to_tflite(model: onnx.ModelProto, weights: str = "float32") -> by
 def _write_input(ctx: FloatContext, value: onnx.ValueInfoProto) -> None:
     if value.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise ModelError(f"input {value.name!r} is not float32; expected a float model")
-    dims = [d.dim_value or 1 for d in value.type.tensor_type.shape.dim]
-    nhwc = len(dims) == 4
-    shape = [dims[0], dims[2], dims[3], dims[1]] if nhwc else dims  # (N, H, W, C)
+    shape, nhwc = input_layout(ctx, value)  # (N, H, W, C) for a 4-D input
     x = ctx.add(TensorSpec(value.name, shape, np.dtype(np.float32)))
     ctx.out.inputs.append(x)
     ctx.floats[value.name] = Act(x, nhwc)

@@ -2,7 +2,8 @@
 package and each operator is imported by one handler of ``quanta.tflite.read_ops.IMPORTERS``.
 
 The ONNX model keeps the TFLite model's tensor names, shapes and layout (NHWC inputs and outputs);
-only the ops that ONNX defines on NCHW (Conv, pools, Resize) are wrapped in Transposes.
+only the ops that ONNX defines on NCHW (Conv, pools, Resize) are wrapped in Transposes, and
+the pairs that undo each other between two such ops are cancelled (``read_layout``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from onnx import helper
 
 from quanta.errors import ModelError
 from quanta.tflite.read_context import NUMPY_TYPES, ImportContext, Op, Tensor
+from quanta.tflite.read_layout import Constants, cancel_transposes
 from quanta.tflite.read_ops import IMPORTERS
 
 __all__ = ["tflite_to_onnx", "is_tflite_bytes", "OPSET"]
@@ -70,8 +72,10 @@ def tflite_to_onnx(data: bytes) -> onnx.ModelProto:
                 f"it imports {', '.join(sorted(IMPORTERS))}"
             )
         importer(ctx, op)
+    out_names = [ctx.name(i) for i in outputs]
+    nodes = cancel_transposes(ctx.nodes, set(out_names), Constants(ctx))
     graph_proto = helper.make_graph(
-        ctx.nodes,
+        nodes,
         "tflite_import",
         [_value_info(tensors[i], ctx.name(i)) for i in inputs],
         [_value_info(tensors[i], ctx.name(i)) for i in outputs],

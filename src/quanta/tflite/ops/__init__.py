@@ -41,9 +41,13 @@ from quanta.tflite.ops.float_layers import (
     float_conv,
     quantize_float,
 )
+from quanta.tflite.ops.float_model import pool as float_pool
+from quanta.tflite.ops.float_model import reshape as float_reshape
+from quanta.tflite.ops.float_ops import FLOAT_OPS
 from quanta.tflite.ops.fully_connected import fully_connected
-from quanta.tflite.ops.layout import reshape
+from quanta.tflite.ops.layout import float_transpose, reshape, transpose
 from quanta.tflite.ops.mean import global_average_pool
+from quanta.tflite.ops.mover import pad, resize
 from quanta.tflite.ops.pool import pool
 from quanta.tflite.ops.probability import probability
 
@@ -86,6 +90,9 @@ HANDLERS: dict[str, Int8Op] = {
     "Softmax": Int8Op(probability, 1),
     "Sigmoid": Int8Op(probability, 1),
     "LeakyRelu": Int8Op(leaky_relu, 1),
+    "Transpose": Int8Op(transpose, 1),
+    "Pad": Int8Op(pad, 1),
+    "Resize": Int8Op(resize, 1),
 }
 
 FLOAT_HANDLERS: dict[str, Handler] = {
@@ -93,6 +100,20 @@ FLOAT_HANDLERS: dict[str, Handler] = {
     "Add": float_add,
     "Relu": float_activation,
     "Clip": float_activation,
+    "Transpose": float_transpose,
+    "PRelu": FLOAT_OPS["PRelu"],
+    "Pad": FLOAT_OPS["Pad"],
+    "Resize": FLOAT_OPS["Resize"],
+    "HardSwish": FLOAT_OPS["HardSwish"],
+    "Tanh": FLOAT_OPS["Tanh"],
+    "Sub": FLOAT_OPS["Sub"],
+    "Div": FLOAT_OPS["Div"],
+    "GlobalAveragePool": FLOAT_OPS["GlobalAveragePool"],
+    "Concat": FLOAT_OPS["Concat"],
+    "MaxPool": float_pool,
+    "AveragePool": float_pool,
+    "Flatten": float_reshape,
+    "Reshape": float_reshape,
 }
 
 # Op types with no TFLite operator of their own. A DequantizeLinear, and the QuantizeLinear after

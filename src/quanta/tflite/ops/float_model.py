@@ -22,6 +22,7 @@ from quanta.quant import choose_qparams, quantize
 from quanta.tflite.context import Act, Context, attr
 from quanta.tflite.ops.conv import conv_shape, emit_conv, nhwc_weight
 from quanta.tflite.ops.float_layers import _float_out
+from quanta.tflite.ops.float_ops import operand
 from quanta.tflite.ops.fully_connected import fc_weight
 from quanta.tflite.ops.layout import emit_reshape, window_padding
 from quanta.tflite.writer import TensorSpec, options
@@ -109,8 +110,10 @@ def fully_connected(ctx: FloatContext, node: onnx.NodeProto) -> None:
     ctx.emit(B.FULLY_CONNECTED, [x.index, w_index, b_index], [y], builder, 5)
 
 
-def pool(ctx: FloatContext, node: onnx.NodeProto) -> None:
-    x = float_tensor(ctx, node.input[0])
+def pool(ctx: Context, node: onnx.NodeProto) -> None:
+    """MaxPool / AveragePool as MAX_POOL_2D / AVERAGE_POOL_2D on float (also for the int8
+    writer's pools kept float, whose int8 input gets a DEQUANTIZE)."""
+    x = operand(ctx, node.input[0])
     kernel = list(attr(node, "kernel_shape", []))  # type: ignore[call-overload]
     strides = list(attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
     if attr(node, "ceil_mode", 0):
@@ -136,13 +139,15 @@ def to_nchw(ctx: Context, act: Act, prefix: str) -> int:
     return y
 
 
-def reshape(ctx: FloatContext, node: onnx.NodeProto) -> None:
+def reshape(ctx: Context, node: onnx.NodeProto) -> None:
     """Flatten and Reshape as RESHAPE, any batch. An NHWC input read only by Gemm/MatMul needs
-    no TRANSPOSE: the (C, H, W) -> (H, W, C) column order is folded into their weights."""
-    x = float_tensor(ctx, node.input[0])
+    no TRANSPOSE: the (C, H, W) -> (H, W, C) column order is folded into their weights; nor does
+    one of 1 x 1 pixels, whose two orders are one."""
+    x = operand(ctx, node.input[0])
     readers = ctx.index.consumers.get(node.output[0], [])
     fold = x.nhwc and bool(readers) and all(r.op_type in ("Gemm", "MatMul") for r in readers)
-    source = to_nchw(ctx, x, node.name) if x.nhwc and not fold else x.index
+    transpose = x.nhwc and not fold and ctx.shape_of(x)[1:3] != [1, 1]
+    source = to_nchw(ctx, x, node.name) if transpose else x.index
     shape_in = ctx.shape_of(x)
     dims = ctx.shapes.get(node.output[0])
     batch, features = shape_in[0], int(np.prod(shape_in[1:]))

@@ -1,5 +1,9 @@
-"""Ops that move int8 values without arithmetic: RESHAPE (Flatten, Reshape), TRANSPOSE back to
-NCHW, and PAD for a window op's explicit pads. All keep their input's grid.
+"""Ops that move int8 values without arithmetic: RESHAPE (Flatten, Reshape), TRANSPOSE (back to
+NCHW, or an ONNX Transpose), and PAD for a window op's explicit pads. All keep their input's grid.
+
+A Transpose between NCHW and NHWC (the layout Transposes of a model that takes NHWC, such as an
+imported ``.tflite``) writes no operator: its output is its input's TFLite tensor, held in the
+other layout (``Act.nhwc``).
 
 A Flatten/Reshape of an NHWC tensor that feeds only fully connected layers needs no TRANSPOSE:
 the (C, H, W) -> (H, W, C) column order is folded into those layers' weights instead
@@ -12,6 +16,7 @@ import numpy as np
 import onnx
 import tflite
 
+from quanta.errors import ModelError
 from quanta.tflite.context import Act, Context, attr
 from quanta.tflite.writer import TensorSpec, int_vector, options
 
@@ -77,7 +82,9 @@ def reshape(ctx: Context, node: onnx.NodeProto) -> None:
     x = ctx.act_of(node.input[0])
     t = ctx.out.tensors[x.index]
     fold = _folds_into_fully_connected(ctx, node, x)
-    source = to_nchw(ctx, x, node.name) if x.nhwc and not fold else x.index
+    # NOTE: 1 x 1 pixels (after a global pool) are in the same order in NHWC and NCHW
+    transpose = x.nhwc and not fold and list(t.shape[1:3]) != [1, 1]
+    source = to_nchw(ctx, x, node.name) if transpose else x.index
     dims = ctx.shapes.get(node.output[0])
     batch = t.shape[0]
     features = int(np.prod(t.shape[1:]))
@@ -109,3 +116,88 @@ def emit_reshape(ctx: Context, name: str, source: int, y: int, shape: list[int])
         return tflite.BuiltinOptions.ReshapeOptions, tflite.ReshapeOptionsEnd(b)
 
     ctx.emit(B.RESHAPE, [source, shape_t], [y], reshape_options)
+
+
+# NOTE: an Act holds an ONNX tensor O as the TFLite tensor T = O, or for ``nhwc`` as
+# T = O.transpose(NCHW_TO_NHWC). A Transpose between those two layouts is then no operator at
+# all: its output is the same TFLite tensor with the other flag.
+NCHW_TO_NHWC = [0, 2, 3, 1]
+NHWC_TO_NCHW = [0, 3, 1, 2]
+
+
+def _transposed(ctx: Context, node: onnx.NodeProto, x: Act) -> tuple[bool | None, list[int]]:
+    """(the ``nhwc`` flag of an alias of ``x``, or None when a TRANSPOSE is needed; the
+    TFLite permutation that TRANSPOSE applies to ``x``'s tensor, its output then held as is)."""
+    perm = [int(p) for p in attr(node, "perm", [])]  # type: ignore[attr-defined]
+    rank = len(ctx.shape_of(x))
+    perm = perm or list(range(rank))[::-1]
+    if x.nhwc and perm == NCHW_TO_NHWC:
+        return False, perm
+    if not x.nhwc and perm == NHWC_TO_NCHW:
+        return True, perm
+    held = NHWC_TO_NCHW if x.nhwc else list(range(rank))  # O = T.transpose(held)
+    return None, [held[p] for p in perm]
+
+
+def _emit_transpose(ctx: Context, x: Act, perm: list[int], y: int, name: str) -> None:
+    p_index = ctx.constant(f"{name}_perm", np.array(perm, np.int32))
+    ctx.emit(B.TRANSPOSE, [x.index, p_index], [y], options("TransposeOptions"))
+
+
+def transpose(ctx: Context, node: onnx.NodeProto) -> None:
+    """An int8 Transpose: an alias between the NCHW and NHWC views (no operator), else
+    TRANSPOSE; a QUANTIZE follows only when the grid after it differs (it keeps its input's)."""
+    x = ctx.act_of(node.input[0])
+    nhwc, perm = _transposed(ctx, node, x)
+    users = ctx.index.consumers.get(node.output[0], [])
+    q = users[0] if len(users) == 1 and users[0].op_type == "QuantizeLinear" else None
+    name = q.output[0] if q is not None else node.output[0]
+    if nhwc is None:
+        shape = [ctx.shape_of(x)[p] for p in perm]
+        y = ctx.int8(f"{name}_transposed", shape, ctx.grid_of(x.index))
+        _emit_transpose(ctx, x, perm, y, name)
+        x, nhwc = Act(y, False), False
+    grid = ctx.grid(q) if q is not None else ctx.grid_of(x.index)
+    act = Act(ctx.requantized(x, grid, name), nhwc)
+    if q is not None:
+        ctx.bind(q.output[0], act)
+    else:
+        ctx.acts[node.output[0]] = act
+
+
+def float_transpose(ctx: Context, node: onnx.NodeProto) -> None:
+    """A float Transpose (the layout Transpose on a float input): an alias, else TRANSPOSE."""
+    x = ctx.floats.get(node.input[0])
+    if x is None:
+        x = ctx.floats[node.input[0]] = _float_constant(ctx, node.input[0])
+    nhwc, perm = _transposed(ctx, node, x)
+    if nhwc is None:
+        shape = [ctx.shape_of(x)[p] for p in perm]
+        y = ctx.add(TensorSpec(node.output[0], shape, np.dtype(np.float32)))
+        _emit_transpose(ctx, x, perm, y, node.output[0])
+        ctx.floats[node.output[0]] = Act(y, False)
+    else:
+        ctx.floats[node.output[0]] = Act(x.index, nhwc)
+
+
+def _float_constant(ctx: Context, name: str) -> Act:
+    if name not in ctx.consts:
+        raise ModelError(f"tensor {name!r} has no float TFLite tensor; is its producer supported?")
+    return Act(ctx.constant(name, ctx.consts[name].astype(np.float32)), False)
+
+
+def input_layout(ctx: Context, value: onnx.ValueInfoProto) -> tuple[list[int], bool]:
+    """(TFLite shape, ``nhwc``) of a model input. A 4-D input is taken as NCHW and held NHWC,
+    unless the model itself takes NHWC: every reader is a Transpose to NCHW (an imported
+    ``.tflite``, a tf2onnx model), which then is no operator and the input keeps its layout."""
+    dims = [d.dim_value or 1 for d in value.type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        return dims, False
+    users = ctx.index.consumers.get(value.name, [])
+    own = bool(users) and all(
+        u.op_type == "Transpose" and list(attr(u, "perm", [])) == NHWC_TO_NCHW  # type: ignore[call-overload]
+        for u in users
+    )
+    if own:
+        return dims, False
+    return [dims[0], dims[2], dims[3], dims[1]], True  # (N, H, W, C)
