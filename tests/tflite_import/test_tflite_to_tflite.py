@@ -243,3 +243,26 @@ def test_bad_tflite_input_is_one_line_and_writes_nothing(
     assert lines[0].startswith("quanta: error:") and all(f in lines[0] for f in fragments), lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npz", "m.tflite"]
     assert model.read_bytes() == data  # the input is untouched
+
+
+def test_bench_feeds_nhwc_data_to_an_nhwc_tflite_as_it_is(variants: dict[str, Path]) -> None:
+    """``quanta bench``'s LiteRT session takes the data in the file's own NHWC layout (a float
+    .tflite and what quanta writes from it) without transposing it as NCHW data; oracle: LiteRT
+    run directly, and the imported ONNX model in ONNX Runtime on the same NHWC arrays."""
+    from quanta.runtime.bench import EvalSet, bench_models
+    from quanta.runtime.litert import LiteRTSession
+    from quanta.runtime.measure import predict_all
+
+    x = np.random.default_rng(2).uniform(0, 1, (8, 8, 8, 3)).astype(np.float32)
+    want, _ = _litert(variants["float"].read_bytes(), x)
+    session = LiteRTSession(variants["float"])
+    session.fit_layout({"x": x})
+    assert session.get_inputs()[0].shape == ["N", 8, 8, 3]
+    (name,) = [o.name for o in session.get_outputs()]
+    np.testing.assert_allclose(predict_all(session, {session.get_inputs()[0].name: x})[name], want,
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    data = EvalSet(inputs={"x": x}, labels=None, source="test")
+    (result,) = bench_models([variants["float"]], data, batches=(1,), budget_s=0.05,
+                             reference=variants["static.onnx"])  # fmt: skip
+    (fid,) = result.extra["fidelity"].values()
+    assert fid["cosine_mean"] > 0.99  # NHWC fed as NHWC; as NCHW data it would not even run

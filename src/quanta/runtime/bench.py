@@ -130,12 +130,12 @@ def _is_classifier(name: str, value: np.ndarray, data: EvalSet) -> bool:
     return data.labels is not None or any(w in lowered for w in ("logit", "score", "prob"))
 
 
-def _open(path: str | os.PathLike[str], threads: int) -> Session:
-    return (
-        LiteRTSession(path, threads=threads)
-        if is_tflite(path)
-        else make_session(path, threads=threads)
-    )
+def _open(path: str | os.PathLike[str], threads: int, data: EvalSet) -> Session:
+    if not is_tflite(path):
+        return make_session(path, threads=threads)
+    session = LiteRTSession(path, threads=threads)
+    session.fit_layout(data.inputs)
+    return session
 
 
 def _measure(
@@ -217,7 +217,7 @@ def bench_models(
     name to its fidelity against the reference's output (``quanta.runtime.fidelity``).
     """
     names = list(names) if names is not None else [Path(p).stem for p in paths]
-    sessions = [_open(p, threads) for p in paths]
+    sessions = [_open(p, threads, data) for p in paths]
     feeds = [feeds_for(s, data) for s in sessions]
     ref_outputs: dict[str, np.ndarray] | None = None
     probabilities: frozenset[str] = frozenset()

@@ -1,8 +1,11 @@
 """LiteRT (TensorFlow Lite's interpreter) behind the small part of ONNX Runtime's session API
 that quanta's measurements use, so ``.tflite`` files are benchmarked beside ``.onnx`` ones.
 
-The data quanta measures with is NCHW (as the ONNX models take it); a 4-D input of a TFLite
-model is NHWC, so it is transposed on the way in. The batch dimension is resized per call.
+A 4-D input of a TFLite model is NHWC. The data quanta measures with is NCHW where it was made
+for an ONNX model (quanta's own TFLite exports of NCHW models), and it is then transposed on the
+way in; data that already has the file's own NHWC shape (a float ``.tflite`` from TensorFlow and
+the files quanta quantized from it) is fed as it is: ``fit_layout`` decides. The batch dimension
+is resized per call.
 """
 
 from __future__ import annotations
@@ -55,20 +58,41 @@ class LiteRTSession:
         self._inputs = self._interpreter.get_input_details()
         self._outputs = self._interpreter.get_output_details()
         self._batch = int(self._inputs[0]["shape"][0]) if self._inputs else 1
+        self._channels_last = False
 
-    @staticmethod
-    def _nchw(detail: dict) -> list[int | str | None]:  # type: ignore[type-arg]
+    def fit_layout(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Feed 4-D data as it is when every 4-D input's array has the file's own NHWC shape
+        and not also its NCHW one (a lone array feeds a lone input whatever its key); transpose
+        NCHW data otherwise, as before."""
+        held = {d["name"]: [int(x) for x in d["shape"]] for d in self._inputs}
+        four = {n: s for n, s in held.items() if len(s) == 4}
+        if not four:
+            return
+        lone = next(iter(arrays.values())) if len(arrays) == 1 and len(held) == 1 else None
+
+        def as_held(name: str, shape: list[int]) -> bool:
+            value = arrays.get(name, lone)
+            if value is None or np.ndim(value) != 4:
+                return False
+            dims = list(np.shape(value))[1:]
+            return dims == shape[1:] and dims != [shape[3], shape[1], shape[2]]
+
+        self._channels_last = all(as_held(n, s) for n, s in four.items())
+
+    def _shown(self, detail: dict) -> list[int | str | None]:  # type: ignore[type-arg]
         shape = [int(d) for d in detail["shape"]]
         dims: list[int | str | None] = ["N", *shape[1:]]
-        if len(shape) == 4:  # NHWC held, NCHW shown
+        if len(shape) == 4 and not self._channels_last:  # NHWC held, NCHW shown
             dims = ["N", shape[3], shape[1], shape[2]]
         return dims
 
     def get_inputs(self) -> list[_Arg]:
-        return [_Arg(d["name"], _TYPES[np.dtype(d["dtype"])], self._nchw(d)) for d in self._inputs]
+        return [_Arg(d["name"], _TYPES[np.dtype(d["dtype"])], self._shown(d)) for d in self._inputs]
 
     def get_outputs(self) -> list[_Arg]:
-        return [_Arg(d["name"], _TYPES[np.dtype(d["dtype"])], self._nchw(d)) for d in self._outputs]
+        return [
+            _Arg(d["name"], _TYPES[np.dtype(d["dtype"])], self._shown(d)) for d in self._outputs
+        ]
 
     def run(self, names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         it = self._interpreter
@@ -82,7 +106,7 @@ class LiteRTSession:
             self._batch = batch
         for d in self._inputs:
             value = np.asarray(feeds[d["name"]])
-            if value.ndim == 4:
+            if value.ndim == 4 and not self._channels_last:
                 value = value.transpose(0, 2, 3, 1)
             it.set_tensor(d["index"], np.ascontiguousarray(value, dtype=d["dtype"]))
         it.invoke()
