@@ -109,11 +109,12 @@ def test_api_from_tf_data_gives_the_cli_bytes(
     assert run(*argv)[0] == 0
     x = np.load(calib_npz)["image"]
     labels = np.arange(len(x)) % 10
-    pairs = tf.data.Dataset.from_tensor_slices((x, labels)).batch(10)  # (x, y) batches
-    plain = tf.data.Dataset.from_tensor_slices(x).batch(16)  # batches of arrays
-    for data in (pairs, plain):
-        q = quanta.quantize(source(files, kind), data, **FIXED)
-        assert q.save(tmp_path / "api.onnx").read_bytes() == out.read_bytes()
+    if kind == "object":
+        data = tf.data.Dataset.from_tensor_slices((x, labels)).batch(10)  # (x, y) batches
+    else:
+        data = tf.data.Dataset.from_tensor_slices(x).batch(16)  # batches of arrays
+    q = quanta.quantize(source(files, kind), data, **FIXED)
+    assert q.save(tmp_path / "api.onnx").read_bytes() == out.read_bytes()
 
 
 def test_nchw_calibration_for_a_keras_model_is_one_line(
