@@ -50,3 +50,18 @@ def save_all(model: Any, folder: Path) -> KerasFiles:
 def images(n: int, seed: int = 1) -> np.ndarray:
     """Seeded NHWC images in [0, 1)."""
     return np.random.default_rng(seed).random((n, *SHAPE), dtype=np.float32)
+
+
+def two_input_net(seed: int = 0) -> Any:
+    """Inputs "image" (8, 8, 3) and "extra" (4,): a Conv2D and a global mean beside a Dense,
+    concatenated into a Dense head."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    image = keras.Input((8, 8, 3), name="image")
+    extra = keras.Input((4,), name="extra")
+    x = keras.layers.Conv2D(4, 3, activation="relu")(image)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    y = keras.layers.Dense(4, activation="relu")(extra)
+    out = keras.layers.Dense(3)(keras.layers.Concatenate()([x, y]))
+    return keras.Model([image, extra], out)

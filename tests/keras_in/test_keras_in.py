@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("tensorflow", reason="needs quanta[tf] (pip install 'quanta[tf]')")
 
 import tensorflow as tf  # noqa: E402
-from keras_models import KerasFiles, images, save_all, tiny_convnet  # noqa: E402
+from keras_models import KerasFiles, images, save_all, tiny_convnet, two_input_net  # noqa: E402
 
 import quanta  # noqa: E402
 from quanta.cli import main  # noqa: E402
@@ -66,6 +66,20 @@ def test_imported_model_matches_keras(files: KerasFiles, kind: str) -> None:
     expected = files.model.predict(x, verbose=0)
     # float32 sums in another order (TFLite's kernels vs Keras's): a few ulps of probabilities
     np.testing.assert_allclose(predict(model, x), expected, rtol=0, atol=1e-6)
+
+
+def test_two_inputs_keep_their_keras_names(tmp_path: Path) -> None:
+    net = two_input_net()
+    net.save(tmp_path / "two.keras")
+    model = keras_to_onnx(tmp_path / "two.keras")
+    rng = np.random.default_rng(4)
+    feeds = {
+        "image": rng.random((6, 8, 8, 3), dtype=np.float32),
+        "extra": rng.random((6, 4), dtype=np.float32),
+    }
+    assert sorted(i.name for i in model.graph.input) == ["extra", "image"]
+    expected = net.predict([feeds["image"], feeds["extra"]], verbose=0)
+    np.testing.assert_allclose(run_model(model, feeds)[0], expected, rtol=0, atol=1e-5)
 
 
 def test_imported_model_keeps_nhwc_and_float_weights(files: KerasFiles) -> None:
