@@ -13,9 +13,12 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quanta.errors import InputError, ModelError
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["is_keras_path", "is_keras_model", "keras_to_tflite", "keras_to_onnx", "TF_EXTRA"]
 
@@ -34,7 +37,7 @@ def is_keras_model(model: Any) -> bool:
     return type(model).__module__.split(".")[0] in ("keras", "tf_keras", "tensorflow")
 
 
-def keras_to_onnx(model: Any) -> Any:
+def keras_to_onnx(model: Any) -> onnx.ModelProto:
     """A Keras model, or a ``.keras``/``.h5`` path or SavedModel directory, as quanta's float ONNX
     model: the TFLite converter's float graph imported by ``quanta.tflite.reader``, NHWC inputs
     and outputs as the Keras model has, batch dimension 1.
@@ -92,7 +95,7 @@ def keras_to_tflite(model: Any) -> bytes:
         raise ModelError(f"TensorFlow's TFLite converter refused the model: {first}") from exc
 
 
-def _name_inputs(model: Any) -> None:
+def _name_inputs(model: onnx.ModelProto) -> None:
     """The converter names input ``x`` "serving_default_x:0"; give it back the Keras name, which
     an ``.npz`` or a dict of calibration arrays is keyed by."""
     prefix, suffix = "serving_default_", ":0"
