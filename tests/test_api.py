@@ -173,7 +173,10 @@ def test_bad_suffix_and_tflite_without_source_are_one_line(
     assert not list(tmp_path.glob("m.*"))
 
 
-def test_keras_without_the_extra_is_one_line(tmp_path: Path) -> None:
+def test_keras_without_the_extra_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as without quanta[tf]
     (tmp_path / "m.keras").write_bytes(b"PK")
     with pytest.raises(InputError) as exc:
         quanta.quantize(tmp_path / "m.keras", mode="fp16")
@@ -205,3 +208,14 @@ def test_the_readme_example_runs(
     np.savez("calibration.npz", image=make_images(16))
     exec(compile(match.group(1), "README.md", "exec"), {})  # noqa: S102 - the example itself
     assert Path("model_int8.onnx").is_file() and Path("model_int8.tflite").is_file()
+
+
+def test_nhwc_calibration_for_an_nchw_model_is_one_line(
+    model_path: Path, images: np.ndarray
+) -> None:
+    nhwc = images.transpose(0, 2, 3, 1)  # (N, 8, 8, 1) for the model's (N, 1, 8, 8)
+    with pytest.raises(quanta.QuantaError) as exc:
+        quanta.quantize(model_path, nhwc)
+    message = one_line(exc)
+    assert "takes NCHW (1, 1, 8, 8)" in message and "(N, 8, 8, 1), NHWC? transpose" in message
+    assert "array.transpose(0, 3, 1, 2)" in message

@@ -26,13 +26,19 @@ if TYPE_CHECKING:  # `import quanta` stays light: the pipeline is imported when 
     from quanta.graph.result import FidelityReport, FloatNode, QuantizeResult
     from quanta.runtime import EvalSet
 
-__all__ = ["Quantized", "quantize", "run_mode", "auto_target"]
+__all__ = [
+    "Quantized",
+    "quantize",
+    "run_mode",
+    "auto_target",
+    "load_path",
+    "source_size",
+    "check_layout",
+]
 
 # NOTE: the TFLite ranges are those of the model's outputs and Softmax inputs: a few hundred
 # samples settle them, as export-tflite's --calibration has always used.
 RANGE_SAMPLES = 500
-
-_TF_EXTRA = "pip install 'quanta[tf]'"
 
 
 @dataclass(frozen=True)
@@ -119,13 +125,14 @@ def quantize(
     """Quantize a float model in one call.
 
     Args:
-        model: an ``.onnx`` or float ``.tflite`` path, an ``onnx.ModelProto``, or a
+        model: an ``.onnx`` or float ``.tflite`` path, an ``onnx.ModelProto``, a
             ``torch.nn.Module`` with ``example_inputs`` (exported with ``torch.onnx``, batch
-            dimension dynamic, as ``quanta.models.export`` does).
+            dimension dynamic, as ``quanta.models.export`` does), or with ``quanta[tf]`` a Keras
+            model, a ``.keras``/``.h5`` path or a SavedModel directory (NHWC inputs, as Keras has).
         calibration: static and auto modes: an ``.npz`` path (one array per model input), a
             dict of arrays keyed by input name, one array (single-input models), or an iterable
             of batches (arrays, tensors, ``(x, y)`` pairs as a ``torch.utils.data.DataLoader``
-            yields, or dicts), concatenated along axis 0.
+            or a batched ``tf.data.Dataset`` yields, or dicts), concatenated along axis 0.
         mode: "static", "dynamic", "fp16" or "auto".
         example_inputs: a tensor (or a tuple of tensors) to trace a ``torch.nn.Module`` with.
         eval: ``mode="auto"``: evaluation data, in any form ``calibration`` takes (labels from
@@ -152,6 +159,7 @@ def quantize(
         if config.mode not in ("static", "auto"):
             raise InputError(f"calibration data is only used by mode static or auto, not {mode}")
         arrays = _arrays(calibration, names, "calibration", notes.append)[0]
+        check_layout(proto, arrays)
         data = CalibrationData(arrays, samples=config.samples, batch_size=config.batch_size)
     elif config.mode in ("static", "auto"):
         raise InputError(
@@ -260,17 +268,12 @@ def _onnx_model(model: Any, example_inputs: Any) -> onnx.ModelProto:
     """``model`` as a checked, normalized ONNX ModelProto."""
     import onnx
 
-    from quanta.graph.model_io import from_proto, load_model
+    from quanta.graph.model_io import from_proto
 
     if isinstance(model, onnx.ModelProto):
         return from_proto(model)
     if isinstance(model, (str, os.PathLike)):
-        p = Path(model)
-        if p.suffix.lower() in (".keras", ".h5") or (
-            p.is_dir() and (p / "saved_model.pb").exists()
-        ):
-            raise InputError(f"{str(p)!r} is a Keras/SavedModel model: it needs {_TF_EXTRA}")
-        return load_model(p)
+        return load_path(model)
     torch = sys.modules.get("torch")  # NOTE: a torch module means torch is already imported
     if torch is not None and isinstance(model, torch.nn.Module):
         if example_inputs is None:
@@ -283,13 +286,54 @@ def _onnx_model(model: Any, example_inputs: Any) -> onnx.ModelProto:
         examples = example_inputs if isinstance(example_inputs, tuple) else None
         names = [f"input_{i}" for i in range(len(examples))] if examples else None
         return from_proto(to_onnx_model(model, example_inputs, input_names=names))
-    kind = type(model).__module__.split(".")[0]
-    if kind in ("keras", "tf_keras", "tensorflow"):
-        raise InputError(f"a Keras model ({type(model).__name__}) needs {_TF_EXTRA}")
+    from quanta.keras_in import is_keras_model, keras_to_onnx
+
+    if is_keras_model(model):
+        return keras_to_onnx(model)
     raise InputError(
-        f"model is a {type(model).__name__}; expected an .onnx or .tflite path, an "
-        "onnx.ModelProto or a torch.nn.Module"
+        f"model is a {type(model).__name__}; expected an .onnx, .tflite, .keras or .h5 path, a "
+        "SavedModel directory, an onnx.ModelProto, a torch.nn.Module or a Keras model"
     )
+
+
+def load_path(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """The float model at ``path``: an ``.onnx`` or float ``.tflite`` file, or with
+    ``quanta[tf]`` a ``.keras``/``.h5`` file or a SavedModel directory (TensorFlow's converter
+    to a float ``.tflite``, then the TFLite reader)."""
+    from quanta.graph.model_io import load_model
+    from quanta.keras_in import is_keras_path, keras_to_onnx
+
+    if is_keras_path(path):
+        return keras_to_onnx(path)
+    return load_model(path)
+
+
+def check_layout(
+    model: onnx.ModelProto, arrays: Mapping[str, Any], what: str = "calibration"
+) -> None:
+    """Raise one line when a 4-D input gets images in the other channel order: NCHW arrays for
+    an NHWC model (a Keras or ``.tflite`` one), or NHWC arrays for an NCHW model."""
+    from quanta.data.layout import layout_mismatch
+
+    for value in model.graph.input:
+        array = arrays.get(value.name)
+        dims = value.type.tensor_type.shape.dim
+        if array is None or len(dims) != 4 or getattr(array, "ndim", 0) != 4:
+            continue
+        expected = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        if [*array.shape[1:]] == expected[1:]:
+            continue
+        line = layout_mismatch(what, value.name, array.shape, expected)
+        if line:  # NOTE: another mismatch: calibration's own shape check names it
+            raise DataError(line)
+
+
+def source_size(path: str | os.PathLike[str]) -> int:
+    """Bytes on disk of a model file, or of every file in a SavedModel directory."""
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size
 
 
 def _input_names(model: onnx.ModelProto) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quanta._io import check_output_path
@@ -40,7 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _add_mode_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="the float ONNX model")
+    p.add_argument(
+        "model",
+        help="the float model: .onnx, .tflite, or with quanta[tf] .keras, .h5 or a SavedModel "
+        "directory",
+    )  # fmt: skip
     p.add_argument(
         "-o", "--output", required=True,
         help="the file to write: OUT.onnx, or OUT.tflite (NHWC; --mode static: full integer, "
@@ -127,8 +130,7 @@ def _add_format_flags(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quanta.api import Quantized
-    from quanta.graph import load_model
+    from quanta.api import Quantized, load_path, source_size
 
     config = _config(args)
     _check_flags(args, config)
@@ -141,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             f"-o {str(output)!r}: a .tflite file is written from --mode static, fp16 or "
             "dynamic, not --mode auto; write .onnx instead"
         )
-    model = load_model(args.model)
+    model = load_path(args.model)
     start = time.perf_counter()
     result = _quantized(args, model, config)
     quantized = Quantized(
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         from quanta.graph import save_model
 
         save_model(result.model, output)
-    before, after = Path(args.model).stat().st_size, output.stat().st_size
+    before, after = source_size(args.model), output.stat().st_size
     _print_float_nodes(result, args.verbose)
     for note in result.notes:
         err.print(note)
@@ -253,6 +255,7 @@ def _calibration_data(
     args: argparse.Namespace, model: onnx.ModelProto, config: QuantizeConfig
 ) -> CalibrationData:
     """``--calibration``, or bundled MNIST digits for a model that takes 1x28x28 images."""
+    from quanta.api import check_layout
     from quanta.data import calibration_split, load_mnist, load_npz
     from quanta.graph import CalibrationData
 
@@ -263,6 +266,7 @@ def _calibration_data(
             args.calibration, input_names=names, stream=True,
             on_note=lambda message: err.print(f"note: {message}"),
         )  # fmt: skip
+        check_layout(model, arrays)
         return CalibrationData(arrays, samples=config.samples, batch_size=config.batch_size)
     if is_mnist_shaped(model):
         n = config.samples or DEFAULT_CALIBRATION_SAMPLES
