@@ -206,10 +206,14 @@ def _calibrate(
         if config.bias_correction
         else {}
     )
-    # a search for nodes to keep float needs the ranges every other plan could ask for
+    # a search for nodes to keep float needs the ranges every other plan could ask for; so does
+    # a planned Concat: ``mismatched_concats`` may keep it and its readers float after
+    # calibration, and a mover among those readers then needs a range of its own
+    replans = config.min_fidelity is not None or goal is not None or keep_float
+    has_concat = any(n.op_type == "Concat" and n.name in plan.plans for n in model.graph.node)
     observed = (
         plan.possible_sources(model)
-        if config.min_fidelity is not None or goal is not None or keep_float or config.latency_check
+        if replans or config.latency_check or has_concat
         else plan.calibrated_tensors()
     )
     ranges, means = collect_statistics(
