@@ -259,7 +259,7 @@ class _Escalation:
         head = f"batch 1: {f_ms:.3f} ms float, {c_ms:.3f} ms int8 ({f_ms / c_ms:.2f}×)"
         if v_ms[best] * SLOWER_THAN_FLOAT < c_ms:
             label, result = variants[best]
-            line = f"{head}, slower than float; also timed {tried}; kept: {label}"
+            line = f"{head}; also timed {tried}; kept: {label}"
             notes.append(_still_slower(line, f_ms, v_ms[best]))
             return result
         line = f"{head}; also timed {tried}, none faster: all kept int8"
@@ -279,10 +279,13 @@ class _Escalation:
         for region in int8_regions(self.prepared, plan):
             q, f = region_excess(region, float_ms, int8_ms)
             if q - f > floor:
+                # a node ONNX Runtime fused into a float neighbour's kernel has no float time
+                fused = any(n not in float_ms for n in region if n in plan.plans)
+                inside = ", part of it inside a neighbour's kernel" if fused else ""
                 why = FloatReason(
                     f"kept float for speed: its int8 region ({len(region)} node(s) from "
                     f"{region[0]!r}) took {q:.3f} ms at batch 1 with its Q/DQ, {f:.3f} ms in "
-                    "float (ONNX Runtime's profiler, this CPU)",
+                    f"float{inside} (ONNX Runtime's profiler, this CPU)",
                     FloatKind.SPEED,
                 )
                 out.update((n, why) for n in region if n in plan.plans)
