@@ -15,8 +15,9 @@ from collections.abc import Mapping
 import onnx
 
 from quanta.graph.planner import StaticPlan
+from quanta.graph.result import FloatKind, FloatReason
 
-__all__ = ["int8_regions", "region_excess"]
+__all__ = ["int8_regions", "region_excess", "slower_regions"]
 
 
 def int8_regions(model: onnx.ModelProto, plan: StaticPlan) -> list[list[str]]:
@@ -63,3 +64,34 @@ def region_excess(
         sum(int8_ms.get(n, 0.0) for n in region),
         sum(float_ms.get(n, 0.0) for n in region),
     )
+
+
+def slower_regions(
+    model: onnx.ModelProto,
+    plan: StaticPlan,
+    float_ms: Mapping[str, float],
+    int8_ms: Mapping[str, float],
+    floor: float,
+) -> tuple[dict[str, FloatReason], int]:
+    """Each quantized node of a region whose nodes took longer in int8 (Q/DQ included) than in
+    float by more than ``floor`` ms, with the region's figures as its reason; and how many
+    regions that is. (No ratio margin: the latency check asks only once the whole model
+    measured slower than float, and a region's net loss is what keeping it float saves.)"""
+    out: dict[str, FloatReason] = {}
+    count = 0
+    for region in int8_regions(model, plan):
+        q, f = region_excess(region, float_ms, int8_ms)
+        if q - f <= floor:
+            continue
+        # a node ONNX Runtime fused into a float neighbour's kernel has no float time
+        fused = any(n not in float_ms for n in region if n in plan.plans)
+        inside = ", part of it inside a neighbour's kernel" if fused else ""
+        why = FloatReason(
+            f"kept float for speed: its int8 region ({len(region)} node(s) from {region[0]!r}) "
+            f"took {q:.3f} ms at batch 1 with its Q/DQ, {f:.3f} ms in float{inside} (ONNX "
+            "Runtime's profiler, this CPU)",
+            FloatKind.SPEED,
+        )
+        out.update((n, why) for n in region if n in plan.plans)
+        count += 1
+    return out, count
