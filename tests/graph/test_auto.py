@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import helper
+from tiny_graphs import make_model, rand
 
 from quanta.cli import main
 from quanta.errors import InputError
 from quanta.graph import CalibrationData, QuantizeConfig
 from quanta.graph.auto import AutoTarget, quantize_auto
+from quanta.graph.result import FloatKind
+from quanta.graph.static import quantize_static
 from quanta.runtime import mean_cosine, run_model
 
 MakeConvnet = Callable[..., onnx.ModelProto]
@@ -126,3 +130,52 @@ def test_cli_auto_flag_errors(
     err = capsys.readouterr().err
     assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def concat_reshape_concat() -> onnx.ModelProto:
+    """ddddocr_det's shape: a Concat of mismatched ranges (kept float) whose Reshape reader is kept
+    float with it, and a second Concat that reads that Reshape and stays int8.
+
+    x -> conv_a (wide) a, conv_b (narrow) b, conv_c (wide) c; Concat(a, b) -> Reshape r;
+    Concat(r, c) -> conv_out -> y."""
+    w = rand(2, 2, 1, 1, seed=0)
+    return make_model(
+        [
+            helper.make_node("Conv", ["x", "wa"], ["a"], name="conv_a", kernel_shape=[1, 1]),
+            helper.make_node("Conv", ["x", "wb"], ["b"], name="conv_b", kernel_shape=[1, 1]),
+            helper.make_node("Conv", ["x", "wc"], ["c"], name="conv_c", kernel_shape=[1, 1]),
+            helper.make_node("Concat", ["a", "b"], ["cat"], name="concat", axis=1),
+            helper.make_node("Reshape", ["cat", "shape"], ["r"], name="reshape"),
+            helper.make_node("Concat", ["r", "c"], ["cat2"], name="concat2", axis=1),
+            helper.make_node("Conv", ["cat2", "w3"], ["y"], name="conv_out", kernel_shape=[3, 3]),
+        ],
+        {"x": ["N", 2, 6, 6]},
+        {"y": ["N", 4, 4, 4]},
+        {"wa": w * 100.0, "wb": w, "wc": w * 100.0, "w3": rand(4, 6, 3, 3, seed=1),
+         "shape": np.array([0, 4, 6, 6], dtype=np.int64)},
+    )  # fmt: skip
+
+
+def test_concat_kept_float_after_calibration_does_not_lose_a_range() -> None:
+    """Regression (ddddocr_det in --mode auto: ``KeyError: '874'``): with no fidelity search and
+    no latency check, calibration observed only the first plan's tensors; keeping the mismatched
+    Concat and its Reshape reader float then gave the Reshape's output its own grid (it had
+    shared its input's), a range nobody had observed."""
+    model = concat_reshape_concat()
+    x = rand(96, 2, 6, 6, seed=5, std=1.0)
+    config = QuantizeConfig(method="minmax", min_fidelity=None, latency_check=False)
+    result = quantize_static(model, CalibrationData({"x": x[:64]}), config)
+    kinds = {f.name: f.kind for f in result.float_nodes}
+    assert kinds == {"concat": FloatKind.RANGES, "reshape": FloatKind.RANGES}
+    # the float Reshape's output is quantized on its own grid for concat2, from its own range
+    quantized = {n.input[0] for n in result.model.graph.node if n.op_type == "QuantizeLinear"}
+    assert "r_pre" in quantized
+    # ONNX Runtime runs it and it stays close to float (independent oracle: the float model)
+    reference = run_model(model, {"x": x[64:]})
+    assert mean_cosine(run_model(result.model, {"x": x[64:]}), reference) > 0.99
+    # and --mode auto, which calibrates the same way, completes
+    auto = quantize_auto(
+        model, CalibrationData({"x": x[:64]}), {"x": x[64:]}, AutoTarget(min_fidelity=0.9),
+        config=QuantizeConfig(method="minmax"), latency_budget_s=0.02,
+    )  # fmt: skip
+    assert auto.chosen in {c.name for c in auto.candidates}

@@ -8,11 +8,16 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto
 
 from quanta.graph import CalibrationData, QuantizeConfig, latency, quantize_static
 from quanta.graph.auto import AutoTarget, quantize_auto
 from quanta.graph.latency import Timer, slower_nodes
-from quanta.graph.result import FloatKind
+from quanta.graph.planner import plan_static
+from quanta.graph.prepare import prepare
+from quanta.graph.regions import int8_regions
+from quanta.graph.result import FloatKind, FloatReason
+from quanta.runtime import mean_cosine, run_model
 
 MakeConvnet = Callable[..., onnx.ModelProto]
 MakeImages = Callable[..., np.ndarray]
@@ -32,13 +37,23 @@ def is_int8(model: onnx.ModelProto) -> bool:
 
 class FixedTimer(Timer):
     """Every node takes 1 ms in float; in int8 the nodes of ``int8_ms`` take that, others
-    0.5 ms. ``batch1`` answers the batch-1 timings, in call order."""
+    0.5 ms. ``batch1`` answers the batch-1 timings, in call order; ``then`` answers a second
+    batch-1 call (the variants timed when int8 is still slower than float) and ``again`` a
+    third (float, int8, the fastest variant, timed once more); the models each call timed are
+    kept in ``timed``."""
 
-    def __init__(self, int8_ms: Mapping[str, float], batch1: Sequence[float]) -> None:
+    def __init__(
+        self,
+        int8_ms: Mapping[str, float],
+        batch1: Sequence[float],
+        then: Sequence[float] = (),
+        again: Sequence[float] = (),
+    ) -> None:
         super().__init__()
         object.__setattr__(self, "int8_ms", dict(int8_ms))
-        object.__setattr__(self, "batch1", list(batch1))
+        object.__setattr__(self, "answers", [list(batch1), list(then), list(again)])
         object.__setattr__(self, "calls", [])
+        object.__setattr__(self, "timed", [])
 
     def node_times(self, model, feeds):  # type: ignore[no-untyped-def]
         self.calls.append("int8" if is_int8(model) else "float")
@@ -51,7 +66,10 @@ class FixedTimer(Timer):
         }
 
     def batch1_ms(self, models, feeds):  # type: ignore[no-untyped-def]
-        return self.batch1[: len(models)]
+        self.timed.append(list(models))
+        answer = self.answers[len(self.timed) - 1]
+        assert len(answer) == len(models), f"timed {len(models)} models, {len(answer)} figures"
+        return answer
 
 
 def quantize(
@@ -120,11 +138,116 @@ def test_rebuild_not_faster_keeps_every_layer_int8(
 def test_still_slower_than_float_says_so_and_suggests_auto(
     make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timer = FixedTimer({}, batch1=[1.0, 1.25])  # no layer slower, the whole model is
+    # no layer slower, the whole model is; float compute with int8 weights is no faster either
+    timer = FixedTimer({}, batch1=[1.0, 1.25], then=[1.0, 1.25, 1.24])
     result = quantize(make_convnet, make_images, timer, monkeypatch)
-    note = result.notes[-1]
-    assert note.startswith("slower than float here: batch 1: 1.000 ms float, 1.250 ms int8 (0.80×)")
-    assert "--mode auto" in note and "\n" not in note
+    assert is_int8(result.model)
+    assert not [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
+    assert result.notes[-1] == (
+        "slower than float here: batch 1: 1.000 ms float, 1.250 ms int8 (0.80×); also timed "
+        "every layer float compute, weights stored int8: 1.240 ms (0.81×), none faster: all kept "
+        "int8. --mode auto --eval EVAL.npz weighs float, dynamic and partly-float variants and "
+        "keeps the fastest that meets an accuracy target"
+    )
+    # the one region covers every int8 layer, so it is not timed twice (as weight-only)
+    assert [len(models) for models in timer.timed] == [2, 3]
+
+
+def wide_convnet(make_convnet: MakeConvnet) -> onnx.ModelProto:
+    """The convnet with an fc weight of 10 x 400 (over weight_only.MIN_ELEMENTS)."""
+    return make_convnet(hw=12, channels=16)
+
+
+def test_slower_than_float_keeps_float_compute_with_int8_weights(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timer = FixedTimer({}, batch1=[1.0, 1.3], then=[1.0, 1.3, 0.98], again=[1.0, 1.28, 0.99])
+    monkeypatch.setattr(latency, "DEFAULT_TIMER", timer)
+    model, x = wide_convnet(make_convnet), make_images(96, hw=12)
+    result = quantize_static(model, CalibrationData({"image": x}), QuantizeConfig(method="minmax"))
+    # float compute: no QuantizeLinear; the fc weight is stored int8 and decoded in float
+    assert not is_int8(result.model)
+    int8_inits = {i.name for i in result.model.graph.initializer if i.data_type == TensorProto.INT8}
+    assert any(name.startswith("fc.weight") for name in int8_inits)
+    assert result.model.ByteSize() < 0.5 * model.ByteSize()
+    speed = {f.name: f.reason for f in result.float_nodes if f.kind is FloatKind.SPEED}
+    assert set(speed) == {"conv", "pool", "flatten", "fc"}
+    assert "every layer computes in float, with its weights stored int8" in speed["fc"]
+    assert result.notes[-1] == (
+        "batch 1: 1.000 ms float, 1.300 ms int8 (0.77×); also timed every "
+        "layer float compute, weights stored int8: 0.980 ms (1.02×); kept: every layer float "
+        "compute, weights stored int8 (0.990 ms against 1.280 ms int8 in a second timing)"
+    )
+    # the fidelity report scores the model written (oracle: ONNX Runtime on the float model)
+    assert result.fidelity is not None and result.fidelity.kept_float == 4
+    got = mean_cosine(run_model(result.model, {"image": x}), run_model(model, {"image": x}))
+    assert got > 0.9999 and result.fidelity.achieved > 0.9999
+
+
+def test_slower_int8_region_kept_float(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pool kept float splits the int8 layers into two regions: conv(+relu) and fc; fc's region
+    # takes 4 ms in int8 against 1 ms in float, conv's 0.5 against 2
+    timer = FixedTimer(
+        {"fc": 4.0}, batch1=[1.0, 1.3, 1.25], then=[1.0, 1.3, 0.95, 1.0], again=[1.0, 1.3, 0.96]
+    )
+    monkeypatch.setattr(latency, "DEFAULT_TIMER", timer)
+    data = CalibrationData({"image": make_images(64, hw=8)})
+    config = QuantizeConfig(method="minmax", min_fidelity=None)
+    asked = {"pool": FloatReason("asked", FloatKind.REQUESTED)}
+    result = quantize_static(make_convnet(), data, config, keep_float=asked)
+    speed = {f.name: f.reason for f in result.float_nodes if f.kind is FloatKind.SPEED}
+    assert list(speed) == ["fc"]
+    assert "its int8 region (1 node(s) from 'fc') took 4.000 ms" in speed["fc"]
+    assert "conv.bias_DQ" in node_names(result.model)  # conv's region stays int8
+    assert "fc.bias_DQ" not in node_names(result.model)
+    # timed: float, int8, the node-level rebuild (not 10 % faster); then float, int8, the
+    # region variant and every layer float; then float, int8 and the region variant again
+    assert [len(models) for models in timer.timed] == [3, 4, 3]
+    assert result.notes[-1].endswith(
+        "also timed 1 int8 region(s) slower than float (1 layer(s)) float: 0.950 ms (1.05×), "
+        "every layer float compute, weights stored int8: 1.000 ms (1.00×); kept: 1 int8 "
+        "region(s) slower than float (1 layer(s)) float (0.960 ms against 1.300 ms int8 in a "
+        "second timing)"
+    )
+
+
+def test_a_variant_faster_in_one_timing_only_is_not_kept(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timer = FixedTimer({}, batch1=[1.0, 1.3], then=[1.0, 1.3, 0.98], again=[1.0, 1.1, 1.09])
+    result = quantize(make_convnet, make_images, timer, monkeypatch)
+    assert is_int8(result.model)
+    assert not [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
+    assert result.notes[-1].startswith("slower than float here: batch 1: 1.000 ms float")
+    assert (
+        "weights stored int8: 1.090 ms against 1.100 ms int8 in a second timing, not faster: all "
+        "kept int8" in result.notes[-1]
+    )
+
+
+def test_rebuild_still_slower_is_profiled_again(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the rebuild (fc float) is 12 % faster, so it is kept, but still slower than float: its
+    # regions are profiled anew, and float compute with int8 weights wins
+    timer = FixedTimer(
+        {"fc": 3.0}, batch1=[2.0, 2.5, 2.2], then=[2.0, 2.2, 1.9], again=[2, 2.2, 1.9]
+    )
+    result = quantize(make_convnet, make_images, timer, monkeypatch)
+    assert timer.calls == ["float", "int8"] * 6
+    assert not is_int8(result.model)
+    assert result.notes[-1].startswith("batch 1: 2.000 ms float, 2.200 ms int8 (0.91×)")
+
+
+def test_regions_follow_int8_edges(make_convnet: MakeConvnet) -> None:
+    prepared = prepare(make_convnet())
+    assert int8_regions(prepared, plan_static(prepared)) == [
+        ["conv", "pool", "flatten", "fc", "relu"]
+    ]
+    split = plan_static(prepared, exclude={"pool": "asked"})
+    assert int8_regions(prepared, split) == [["conv", "relu"], ["fc"]]
 
 
 def test_no_latency_check_measures_nothing(
