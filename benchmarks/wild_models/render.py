@@ -97,3 +97,64 @@ def click_captcha(
         pos = (int(rng.integers(0, size - tile.width)), int(rng.integers(0, size - tile.height)))
         img.paste(tile, pos, tile)
     return np.asarray(img), count
+
+
+def document(
+    sentences: list[str],
+    photos: list[np.ndarray],
+    rng: np.random.Generator,
+    size: tuple[int, int],
+) -> np.ndarray:
+    """A (H, W, 3) uint8 document page as a layout analyser meets it: a title, paragraphs in
+    one or two columns, and figures (photos) and tables (ruled grids of words), each with a
+    caption below."""
+    h, w = size
+    img = Image.new("RGB", (w, h), _paper(rng))
+    draw = ImageDraw.Draw(img)
+    margin = int(w * rng.uniform(0.06, 0.1))
+    title = _font(rng, int(rng.integers(30, 44)))
+    y = margin
+    draw.text((margin, y), " ".join(fragments(sentences, rng, 2)), font=title, fill=_ink(rng))
+    y += int(title.size * 2)
+    columns = int(rng.integers(1, 3))
+    col_w = (w - 2 * margin - (columns - 1) * 24) // columns
+    body, ink = _font(rng, int(rng.integers(14, 20))), _ink(rng)
+    for col in range(columns):
+        x0, cy = margin + col * (col_w + 24), y
+        while cy < h - margin - 40:
+            block = rng.random()
+            if block < 0.25 and cy < h - margin - 220:  # a figure or a table, with a caption
+                bh = int(rng.integers(120, 200))
+                if rng.random() < 0.5 and photos:
+                    photo = photos[int(rng.integers(len(photos)))]
+                    img.paste(Image.fromarray(photo).resize((col_w, bh), Image.BILINEAR), (x0, cy))
+                else:
+                    rows, cols = int(rng.integers(3, 7)), int(rng.integers(2, 5))
+                    for r in range(rows + 1):
+                        ry = cy + r * bh // rows
+                        draw.line([(x0, ry), (x0 + col_w, ry)], fill=ink)
+                    for c in range(cols + 1):
+                        cx = x0 + c * col_w // cols
+                        draw.line([(cx, cy), (cx, cy + bh)], fill=ink)
+                    for r in range(rows):
+                        for c, word in enumerate(fragments(sentences, rng, cols)):
+                            pos = (x0 + c * col_w // cols + 4, cy + r * bh // rows + 4)
+                            draw.text(pos, word[: max(3, col_w // cols // 9)], font=body, fill=ink)
+                cy += bh + 6
+                caption = "Figure" if rng.random() < 0.5 else "Table"
+                text = f"{caption} {int(rng.integers(1, 9))}. " + fragments(sentences, rng, 1)[0]
+                draw.text((x0, cy), text, font=body, fill=ink)
+                cy += int(body.size * 2.5)
+            else:  # a paragraph: lines of words filling the column
+                for _ in range(int(rng.integers(3, 9))):
+                    line = ""
+                    for word in " ".join(fragments(sentences, rng, 6)).split():
+                        if body.getlength(f"{line} {word}") > col_w:
+                            break
+                        line = f"{line} {word}".strip()
+                    draw.text((x0, cy), line, font=body, fill=ink)
+                    cy += int(body.size * 1.4)
+                    if cy >= h - margin - 20:
+                        break
+                cy += int(body.size * 1.2)
+    return np.asarray(img)

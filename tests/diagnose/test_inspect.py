@@ -56,11 +56,9 @@ def test_clipping_and_sensitivity_show_a_bad_grid(
     float_model = make_convnet()
     quantized = _quantize(float_model, make_images(64))
     # shrink the conv output's grid 8x: most values clip, and that layer dominates the damage
-    q_node = next(
-        n
-        for n in quantized.graph.node
-        if n.op_type == "QuantizeLinear" and n.output[0].startswith("relu_out")
-    )
+    producer = {o: n for n in quantized.graph.node for o in n.output}
+    q_node = producer[producer["relu_out"].input[0]]  # relu_out is its pair's DQ output
+    assert q_node.op_type == "QuantizeLinear"
     scale = next(t for t in quantized.graph.initializer if t.name == q_node.input[1])
     value = onnx.numpy_helper.to_array(scale) / 8
     scale.CopyFrom(onnx.numpy_helper.from_array(value.astype(np.float32), scale.name))

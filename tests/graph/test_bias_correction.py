@@ -71,7 +71,9 @@ def test_static_bias_is_corrected_with_the_calibration_mean() -> None:
     expected = _consts(model)["b"] + bias_shift(
         model.graph.node[0], w, dequantize(q, qp), seen.mean(axis=(0, 2, 3))
     )
-    (bias_dq,) = [n for n in plain.graph.node if n.output[0].startswith("b_")]
+    producer = {o: n for n in plain.graph.node for o in n.output}
+    (conv,) = [n for n in plain.graph.node if n.op_type == "Conv"]
+    bias_dq = producer[conv.input[2]]
     stored = c[bias_dq.input[0]].astype(np.float64) * c[bias_dq.input[1]]
     scale = c[bias_dq.input[1]]
     assert np.all(np.abs(stored - expected) <= scale / 2 * (1 + 1e-6))

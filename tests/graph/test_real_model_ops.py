@@ -112,7 +112,12 @@ def test_hard_swish_runs_as_int8_add_and_mul(
     assert int8_hard_swish(plain) == 1  # what quantize_static does on uint8 activations
     (tmp_path / "q").mkdir()
     q, path, _ = _quantize(model, tmp_path / "q")
-    assert q.SerializeToString() == plain.SerializeToString()
+    # the same graph and numbers; quantize_static rewrites before compact names it, so the
+    # rewrite's own nodes got short names there and long ones here
+    assert [n.op_type for n in q.graph.node] == [n.op_type for n in plain.graph.node]
+    np.testing.assert_array_equal(
+        run_model(q, {"x": X[32:]})[0], run_model(plain, {"x": X[32:]})[0]
+    )
     counts = count_kernels(path)
     assert (counts.int8["QLinearConv"], counts.int8["QLinearAdd"], counts.int8["QLinearMul"]) == (
         2,

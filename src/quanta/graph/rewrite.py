@@ -4,7 +4,9 @@ Names of what the passes add, after the tensor ``T`` they belong to: ``T_q`` the
 ``T_s`` its scale, ``T_zp`` its zero point, ``T_dq`` the dequantized float tensor, ``T_pre`` a
 producer's float output before its QuantizeLinear, ``T_w`` a weight decoded from int8; nodes
 ``T_Q`` / ``T_DQ``. Short on purpose: a per-channel model has hundreds of them, each written
-several times, and they count in the file size users compare.
+several times, and they count in the file size users compare. Readable while the passes run;
+``quanta.graph.compact`` then renames them shorter still (``q1``, ``s2``, ``n3``) in the
+file it writes.
 """
 
 from __future__ import annotations
