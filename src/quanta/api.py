@@ -321,8 +321,8 @@ def check_layout(
         if array is None or len(dims) != 4 or getattr(array, "ndim", 0) != 4:
             continue
         expected = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-        if [*array.shape[1:]] == expected[1:]:
-            continue
+        if None in expected[1:] or [*array.shape[1:]] == expected[1:]:
+            continue  # NOTE: a free dimension says nothing about the layout
         line = layout_mismatch(what, value.name, array.shape, expected)
         if line:  # NOTE: another mismatch: calibration's own shape check names it
             raise DataError(line)
