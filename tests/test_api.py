@@ -217,5 +217,5 @@ def test_nhwc_calibration_for_an_nchw_model_is_one_line(
     with pytest.raises(quanta.QuantaError) as exc:
         quanta.quantize(model_path, nhwc)
     message = one_line(exc)
-    assert "takes NCHW (1, 1, 8, 8)" in message and "(N, 8, 8, 1), NHWC? transpose" in message
+    assert "takes NCHW (N, 1, 8, 8)" in message and "(N, 8, 8, 1), NHWC? transpose" in message
     assert "array.transpose(0, 3, 1, 2)" in message
