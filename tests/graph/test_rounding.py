@@ -61,6 +61,10 @@ def test_conv_patches_times_weight_is_onnx_runtimes_conv(
     got = rows @ w.reshape(5, -1).T  # (N·H'·W', O)
     want = y.transpose(0, 2, 3, 1).reshape(-1, 5)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # a seeded draw of 7 rows copies exactly those rows of the full unfold
+    drawn = unfold_rows(node, x, (3, 2), np.random.default_rng(4), limit=7)
+    chosen = np.sort(np.random.default_rng(4).choice(len(rows), 7, replace=False))
+    np.testing.assert_array_equal(drawn, rows[chosen])
 
 
 def _correlated_gemm() -> tuple[onnx.ModelProto, np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -104,11 +104,19 @@ def layer_matrix(node: onnx.NodeProto, weight: np.ndarray) -> tuple[np.ndarray, 
     return None
 
 
-def unfold_rows(node: onnx.NodeProto, x: np.ndarray, kernel: tuple[int, ...]) -> np.ndarray | None:
+def unfold_rows(
+    node: onnx.NodeProto,
+    x: np.ndarray,
+    kernel: tuple[int, ...],
+    rng: np.random.Generator | None = None,
+    limit: int = ROWS,
+) -> np.ndarray | None:
     """The layer's input ``x`` as rows of ``K`` values, one row per output position: a Conv's
-    patches (``(N·positions, I·kh·kw)``), a Gemm's or MatMul's rows (``(M, K)``)."""
+    patches (``(N·positions, I·kh·kw)``), a Gemm's or MatMul's rows (``(M, K)``). With ``rng``,
+    at most ``limit`` of them, drawn without replacement (only those are copied)."""
     if node.op_type != "Conv":
-        return x.reshape(-1, x.shape[-1])
+        rows = x.reshape(-1, x.shape[-1])  # (M, K)
+        return rows[_draw(len(rows), rng, limit)] if rng is not None else rows
     if get_attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         return None  # SAME_UPPER / VALID: not worth a second padding rule here
     spatial = len(kernel)
@@ -121,17 +129,25 @@ def unfold_rows(node: onnx.NodeProto, x: np.ndarray, kernel: tuple[int, ...]) ->
     span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True))
     windows = np.lib.stride_tricks.sliding_window_view(
         padded, span, axis=tuple(range(2, 2 + spatial))
-    )
-    # windows: (N, I, *out_full, *span); keep the strided positions and the dilated taps
+    )  # (N, I, *out_full, *span), a view
     pick = tuple(slice(None, None, s) for s in strides) + tuple(
         slice(None, None, d) for d in dilations
     )
-    windows = windows[(slice(None), slice(None), *pick)]
+    windows = windows[(slice(None), slice(None), *pick)]  # (N, I, *out, *kernel), a view
     n, c = windows.shape[:2]
-    positions = int(np.prod(windows.shape[2 : 2 + spatial]))
-    taps = int(np.prod(kernel))
-    patches = windows.reshape(n, c, positions, taps)  # (N, I, P, kh·kw)
-    return patches.transpose(0, 2, 1, 3).reshape(n * positions, c * taps)  # (N·P, I·kh·kw)
+    grid = (n, *windows.shape[2 : 2 + spatial])
+    count = int(np.prod(grid))
+    chosen = _draw(count, rng, limit) if rng is not None else np.arange(count)
+    at = np.unravel_index(chosen, grid)
+    index: tuple[Any, ...] = (at[0], slice(None), *at[1:])
+    patches = windows[index]  # (R, I, *kernel): only these rows are copied
+    return patches.reshape(len(chosen), c * int(np.prod(kernel)))  # (R, I·kh·kw)
+
+
+def _draw(count: int, rng: np.random.Generator | None, limit: int) -> np.ndarray:
+    if rng is None or count <= limit:
+        return np.arange(count)
+    return np.sort(rng.choice(count, limit, replace=False))
 
 
 def rounded(
@@ -204,13 +220,11 @@ def _hessians(
         for key, readers in layers.items():
             weight = index.constant(key[0])
             for node, _ in readers:
-                rows = unfold_rows(node, values[node.input[0]], tuple(weight.shape[2:]))
+                rng = np.random.default_rng([zlib.crc32(key[0].encode()), seen])
+                rows = unfold_rows(node, values[node.input[0]], tuple(weight.shape[2:]), rng)
                 if rows is None:
                     skipped.add(key)
                     continue
-                if len(rows) > ROWS:
-                    rng = np.random.default_rng([zlib.crc32(key[0].encode()), seen])
-                    rows = rows[np.sort(rng.choice(len(rows), ROWS, replace=False))]
                 r = rows.astype(np.float64)
                 hessians[key] = hessians.get(key, 0) + r.T @ r
         seen += len(next(iter(feed.values())))
