@@ -268,6 +268,32 @@ CASES: dict[str, tuple[Case, str]] = {
         ],
         "--no-latency-check is only used with --mode static",
     ),  # fmt: skip
+    "weight rounding outside static and auto": (
+        lambda t: [
+            "quantize",
+            str(_model(t)),
+            "-o",
+            str(t / "out.onnx"),
+            "--mode",
+            "dynamic",
+            "--weight-rounding",
+            "gptq",
+        ],
+        "--weight-rounding gptq is only used with --mode static or auto",
+    ),  # fmt: skip
+    "unknown weight rounding": (
+        lambda t: [
+            "quantize",
+            str(_model(t)),
+            "-o",
+            str(t / "out.onnx"),
+            "--calibration",
+            str(_npz(t)),
+            "--weight-rounding",
+            "adaround",
+        ],
+        "--weight-rounding 'adaround' is not known; expected nearest or gptq",
+    ),  # fmt: skip
     "output directory missing": (
         lambda t: [
             "quantize",

@@ -99,6 +99,12 @@ def _add_fallback_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bias-correction", action="store_true",
                    help="do not correct biases for weight rounding")  # fmt: skip
     p.add_argument(
+        "--weight-rounding", default="nearest",
+        help="nearest | gptq: static: round each int8 weight to its nearest value, or choose "
+        "the roundings of each Conv/Gemm/MatMul that change its output on the calibration "
+        "samples least (GPTQ; slower to quantize; default nearest)",
+    )  # fmt: skip
+    p.add_argument(
         "--no-latency-check", action="store_true",
         help="static: do not profile float and int8 at batch 1 on this machine, nor keep float "
         "the layers whose int8 kernel runs slower (quantizes faster)",
@@ -203,6 +209,7 @@ def _config(args: argparse.Namespace) -> QuantizeConfig:
         max_float=args.max_float,
         workers=args.workers,
         latency_check=not args.no_latency_check,
+        weight_rounding=args.weight_rounding,
     )
 
 
@@ -217,6 +224,11 @@ def _check_flags(args: argparse.Namespace, config: QuantizeConfig) -> None:
     if not config.latency_check and config.mode != "static":
         raise InputError(
             f"--no-latency-check is only used with --mode static, not --mode {config.mode}"
+        )
+    if config.weight_rounding != "nearest" and config.mode not in ("static", "auto"):
+        raise InputError(
+            f"--weight-rounding {config.weight_rounding} is only used with --mode static or "
+            f"auto, not --mode {config.mode}"
         )
     if config.mode == "auto" and not args.eval:
         raise InputError("--mode auto needs --eval EVAL.npz (or mnist) to measure accuracy on")

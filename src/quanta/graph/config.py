@@ -13,6 +13,7 @@ MODES = ("static", "dynamic", "fp16", "auto")
 METHODS = ("auto", "minmax", "percentile", "entropy", "mse")
 ACTIVATION_TYPES = ("auto", "int8", "uint8")
 WEIGHT_RANGES = ("auto", "full", "reduced")
+WEIGHT_ROUNDINGS = ("nearest", "gptq")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class QuantizeConfig:
             so that CPUs whose u8 x s8 dot products add pairs in saturating int16 (x86 AVX2
             without VNNI: ``vpmaddubsw``) never overflow; "auto": reduced on such a CPU, full
             elsewhere (static and dynamic modes).
+        weight_rounding: static mode: "nearest" rounds each weight to its nearest int8 value;
+            "gptq" rounds Conv/Gemm/MatMul weights column by column so that each layer's output
+            on calibration samples changes least (``quanta.graph.rounding``).
         latency_check: static mode: profile the float and int8 models at batch 1 on this
             machine and keep float the layers whose int8 kernel runs slower
             (``quanta.graph.latency``); False skips the measuring (quantizes faster).
@@ -72,6 +76,7 @@ class QuantizeConfig:
     max_float: int | None = None
     workers: int = 1
     latency_check: bool = True
+    weight_rounding: Literal["nearest", "gptq"] = "nearest"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -86,6 +91,10 @@ class QuantizeConfig:
         if self.weight_range not in WEIGHT_RANGES:
             raise InputError(
                 f"--weight-range {self.weight_range!r} is not known; expected auto, full or reduced"
+            )
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise InputError(
+                f"--weight-rounding {self.weight_rounding!r} is not known; expected nearest or gptq"
             )
         if self.method not in METHODS:
             raise InputError(

@@ -45,6 +45,7 @@ from quanta.graph.ops.hard_swish import int8_hard_swish
 from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
 from quanta.graph.result import FidelityReport, FloatKind, QuantizeResult
+from quanta.graph.rounding import learned_rounding
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import Observer
 from quanta.runtime import mean_cosine, run_model
@@ -119,6 +120,8 @@ def quantize_static(
     )
     builds = _Builds(model, calibration, config)
     notes = _weight_range_notes(config, builds.reduced)
+    if config.weight_rounding == "gptq":
+        _learn_rounding(builds, split.calibration if split else data, notes)
     if config.activation_type == "auto":
         builds.activation_type = fastest_activation_type(builds.build, notes)
     feeds = dict(goal.feeds) if goal is not None else split.feeds if split else {}
@@ -304,6 +307,16 @@ class _Builds:
 
     def model(self, extra: dict[str, str]) -> onnx.ModelProto:
         return self.build(extra)[0]
+
+
+def _learn_rounding(builds: _Builds, data: CalibrationData, notes: list[str]) -> None:
+    """Round the weights to keep each layer's output on ``data`` (``quanta.graph.rounding``),
+    before any build reads them: every build then shares these int8 values."""
+    rounded = learned_rounding(
+        builds.prepared, builds.calibration.plan, data, builds.weights,
+        per_channel=builds.config.per_channel, reduced=builds.reduced,
+    )  # fmt: skip
+    notes.append(f"weight rounding: GPTQ on {rounded} weight(s), nearest on the rest")
 
 
 def _weight_range_notes(config: QuantizeConfig, reduced: bool) -> list[str]:
