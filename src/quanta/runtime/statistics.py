@@ -37,9 +37,11 @@ __all__ = [
     "TensorSummary",
 ]
 
-# NOTE: values histogrammed per tensor per batch; the histogram of a strided sample keeps the
-# batch's total count (each value weighted by the stride), min and max stay exact.
-SAMPLE_CAP = 1 << 16
+# NOTE: values histogrammed per tensor per batch, as quanta.quant.histogram's
+# MAX_HISTOGRAM_VALUES for whole tensors (the same strided sample); the histogram of a sample
+# keeps the batch's total count (each value weighted by the stride), min and max stay exact.
+# 2^16 was measured faster but worse: magika's fully-int8 fidelity 0.9874 against 0.9933.
+SAMPLE_CAP = 1 << 20
 
 
 @dataclass(frozen=True)
