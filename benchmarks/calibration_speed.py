@@ -138,40 +138,62 @@ def markdown(doc: dict) -> str:  # type: ignore[type-arg]
         "over the calibration samples in the batches calibration uses. Statistics: "
         "`collect_statistics` as `quanta quantize --mode static` calls it by default (every "
         "tensor a fidelity search may need, one histogram each, and the per-channel input "
-        "means of bias correction), one process. CPU seconds are the steadier figure on a "
-        "shared machine.",
+        "means of bias correction), one process, session creation included. CPU seconds are "
+        "the steadier figure on a shared machine.",
         "",
         "| model | samples | tensors observed + means | float s CPU (wall) | statistics s CPU "
         "(wall) | statistics / float, CPU (wall) |",
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        "Where the statistics time goes (MobileNetV2, 126 samples, one thread, CPU seconds "
-        "measured by hand after these changes; float 0.70 s): statistics 4.78 s, of which "
-        "ONNX Runtime alone 3.05 s and the NumPy updates the rest. Before the histogram and "
-        "mean changes of issue 14 the statistics cost 13.5 times the float inference (504 "
-        "samples, this script on the earlier code: 37.4 s against 2.8 s).",
+        "How: the statistics are computed inside the ONNX Runtime graph "
+        "(`quanta.runtime.statistics`, optimization level `all`). Per observed tensor and "
+        "batch the model gets small extra outputs: `ReduceMin`, `ReduceMax`, a `ReduceSum` "
+        "check (NaN or Inf make it non-finite; `ReduceMin`/`ReduceMax` can skip a NaN, "
+        "measured), per-channel `ReduceSum`s for the means, and an evenly strided sample of at "
+        "most 2^20 values (`Reshape` + `Slice`, step computed in the graph; the sample the "
+        "earlier code took) that NumPy bins into the histogram. A 2^16 cap measured faster "
+        "(2.47× float on MobileNetV2) but lowered magika's fully-int8 fidelity from 0.9933 to "
+        "0.9874 and captcha_crnn's text agreement from 0.901 to 0.880. A batch whose check is "
+        "not finite is read whole as before. Before "
+        "this change (every observed tensor a graph output at level `basic`, NumPy statistics "
+        "over a sample of up to 2^20 values) MobileNetV2 took 6.27× its float inference (CPU, "
+        "same command, 1 repeat), and 13.5× before issue 14's earlier histogram changes.",
         "",
-        "- ONNX Runtime with every observed tensor as a graph output, at the `basic` level "
-        "calibration uses: each output is materialized in NCHW and copied to NumPy, and the "
-        "NCHWc convolutions and fusions of `all` are off. At `all` the statistics take 4.22 s "
-        "instead of 4.78 s, but Conv results then differ in the last bits (min or max of 55 "
-        "of 66 MobileNetV2 tensors, by at most 1.8e-4), so scales and written models change.",
-        "- Histograms (bit-identical to the earlier code): exact min, max and zero count over "
-        "the whole tensor in its own dtype, then bin indices and `np.bincount` over a strided "
-        "sample of at most 2^20 values per tensor per batch. A 2^16 cap would save 1.6 s "
-        "(3.18 s) but changes the histograms. The float64 copy of every tensor and the NaN "
-        "mask are gone (built only for a batch holding NaN or Inf).",
-        "- Bias correction's per-channel means: one float64-accumulating sum per tensor, with "
-        "no transposed float64 copy (again only for a batch holding NaN or Inf).",
+        "Where the time goes (MobileNetV2, 60 samples, 2^16 cap, 1 thread, ONNX Runtime's "
+        "profiler; float 0.34 s CPU, statistics graph alone 0.96 s): Conv 53 % of the kernel "
+        "time (1.76 s against 1.19 s in the float graph, partly because an observed Conv output "
+        "is no longer fused with its Add), `ReorderOutput` 23 % (NCHWc blocks copied to NCHW for "
+        "each reduction, as the reductions are not layout-aware), `ReduceSum` 9 %, "
+        "`ReduceMin` + `ReduceMax` 8 %, the strided `Slice` 5 %; NumPy's binning of the "
+        "samples about 9 % of the statistics' wall time.",
+        "",
+        "Measured and not kept (MobileNetV2, 60 samples, CPU s, float at `all` 0.30-0.39 s):",
+        "",
+        "- Histograms counted in the graph over every value, the range a graph input: "
+        "`Sub`, `Mul`, `Clip`, `Cast`, `ScatterElements(reduction='add')` took 2.7-5.0 s; "
+        "com.microsoft `QuantizeLinear` to uint16, `Cast`, `ScatterElements` 2.7-3.5 s; "
+        "every observed tensor returned to NumPy (ONNX Runtime alone) 0.96-1.00 s. Scattering "
+        "one count per value costs several float inferences, so the histogram is binned from "
+        "the sample instead, and the range-widening reruns it would need never arise.",
+        "- An exact in-graph zero count (`Equal`, `Cast`, `ReduceSum`): +0.65 s, alone about "
+        "twice the float inference. The zero count is the sample's, weighted by the stride as "
+        "the histogram counts are (exact when the sample is the whole batch).",
+        "- Level `basic` instead of `all` for the statistics graph: 0.99-1.21 s against "
+        "0.87-1.05 s (with NumPy's binning). `all` computes Conv in NCHWc blocks, whose "
+        "results differ from `basic`'s in the last bits, so written models change.",
+        "- Layout-aware reductions for 4-D tensors (`GlobalMaxPool`, `GlobalAveragePool`, the "
+        "minimum as the `GlobalMaxPool` of a -1 depthwise Conv): no reorders, but the negating "
+        "Conv costs about as much: 0.86-0.92 s against 0.96 s.",
         "",
         "Issue 14's target (statistics in at most twice the float inference) is not met on "
-        "MobileNetV2: ONNX Runtime handing every observed tensor back already costs more than "
-        "that; both levers above together measured 3.76 times float. rapidocr_det (12 pages, "
-        "measured by hand): `quantize --method minmax` with no fidelity search takes 6.5 s CPU "
-        "in all (statistics and one build); one fallback evaluation (session and run of the "
-        "int8 model on 8 pages) 1.3 s CPU, so its 100 evaluations, not the statistics, make "
-        "most of that model's quantize time.",
+        "MobileNetV2 (table above): the reorders and the Conv fusions lost to observation "
+        "alone cost more than half a float inference, and each of min, max and the check is "
+        "one more read of every activation. rapidocr_det (12 pages, measured by hand, before "
+        "this change): `quantize --method minmax` with no fidelity search takes 6.5 s CPU in "
+        "all (statistics and one build); one fallback evaluation (session and run of the int8 "
+        "model on 8 pages) 1.3 s CPU, so its 100 evaluations, not the statistics, make most "
+        "of that model's quantize time.",
         "",
     ]
     return "\n".join(lines)

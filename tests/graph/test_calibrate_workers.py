@@ -49,7 +49,8 @@ def test_two_workers_give_the_single_process_statistics(
     for name in tensors:
         for x, y in zip(one[0][name].range(), two[0][name].range(), strict=True):
             np.testing.assert_array_equal(x, y)  # min-max: exact
-    np.testing.assert_allclose(two[1]["pool_out"].mean(), one[1]["pool_out"].mean(), rtol=1e-12)
+    # per-batch channel sums are float32 (ONNX Runtime's ReduceSum), the shards batch differently
+    np.testing.assert_allclose(two[1]["pool_out"].mean(), one[1]["pool_out"].mean(), rtol=1e-6)
 
     hist = partial(HistogramObserver, method="percentile", percentile=99.9)
     h1 = collect_statistics(model, ["relu_out"], CalibrationData({"image": images}, batch_size=7),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -16,6 +18,7 @@ from quanta.errors import DataError, QuantaError
 from quanta.quant import MeanObserver, MinMaxObserver, Observer
 from quanta.runtime.batching import fixed_batch
 from quanta.runtime.session import session_with_outputs
+from quanta.runtime.statistics import StatisticsSession, StatisticsUnavailable
 
 __all__ = ["CalibrationData", "collect_ranges", "collect_statistics"]
 
@@ -206,8 +209,13 @@ def collect_statistics(
     """Range observers for ``tensors`` and per-channel means for ``channel_means`` (tensor ->
     channel axis), from one run of ``model`` over ``data``.
 
-    The model is copied with each tensor added as a graph output, so ONNX Runtime keeps it; one
-    batch at a time flows through, so memory holds one batch of activations, never the data set.
+    Where every observer takes summaries (per-tensor min-max and histogram observers), the
+    statistics are computed inside ONNX Runtime (``quanta.runtime.statistics``): per tensor and
+    batch its exact min and max, a check sum, per-channel sums for the means and, for
+    histograms, an evenly strided sample of at most ``SAMPLE_CAP`` values; only those small
+    outputs come back to NumPy. A batch holding NaN or Inf, and observers that need whole
+    tensors, get every tensor as a graph output instead, so ONNX Runtime keeps it. One batch at
+    a time flows through, so memory holds one batch of activations, never the data set.
 
     With ``workers > 1`` the samples are split into that many contiguous shards, each run by
     its own process (one ONNX Runtime thread each), and the observers merged: min-max exactly
@@ -221,29 +229,84 @@ def collect_statistics(
         return _collect_in_workers(model, tensors, data, channel_means, make_observer, on_batch,
                                    workers)  # fmt: skip
     names = list(dict.fromkeys([*tensors, *channel_means]))
-    session = session_with_outputs(model, names, threads=threads)
     observers = {name: make_observer() for name in tensors}
     means = {name: MeanObserver(axis=axis) for name, axis in channel_means.items()}
     batch = max(1, min(data.batch_size, BATCH_BYTES // _bytes_per_sample(model, names)))
     total = data.num_batches(model, batch)
+    whole = _WholeTensors(model, names, threads)
+    in_graph = _in_graph_session(model, tensors, channel_means, observers, threads)
     for i, feeds in enumerate(data.batches(model, batch)):
         feeds = {
             k: v.astype(np.float32, copy=False) if v.dtype == np.float64 else v
             for k, v in feeds.items()
         }
-        try:
-            outputs = session.run(names, feeds)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-            first = str(exc).strip().splitlines()[0]
-            raise DataError(f"the model could not run on calibration batch {i}: {first}") from exc
-        for name, value in zip(names, outputs, strict=True):
+        summary = _run(in_graph.run, feeds, i) if in_graph is not None else None
+        if summary is None:  # no in-graph statistics, or a NaN or Inf in this batch
+            whole.update(feeds, i, observers, means)
+        else:
+            for name, s in summary[0].items():
+                observers[name].update_summary(s.minimum, s.maximum, s.size, s.sample)
+            for name, c in summary[1].items():
+                means[name].update_sums(c.sums, c.count)
+        if on_batch is not None:
+            on_batch(i + 1, total)
+    return observers, means
+
+
+def _in_graph_session(
+    model: onnx.ModelProto,
+    tensors: Sequence[str],
+    channel_means: Mapping[str, int],
+    observers: Mapping[str, Observer],
+    threads: int,
+) -> StatisticsSession | None:
+    """Statistics computed inside ONNX Runtime (``quanta.runtime.statistics``) where every
+    observer can take them; None where one needs whole tensors."""
+    if not all(type(o).from_summary and o.axis is None for o in observers.values()):
+        return None
+    samples = any(type(o).needs_sample for o in observers.values())
+    try:
+        return StatisticsSession(model, tensors, channel_means, samples=samples,
+                                 threads=threads)  # fmt: skip
+    except StatisticsUnavailable:
+        return None
+
+
+class _WholeTensors:
+    """Every observed tensor as a graph output, returned to NumPy: observers that need whole
+    tensors, and batches holding NaN or Inf (the session is made on first use)."""
+
+    def __init__(self, model: onnx.ModelProto, names: list[str], threads: int) -> None:
+        self.model, self.names, self.threads = model, names, threads
+        self.run: Callable[[dict[str, np.ndarray]], list[np.ndarray]] | None = None
+
+    def update(
+        self,
+        feeds: dict[str, np.ndarray],
+        i: int,
+        observers: Mapping[str, Observer],
+        means: Mapping[str, MeanObserver],
+    ) -> None:
+        if self.run is None:
+            session = session_with_outputs(self.model, self.names, threads=self.threads)
+            self.run = partial(session.run, self.names)
+        outputs = _run(self.run, feeds, i)
+        for name, value in zip(self.names, outputs, strict=True):
             if name in observers:
                 observers[name].update(value)
             if name in means:
                 means[name].update(value)
-        if on_batch is not None:
-            on_batch(i + 1, total)
-    return observers, means
+
+
+_T = TypeVar("_T")
+
+
+def _run(fn: Callable[[dict[str, np.ndarray]], _T], feeds: dict[str, np.ndarray], i: int) -> _T:
+    try:
+        return fn(feeds)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+        first = str(exc).strip().splitlines()[0]
+        raise DataError(f"the model could not run on calibration batch {i}: {first}") from exc
 
 
 def _collect_in_workers(

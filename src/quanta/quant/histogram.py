@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -201,6 +201,34 @@ class HistogramObserver(Observer):
             lo, hi = float(values.min()), float(values.max())
         if lo <= 0.0 <= hi:  # a count only where a zero can be
             self.zeros += int(values.size - np.count_nonzero(values))
+        # NOTE: a very large batch (a CNN's early feature maps: 10^7 values) is histogrammed
+        # from an evenly strided sample of at most MAX_HISTOGRAM_VALUES values, each weighted
+        # by the stride, so the counts keep the batch's total; min and max above stay exact.
+        # Shapes of activation distributions need far fewer samples than that.
+        step = -(-values.size // MAX_HISTOGRAM_VALUES)
+        self._add(lo, hi, values.size, values[::step])
+
+    from_summary: ClassVar[bool] = True
+    needs_sample: ClassVar[bool] = True
+
+    def update_summary(
+        self, lo: float, hi: float, size: int, sample: npt.NDArray[np.floating] | None
+    ) -> None:
+        """Add a batch of ``size`` finite values with extremes ``lo``/``hi``, histogrammed from
+        its evenly strided ``sample`` (each value weighted ``size / len(sample)``). The zero
+        count is the sample's, weighted the same way: exact when the sample is the batch."""
+        if size == 0:
+            return
+        if sample is None or sample.size == 0:
+            raise QuantaError("a HistogramObserver summary needs a sample of the batch")
+        sample = sample.ravel()
+        if lo <= 0.0 <= hi:
+            zeros = int(sample.size - np.count_nonzero(sample))
+            self.zeros += zeros if size == sample.size else round(zeros * size / sample.size)
+        self._add(float(lo), float(hi), size, sample)
+
+    def _add(self, lo: float, hi: float, size: int, sample: npt.NDArray[np.floating]) -> None:
+        """Grow the grid to ``[lo, hi]`` and add ``sample``'s counts, weighted up to ``size``."""
         self.batches += 1
         if self.counts is None or self.min_val is None or self.max_val is None:
             self._new_grid(lo, hi)
@@ -208,17 +236,11 @@ class HistogramObserver(Observer):
             self._cover(min(lo, float(self.min_val)), max(hi, float(self.max_val)))
         assert self.counts is not None
         if self.bin_width == 0:
-            self.counts[0] += values.size
+            self.counts[0] += size
         else:
-            # NOTE: a very large batch (a CNN's early feature maps: 10^7 values) is histogrammed
-            # from an evenly strided sample of at most MAX_HISTOGRAM_VALUES values, each
-            # weighted by the stride, so the counts keep the batch's total; min and max above
-            # stay exact. Shapes of activation distributions need far fewer samples than that.
-            step = -(-values.size // MAX_HISTOGRAM_VALUES)
-            sample = values[::step]
             counts = np.bincount(self._index(sample), minlength=self.bins)
-            if step > 1:
-                self.counts += counts * (values.size / sample.size)
+            if size != sample.size:
+                self.counts += counts * (size / sample.size)
             else:
                 self.counts += counts
         self._set_range(lo, hi)

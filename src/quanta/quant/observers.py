@@ -8,6 +8,7 @@ of each batch's extremes, as TensorFlow's quantization-aware training does
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +64,18 @@ class Observer:
     def update(self, x: npt.ArrayLike) -> None:
         raise NotImplementedError
 
+    def update_summary(
+        self, lo: float, hi: float, size: int, sample: npt.NDArray[np.floating] | None
+    ) -> None:
+        """Add a batch known by its finite extremes, value count and (for observers that
+        need one) an evenly strided ``sample`` of it: calibration computes these inside the
+        ONNX Runtime graph. Only observers with ``from_summary`` accept it."""
+        raise NotImplementedError(f"{type(self).__name__} needs whole tensors")
+
+    # whether update_summary works (per tensor only: a summary holds no per-channel extremes)
+    from_summary: ClassVar[bool] = False
+    needs_sample: ClassVar[bool] = False
+
     def range(self) -> tuple[np.ndarray, np.ndarray]:
         """The observed ``(rmin, rmax)``; raises if nothing finite was seen."""
         if self.min_val is None or self.max_val is None:
@@ -93,6 +106,22 @@ class MinMaxObserver(Observer):
         else:
             self.min_val = np.minimum(self.min_val, lo)
             self.max_val = np.maximum(self.max_val, hi)
+
+    from_summary: ClassVar[bool] = True
+
+    def update_summary(
+        self, lo: float, hi: float, size: int, sample: npt.NDArray[np.floating] | None
+    ) -> None:
+        if self.axis is not None:
+            raise QuantaError("a per-channel MinMaxObserver needs whole tensors, not summaries")
+        if size == 0:
+            return
+        self.batches += 1
+        if self.min_val is None or self.max_val is None:
+            self.min_val, self.max_val = np.asarray(np.float64(lo)), np.asarray(np.float64(hi))
+        else:
+            self.min_val = np.minimum(self.min_val, np.float64(lo))
+            self.max_val = np.maximum(self.max_val, np.float64(hi))
 
     def merge(self, other: MinMaxObserver) -> None:
         """Add another worker's state: the min of the minima and the max of the maxima, exactly
@@ -166,6 +195,11 @@ class MeanObserver:
             moved = moved[np.isfinite(moved).all(axis=1)]  # (finite rest, C)
             s, count = moved.sum(axis=0), len(moved)
         self.total = s if self.total is None else self.total + s
+        self.count += count
+
+    def update_sums(self, sums: npt.NDArray[np.float64], count: int) -> None:
+        """Add a batch known by its (finite) per-channel sums and values per channel."""
+        self.total = sums if self.total is None else self.total + sums
         self.count += count
 
     def merge(self, other: MeanObserver) -> None:
