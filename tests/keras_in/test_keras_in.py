@@ -167,7 +167,19 @@ def test_cli_writes_each_tflite_variant(
     assert code == 0, stderr
     x = images(32, seed=3)
     got, expected = litert_predict(out, x), files.model.predict(x, verbose=0)
-    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+    if mode != "static":
+        assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+        return
+    # NOTE: the full-integer file's SOFTMAX writes TFLite's fixed int8 grid (1/256, -128), and
+    # this untrained net's probabilities all lie in [0.085, 0.115] with a median gap of 0.003
+    # between the top two: 13 of the 32 samples tie on the grid, where argmax takes the first
+    # class. TensorFlow's own full-integer converter, on the same calibration data, agrees on
+    # top-1 for the same 25 of 32. So: each probability within one output step of Keras's, and
+    # Keras's top class among the tied maxima. Measured: 0.0021 (TensorFlow's file: 0.0021);
+    # with the average pool written onto its output's grid without a QUANTIZE, 0.0054
+    assert np.abs(got - expected).max() <= 1 / 256, np.abs(got - expected).max()
+    top = expected.argmax(1)
+    assert (got[np.arange(len(x)), top] == got.max(1)).all()
 
 
 def litert_predict(path: Path, x: np.ndarray) -> np.ndarray:

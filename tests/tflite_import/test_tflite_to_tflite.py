@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import tflite
 from tflite_builders import B, Builder, i32
@@ -266,3 +267,82 @@ def test_bench_feeds_nhwc_data_to_an_nhwc_tflite_as_it_is(variants: dict[str, Pa
                              reference=variants["static.onnx"])  # fmt: skip
     (fid,) = result.extra["fidelity"].values()
     assert fid["cosine_mean"] > 0.99  # NHWC fed as NHWC; as NCHW data it would not even run
+
+
+def _conv_avgpool_flatten_fc() -> bytes:
+    """NHWC conv+ReLU6 -> 2x2 average pool -> RESHAPE (a Keras Flatten) -> fully connected: the
+    tail of a Keras convnet. quanta's QDQ model gives the pool's output its own grid."""
+    b = Builder([1, 8, 8, 3], seed=5)
+    conv = options("Conv2DOptions", Padding=SAME, StrideW=1, StrideH=1,
+                   FusedActivationFunction=A.RELU6)  # fmt: skip
+    c = b.op(B.CONV_2D, [b.x, b.weight(6, 3, 3, 3), b.weight(6)], [1, 8, 8, 6], conv)
+    pool = options("Pool2DOptions", Padding=tflite.Padding.VALID, StrideW=2, StrideH=2,
+                   FilterWidth=2, FilterHeight=2)  # fmt: skip
+    p = b.op(B.AVERAGE_POOL_2D, [c], [1, 4, 4, 6], pool)
+    f = b.op(B.RESHAPE, [p, b.const(i32(-1, 96))], [1, 96])
+    y = b.op(B.FULLY_CONNECTED, [f, b.weight(4, 96), b.weight(4)], [1, 4],
+             options("FullyConnectedOptions"))  # fmt: skip
+    return b.finish(y)
+
+
+def _pooled_int8_onnx(path: Path, x: np.ndarray) -> tuple[str, np.ndarray]:
+    """(name, values) of the int8 QuantizeLinear output after the AveragePool of quanta's ONNX
+    model at ``path``, in ONNX Runtime, one sample a call (NCHW, as the ONNX model holds it)."""
+    from quanta.graph.compact import expand_qdq
+
+    model = expand_qdq(onnx.load(path))
+    (pool,) = [n for n in model.graph.node if n.op_type == "AveragePool"]
+    (q,) = [
+        n
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] == pool.output[0]
+    ]
+    del model.graph.output[:]
+    model.graph.output.append(onnx.ValueInfoProto(name=q.output[0]))
+    session = make_session(model.SerializeToString())
+    return q.output[0], np.concatenate([session.run(None, {"x": s[None]})[0] for s in x])
+
+
+@pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`")
+def test_average_pool_onto_another_grid_matches_int8_onnx(tmp_path: Path) -> None:
+    """TFLite's int8 AVERAGE_POOL_2D does not rescale (it writes the mean of its input's int8
+    values), so an output grid other than its input's needs a QUANTIZE after it; oracle: quanta's
+    int8 ONNX model in ONNX Runtime, whose QLinearAveragePool rescales."""
+    (tmp_path / "m.tflite").write_bytes(_conv_avgpool_flatten_fc())
+    x = np.random.default_rng(6).uniform(0, 1, (80, 8, 8, 3)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x[:64])
+    for suffix in ("tflite", "onnx"):
+        argv = ["quantize", str(tmp_path / "m.tflite"), "-o", str(tmp_path / f"q.{suffix}"),
+                "--calibration", str(tmp_path / "calib.npz"), "--no-latency-check"]  # fmt: skip
+        assert main(argv) == 0
+    data = (tmp_path / "q.tflite").read_bytes()
+    ops = _operators(data)
+    # the pattern under test: the pool's output is moved onto its own grid by a QUANTIZE
+    assert ops[ops.index("AVERAGE_POOL_2D") + 1] == "QUANTIZE", ops
+    name, want_pooled = _pooled_int8_onnx(tmp_path / "q.onnx", x[64:])
+    it = litert.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    tensors = {d["name"]: d["index"] for d in it.get_tensor_details()}
+    (inp,), (outp,) = it.get_input_details(), it.get_output_details()
+    got_pooled, got = [], []
+    for sample in x[64:]:
+        it.set_tensor(inp["index"], sample[None])
+        it.invoke()
+        got_pooled.append(it.get_tensor(tensors[name]).transpose(0, 3, 1, 2))  # NHWC -> NCHW
+        got.append(it.get_tensor(outp["index"]).copy())
+    # NOTE: the pool rounds twice here (its mean on the input's grid, then the QUANTIZE), ONNX
+    # Runtime once: one int8 step at most. Measured: 1; with the pool written onto the output's
+    # grid directly (no QUANTIZE), 101
+    steps = np.abs(np.concatenate(got_pooled).astype(int) - want_pooled.astype(int))
+    assert steps.max() <= 1, steps.max()
+    session = make_session(tmp_path / "q.onnx")
+    want = np.concatenate([session.run(None, {"x": s[None]})[0] for s in x[64:]])
+    step = next(
+        d["quantization"][0]
+        for d in it.get_tensor_details()
+        if d["dtype"] == np.int8 and _feeds(it, d["index"], outp["index"])
+    )
+    # NOTE: half a step of rounding of the float logits onto TFLite's grid, as in the test above,
+    # and the fully connected layer sums 96 pooled values, each one step off at most. Measured:
+    # at most 1.57 steps; without the QUANTIZE, 45.6. Bound: two steps
+    assert np.abs(np.concatenate(got) - want).max() <= 2 * step
