@@ -67,7 +67,7 @@ def onnx_to_tflite(
 
 def _uint8_inputs(out: TFLiteModel) -> None:
     """Retype each float32 input, read only by QUANTIZE to int8, as uint8 ``(s, z + 128)``."""
-    for index in dict.fromkeys(out.inputs):
+    for index in out.inputs:
         t = out.tensors[index]
         if t.dtype != np.float32:
             continue
@@ -187,6 +187,7 @@ def _write_input(ctx: Context, value: onnx.ValueInfoProto) -> None:
         x = ctx.add(
             TensorSpec(value.name, shape, np.dtype(np.uint8), scale=[scale], zero_point=[zp])
         )
+        ctx.out.inputs.append(x)
         # the DequantizeLinear -> QuantizeLinear pair that follows is the requantization
         q = next(
             u for u in ctx.index.consumers.get(dq.output[0], []) if u.op_type == "QuantizeLinear"
@@ -194,7 +195,6 @@ def _write_input(ctx: Context, value: onnx.ValueInfoProto) -> None:
         y = ctx.int8(q.output[0], shape, ctx.grid(q))
     else:
         raise ModelError(f"input {value.name!r} has element type {elem}; expected float or uint8")
-    ctx.out.inputs.append(x)
     ctx.emit(B.QUANTIZE, [x], [y], None, 2)
     ctx.bind(q.output[0], Act(y, nhwc))
 
