@@ -7,11 +7,11 @@
 - Quantization: activations int8 asymmetric (a uint8 grid ``(s, z)`` becomes ``(s, z - 128)``,
   the same real values); weights int8 symmetric per output channel (zero point 0); biases int32
   with scale ``s_in * s_w``; pooling and reshapes keep their input's grid (TFLite's int8
-  kernels do not rescale: a pool whose output has its own grid, an AveragePool, is followed by
-  a QUANTIZE onto it); CONCATENATION's inputs are requantized onto its output's grid where
-  they differ (TFLite's int8 kernel needs one grid); SOFTMAX and LOGISTIC (Sigmoid; quanta
-  keeps both float in ONNX) run on int8 with TFLite's fixed output grid ``(1/256, -128)``,
-  their input's grid measured like a float output's.
+  kernels do not rescale: a pool or reshape whose output has its own grid, an AveragePool or a
+  QDQ model's Reshape, is followed by a QUANTIZE onto it); CONCATENATION's inputs are
+  requantized onto its output's grid where they differ (TFLite's int8 kernel needs one grid);
+  SOFTMAX and LOGISTIC (Sigmoid; quanta keeps both float in ONNX) run on int8 with TFLite's
+  fixed output grid ``(1/256, -128)``, their input's grid measured like a float output's.
 - Layers the model keeps float (Conv, Add, Relu, Clip(0, 6)) are written float: DEQUANTIZE of
   their int8 input, the float op (ReLU/ReLU6 fused), QUANTIZE back; their int8-stored weights
   stay int8 behind a DEQUANTIZE of a constant, which TFLite evaluates once at load.
