@@ -7,11 +7,11 @@
 - Quantization: activations int8 asymmetric (a uint8 grid ``(s, z)`` becomes ``(s, z - 128)``,
   the same real values); weights int8 symmetric per output channel (zero point 0); biases int32
   with scale ``s_in * s_w``; pooling and reshapes keep their input's grid (TFLite's int8
-  kernels do not rescale: a pool whose output has its own grid, an AveragePool, is followed by
-  a QUANTIZE onto it); CONCATENATION's inputs are requantized onto its output's grid where
-  they differ (TFLite's int8 kernel needs one grid); SOFTMAX and LOGISTIC (Sigmoid; quanta
-  keeps both float in ONNX) run on int8 with TFLite's fixed output grid ``(1/256, -128)``,
-  their input's grid measured like a float output's.
+  kernels do not rescale: a pool or reshape whose output has its own grid, an AveragePool or a
+  QDQ model's Reshape, is followed by a QUANTIZE onto it); CONCATENATION's inputs are
+  requantized onto its output's grid where they differ (TFLite's int8 kernel needs one grid);
+  SOFTMAX and LOGISTIC (Sigmoid; quanta keeps both float in ONNX) run on int8 with TFLite's
+  fixed output grid ``(1/256, -128)``, their input's grid measured like a float output's.
 - Layers the model keeps float (Conv, Add, Relu, Clip(0, 6)) are written float: DEQUANTIZE of
   their int8 input, the float op (ReLU/ReLU6 fused), QUANTIZE back; their int8-stored weights
   stay int8 behind a DEQUANTIZE of a constant, which TFLite evaluates once at load.
@@ -67,7 +67,7 @@ def onnx_to_tflite(
 
 def _uint8_inputs(out: TFLiteModel) -> None:
     """Retype each float32 input, read only by QUANTIZE to int8, as uint8 ``(s, z + 128)``."""
-    for index in dict.fromkeys(out.inputs):
+    for index in out.inputs:
         t = out.tensors[index]
         if t.dtype != np.float32:
             continue
@@ -187,6 +187,7 @@ def _write_input(ctx: Context, value: onnx.ValueInfoProto) -> None:
         x = ctx.add(
             TensorSpec(value.name, shape, np.dtype(np.uint8), scale=[scale], zero_point=[zp])
         )
+        ctx.out.inputs.append(x)
         # the DequantizeLinear -> QuantizeLinear pair that follows is the requantization
         q = next(
             u for u in ctx.index.consumers.get(dq.output[0], []) if u.op_type == "QuantizeLinear"
@@ -194,7 +195,6 @@ def _write_input(ctx: Context, value: onnx.ValueInfoProto) -> None:
         y = ctx.int8(q.output[0], shape, ctx.grid(q))
     else:
         raise ModelError(f"input {value.name!r} has element type {elem}; expected float or uint8")
-    ctx.out.inputs.append(x)
     ctx.emit(B.QUANTIZE, [x], [y], None, 2)
     ctx.bind(q.output[0], Act(y, nhwc))
 

@@ -1,5 +1,7 @@
 """Ops that move int8 values without arithmetic: RESHAPE (Flatten, Reshape), TRANSPOSE (back to
-NCHW, or an ONNX Transpose), and PAD for a window op's explicit pads. All keep their input's grid.
+NCHW, or an ONNX Transpose), and PAD for a window op's explicit pads. TFLite's int8 kernels keep
+their input's grid, so a Reshape or Transpose whose output has another grid (a QDQ model from
+elsewhere; quanta's own keep the input's) is followed by a QUANTIZE onto it.
 
 A Transpose between NCHW and NHWC (the layout Transposes of a model that takes NHWC, such as an
 imported ``.tflite``) writes no operator: its output is its input's TFLite tensor, held in the
@@ -101,7 +103,15 @@ def reshape(ctx: Context, node: onnx.NodeProto) -> None:
         aliases += [d.output[0] for d in ctx.index.consumers.get(q.output[0], [])]
         for name in aliases:
             ctx.folded[name] = (c, h, w)
-    emit_reshape(ctx, node.name, source, y, shape)
+    # NOTE: TFLite's RESHAPE copies int8 values without rescaling; where the output's grid is not
+    # its input's (a QDQ model from elsewhere), reshape on the input's grid and QUANTIZE onto it
+    grid = ctx.grid_of(source)
+    if ctx.grid_of(y) == grid:
+        emit_reshape(ctx, node.name, source, y, shape)
+        return
+    reshaped = ctx.int8(f"{node.output[0]}_reshaped", shape, grid)
+    emit_reshape(ctx, node.name, source, reshaped, shape)
+    ctx.emit(B.QUANTIZE, [reshaped], [y], None, 2)
 
 
 def emit_reshape(ctx: Context, name: str, source: int, y: int, shape: list[int]) -> None:
