@@ -109,3 +109,34 @@ def test_batch_first_lstm_keeps_onnx_lstm_in_dynamic_mode() -> None:
     assert [f.name for f in q.float_nodes] == ["rnn"]
     assert "layout=1" in q.float_nodes[0].reason
     assert {"W_q", "R_q"} <= int8_tensors(q.model)  # still stored as int8
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_each_direction_has_its_own_scale_per_gate_row(op: str) -> None:
+    """A bidirectional layer's backward weights 20x smaller than its forward ones: with one
+    scale per gate row shared by both directions, the backward rows would keep about 6 of
+    int8's 127 levels. Golden: every stored value is within half a step of its own
+    direction's row grid (step = the row's max |w| / 127)."""
+    model = recurrent_model(op, directions=2)
+    for init in model.graph.initializer:
+        if init.name in ("W", "R"):
+            w = onnx.numpy_helper.to_array(init).copy()
+            w[1] *= 0.05  # the backward direction
+            init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    q = static(model)
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in q.graph.initializer}
+    for name in ("W", "R"):
+        mul = next(
+            n for n in q.graph.node if n.op_type == "Mul" and n.input[0].startswith(f"{name}_c")
+        )
+        scale = stored[mul.input[1]]
+        assert scale.shape == (2, GATES[op] * HIDDEN, 1)  # (directions, gate rows, 1)
+        decoded = stored[f"{name}_q"].astype(np.float32) * scale
+        w = weights[name]
+        half_step = np.abs(w).max(axis=2, keepdims=True) / 127 / 2
+        assert np.all(np.abs(decoded - w) <= half_step * (1 + 1e-5)), name
+    # ONNX Runtime folds the (2, rows, 1) scales as it does one per row (the tolerance of
+    # test_weights_are_int8_and_outputs_stay_close)
+    x = samples()
+    np.testing.assert_allclose(run(q, x), run(model, x), atol=0.03)

@@ -17,7 +17,14 @@ from onnx import helper, numpy_helper
 
 from quanta.quant import QParams, choose_qparams, quantize
 
-__all__ = ["Names", "quantize_weight", "quantize_bias", "qparams_initializers", "remove_unused"]
+__all__ = [
+    "Names",
+    "int8_decoder",
+    "quantize_weight",
+    "quantize_bias",
+    "qparams_initializers",
+    "remove_unused",
+]
 
 
 class Names:
@@ -110,11 +117,20 @@ def weight_only_decoder(
     """
     if np.any(qp.zero_point != 0):
         raise ValueError("weight-only decoding needs symmetric weights (zero point 0)")
+    scale = np.asarray(qp.scale, np.float32).reshape(qp.broadcast_shape(q.ndim))
+    return int8_decoder(q, scale, base, names)
+
+
+def int8_decoder(
+    q: np.ndarray, scale: np.ndarray, base: str, names: Names
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """``Cast(q) * scale`` with ``scale`` already shaped to broadcast against ``q`` (e.g. one
+    scale per direction and gate row of a recurrent weight, ``(D, G·H, 1)``)."""
     q_name = names.fresh(f"{base}_q")
     scale_name = names.fresh(f"{base}_s")
     cast_out = names.fresh(f"{base}_c")
     out = names.fresh(f"{base}_w")
-    scale = np.asarray(qp.scale, np.float32).reshape(qp.broadcast_shape(q.ndim))
+    scale = np.asarray(scale, np.float32)
     inits = [numpy_helper.from_array(q, q_name), numpy_helper.from_array(scale, scale_name)]
     nodes = [
         helper.make_node(
