@@ -161,3 +161,27 @@ def test_a_baked_batch_size_fixes_the_inputs(tmp_path: Path) -> None:
     got = run_model(onnx_model, {inp.name: x})[0]
     want = np.asarray(model.predict(x, verbose=0))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_a_slice_that_keeps_the_whole_batch_keeps_it_free() -> None:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input(SHAPE),
+            keras.layers.Cropping2D(((1, 2), (3, 0))),  # a slice of H and W, the batch whole
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    ops = _operators(data)
+    assert {"STRIDED_SLICE", "SLICE"} & set(ops), ops
+    onnx_model = tflite_to_onnx(data)
+    (inp,) = onnx_model.graph.input
+    assert inp.type.tensor_type.shape.dim[0].dim_param == "N"
+    x = _images(3, seed=5)
+    got = run_model(onnx_model, {inp.name: x})[0]
+    want = np.asarray(model.predict(x, verbose=0))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())

@@ -80,10 +80,13 @@ def _slice(ctx: ImportContext, x: str, y: str, starts: list[int], ends: list[int
 def slice_(ctx: ImportContext, op: Op) -> None:
     begin = [int(b) for b in _const(ctx, op, 1)]
     size = [int(s) for s in _const(ctx, op, 2)]
-    shape = ctx.baked_shape(op.inputs[0])
-    ends = [
-        shape[a] if s == -1 else b + s for a, (b, s) in enumerate(zip(begin, size, strict=True))
-    ]
+    shape, dynamic = ctx.shape(op.inputs[0]), ctx.dynamic(op.inputs[0])
+    big = np.iinfo(np.int64).max
+    ends = []
+    for a, (b, s) in enumerate(zip(begin, size, strict=True)):
+        if dynamic[a] and not (b == 0 and s == -1):
+            ctx.batch_fixed = True  # NOTE: a part of a dynamic axis reads its example size
+        ends.append((big if dynamic[a] else shape[a]) if s == -1 else b + s)
     y = ctx.name(op.outputs[0])
     _slice(ctx, ctx.name(op.inputs[0]), y, begin, ends, [1] * len(begin))
 
