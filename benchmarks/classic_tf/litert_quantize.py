@@ -21,16 +21,29 @@ from ai_edge_litert.interpreter import Interpreter
 from litert_quantizer import quantizer, recipe
 
 
-def with_signature(model: bytes) -> bytes:
-    """``model`` with a ``serving_default`` signature over subgraph 0's inputs and outputs if it
-    has none (MediaPipe's files have none; the quantizer calibrates through a signature). The
-    graph, its tensors and its weights are unchanged."""
+def prepared(model: bytes) -> bytes:
+    """``model`` as litert-quantizer can read it; the graph, its tensors and its weights are
+    unchanged.
+
+    - Each operator code's ``builtin_code`` is set to ``max(builtin_code,
+      deprecated_builtin_code)``, as LiteRT's own reader takes it. Files written before that
+      field existed (MediaPipe's) hold their code only in ``deprecated_builtin_code``, and
+      litert-quantizer 0.11.0 reads only ``builtin_code``: it took every operator for ADD (0)
+      and quantized the weights as activations (asymmetric per-tensor int8), which LiteRT's
+      CONV_2D refuses (``zero_point ... != 0``).
+    - A ``serving_default`` signature over subgraph 0's inputs and outputs is added if the
+      file has none (MediaPipe's have none; the quantizer calibrates through a signature).
+    """
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
-    if obj.signatureDefs:
+    codes = obj.operatorCodes
+    stale = any(c.builtinCode < c.deprecatedBuiltinCode for c in codes)
+    if obj.signatureDefs and not stale:
         return model
+    for c in codes:
+        c.builtinCode = max(c.builtinCode, c.deprecatedBuiltinCode)
     graph = obj.subgraphs[0]
 
     def tensor_map(indices) -> list:  # type: ignore[no-untyped-def,type-arg]
@@ -40,11 +53,12 @@ def with_signature(model: bytes) -> bytes:
             maps.append(schema.TensorMapT(name.decode() if isinstance(name, bytes) else name, i))
         return maps
 
-    obj.signatureDefs = [
-        schema.SignatureDefT(
-            tensor_map(graph.inputs), tensor_map(graph.outputs), "serving_default", 0
-        )
-    ]
+    if not obj.signatureDefs:
+        obj.signatureDefs = [
+            schema.SignatureDefT(
+                tensor_map(graph.inputs), tensor_map(graph.outputs), "serving_default", 0
+            )
+        ]
     return bytes(flatbuffer_utils.convert_object_to_bytearray(obj))
 
 
@@ -63,7 +77,7 @@ def signature_feeds(model: bytes, calib: dict[str, np.ndarray]) -> tuple[str, li
 
 def main() -> int:
     float_path, calib_path, out_path = sys.argv[1:4]
-    model = with_signature(Path(float_path).read_bytes())
+    model = prepared(Path(float_path).read_bytes())
     calib = dict(np.load(calib_path))
     key, samples = signature_feeds(model, calib)
     qt = quantizer.Quantizer(model)

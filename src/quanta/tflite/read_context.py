@@ -39,6 +39,7 @@ class Tensor:
     shape: list[int]
     dtype: np.dtype
     data: np.ndarray | None = None
+    signature: list[int] | None = None  # shape_signature: -1 marks a dynamic dimension
     scale: np.ndarray | None = None  # quantization scales (None or empty: not quantized)
     zero_point: np.ndarray | None = None
     quantized_dimension: int = 0
@@ -65,6 +66,9 @@ class ImportContext:
     _names: dict[int, str] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
     _emitted: set[int] = field(default_factory=set)
+    # NOTE: set when an importer baked the file's example size of a dynamic dimension into the
+    # graph (a Resize's sizes, a Reshape target with two -1s): the inputs then keep fixed shapes
+    batch_fixed: bool = False
 
     def __post_init__(self) -> None:
         for t in self.tensors:
@@ -101,7 +105,28 @@ class ImportContext:
         return value.astype(np.float32)
 
     def shape(self, index: int) -> list[int]:
+        """Tensor ``index``'s static shape (a dynamic dimension holds the file's example size)."""
         return self.tensors[index].shape
+
+    def dynamic(self, index: int) -> list[bool]:
+        """Which dimensions of tensor ``index`` are dynamic (-1 in its ``shape_signature``)."""
+        t = self.tensors[index]
+        return [d == -1 for d in t.signature] if t.signature else [False] * len(t.shape)
+
+    def baked_shape(self, index: int) -> list[int]:
+        """``shape(index)`` for an importer that writes every dimension into the graph: a
+        dynamic one there fixes the model's batch (``batch_fixed``)."""
+        if any(self.dynamic(index)):
+            self.batch_fixed = True
+        return self.shape(index)
+
+    def reshape_target(self, index: int) -> list[int]:
+        """The new shape of a Reshape to tensor ``index``: its ``shape_signature`` when that
+        has exactly one dynamic dimension (-1, which ONNX Reshape infers), else its shape."""
+        t = self.tensors[index]
+        if t.signature and t.signature.count(-1) == 1:
+            return list(t.signature)
+        return self.baked_shape(index)
 
     def fresh(self, base: str) -> str:
         name, k = base, 0

@@ -4,6 +4,11 @@ package and each operator is imported by one handler of ``quanta.tflite.read_ops
 The ONNX model keeps the TFLite model's tensor names, shapes and layout (NHWC inputs and outputs);
 only the ops that ONNX defines on NCHW (Conv, pools, Resize) are wrapped in Transposes, and
 the pairs that undo each other between two such ops are cancelled (``read_layout``).
+
+A dynamic batch (``shape_signature`` -1 on axis 0, as TensorFlow's converter writes a Keras
+model) stays free in the ONNX model (dimension "N") unless an importer had to bake its size in.
+Operators that feed only what the import does not read (the SHAPE -> STRIDED_SLICE -> PACK
+that computes a RESHAPE's new shape at run time) are left out.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ def tflite_to_onnx(data: bytes) -> onnx.ModelProto:
         raise ModelError(f"the TFLite file cannot be parsed: {exc}") from exc
     _refuse_quantized(tensors, ops)
     ctx = ImportContext(tensors)
-    for op in ops:
+    for op in _live(ops, outputs, ctx):
         importer = IMPORTERS.get(op.name)
         if importer is None:
             raise ModelError(
@@ -74,11 +79,12 @@ def tflite_to_onnx(data: bytes) -> onnx.ModelProto:
         importer(ctx, op)
     out_names = [ctx.name(i) for i in outputs]
     nodes = cancel_transposes(ctx.nodes, set(out_names), Constants(ctx))
+    free = _free_batch(ctx, [tensors[i] for i in (*inputs, *outputs)])
     graph_proto = helper.make_graph(
         nodes,
         "tflite_import",
-        [_value_info(tensors[i], ctx.name(i)) for i in inputs],
-        [_value_info(tensors[i], ctx.name(i)) for i in outputs],
+        [_value_info(tensors[i], ctx.name(i), free) for i in inputs],
+        [_value_info(tensors[i], ctx.name(i), free) for i in outputs],
         ctx.initializers,
     )
     onnx_model = helper.make_model(
@@ -93,6 +99,34 @@ def tflite_to_onnx(data: bytes) -> onnx.ModelProto:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelError(f"the ONNX model imported from TFLite fails the checker: {first}") from exc
     return onnx_model
+
+
+def _read_inputs(op: Op, ctx: ImportContext) -> list[int]:
+    """The inputs of ``op`` that its import reads: a RESHAPE's new shape only when constant
+    (a computed one is replaced by the output's ``shape_signature``, ``reshape_target``)."""
+    if op.name == "RESHAPE" and len(op.inputs) > 1 and ctx.const(op.inputs[1]) is None:
+        return op.inputs[:1]
+    return [i for i in op.inputs if i >= 0]
+
+
+def _live(ops: list[Op], outputs: list[int], ctx: ImportContext) -> list[Op]:
+    """The operators that the graph outputs depend on, in file order (a TFLite file lists its
+    operators in execution order, so one backward pass finds them)."""
+    needed, live = set(outputs), []
+    for op in reversed(ops):
+        if any(o in needed for o in op.outputs):
+            live.append(op)
+            needed.update(_read_inputs(op, ctx))
+    return live[::-1]
+
+
+def _free_batch(ctx: ImportContext, ends: list[Tensor]) -> bool:
+    """Whether the inputs' and outputs' dynamic batch stays free: only axis 0 is dynamic there,
+    and no importer wrote its example size into the graph."""
+    dynamic = [ctx.dynamic(t.index) for t in ends]
+    if ctx.batch_fixed or any(any(d[1:]) for d in dynamic):
+        return False
+    return any(d[:1] == [True] for d in dynamic)
 
 
 def _code_name(code: tflite.OperatorCode) -> str:
@@ -126,7 +160,8 @@ def _tensor(model: tflite.Model, graph: tflite.SubGraph, index: int, data: bytes
     if dtype is None:
         raise ModelError(f"TFLite tensor {name!r} has type {t.Type()}, which quanta cannot import")
     shape = [int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else []
-    tensor = Tensor(index, name, shape, dtype)
+    signature = [int(d) for d in t.ShapeSignatureAsNumpy()] if t.ShapeSignatureLength() else None
+    tensor = Tensor(index, name, shape, dtype, signature=signature)
     if t.Sparsity() is not None:
         raise ModelError(
             f"TFLite tensor {name!r} is stored sparse, which quanta cannot import; expected "
@@ -169,6 +204,9 @@ def _refuse_quantized(tensors: list[Tensor], ops: list[Op]) -> None:
             )
 
 
-def _value_info(t: Tensor, name: str) -> onnx.ValueInfoProto:
+def _value_info(t: Tensor, name: str, free_batch: bool) -> onnx.ValueInfoProto:
     elem = helper.np_dtype_to_tensor_dtype(t.dtype)
-    return helper.make_tensor_value_info(name, elem, t.shape)
+    dims: list[int | str] = list(t.shape)
+    if free_batch and t.signature and t.signature[0] == -1:
+        dims[0] = "N"
+    return helper.make_tensor_value_info(name, elem, dims)

@@ -37,6 +37,6 @@ def fully_connected(ctx: ImportContext, op: Op) -> None:
     gemm_out = ctx.fresh(f"{ctx.name(y)}_2d") if reshape else pre
     ctx.node("Gemm", inputs, [gemm_out], transB=1)  # (N, out)
     if reshape:
-        shape = ctx.constant(f"{ctx.name(y)}_shape", np.array(ctx.shape(y), np.int64))
+        shape = ctx.constant(f"{ctx.name(y)}_shape", np.array(ctx.reshape_target(y), np.int64))
         ctx.node("Reshape", [gemm_out, shape], [pre])
     ctx.activate(pre, y, act, op)

@@ -25,7 +25,7 @@ def _resize(ctx: ImportContext, op: Op, mode: str) -> None:
         coords = "half_pixel" if mode == "linear" else "tf_half_pixel_for_nn"
     else:
         coords = "asymmetric"
-    n, h, w, c = ctx.shape(y)
+    n, h, w, c = ctx.baked_shape(y)
     name = ctx.name(y)
     sizes = ctx.constant(f"{name}_sizes", np.array([n, c, h, w], np.int64))
     attrs: dict[str, object] = {"mode": mode, "coordinate_transformation_mode": coords}

@@ -1,8 +1,11 @@
 """Ops that move or reshape values: RESHAPE, SQUEEZE, EXPAND_DIMS, TRANSPOSE, CONCATENATION,
 PAD / PADV2 / MIRROR_PAD, SLICE, STRIDED_SLICE, SPLIT, SPLIT_V, PACK, GATHER.
 
-Shapes in a TFLite file are static, so a reshaping op becomes a Reshape to its output tensor's
-shape, and slices are computed here into plain ONNX Slice starts and ends.
+A reshaping op becomes a Reshape to a constant: its output tensor's shape, or its
+``shape_signature`` when that has one dynamic dimension (-1; TensorFlow's converter writes a
+dynamic batch so, and computes Keras's Flatten target with SHAPE -> STRIDED_SLICE -> PACK,
+which the reader then leaves out as dead). Slices are computed here into plain ONNX Slice
+starts and ends.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def _const(ctx: ImportContext, op: Op, position: int) -> np.ndarray:
 
 def reshape(ctx: ImportContext, op: Op) -> None:
     y = ctx.name(op.outputs[0])
-    shape = _i64(ctx, f"{y}_shape", ctx.shape(op.outputs[0]))
+    shape = _i64(ctx, f"{y}_shape", ctx.reshape_target(op.outputs[0]))
     ctx.node("Reshape", [ctx.name(op.inputs[0]), shape], [y])
 
 
@@ -77,10 +80,13 @@ def _slice(ctx: ImportContext, x: str, y: str, starts: list[int], ends: list[int
 def slice_(ctx: ImportContext, op: Op) -> None:
     begin = [int(b) for b in _const(ctx, op, 1)]
     size = [int(s) for s in _const(ctx, op, 2)]
-    shape = ctx.shape(op.inputs[0])
-    ends = [
-        shape[a] if s == -1 else b + s for a, (b, s) in enumerate(zip(begin, size, strict=True))
-    ]
+    shape, dynamic = ctx.shape(op.inputs[0]), ctx.dynamic(op.inputs[0])
+    big = np.iinfo(np.int64).max
+    ends = []
+    for a, (b, s) in enumerate(zip(begin, size, strict=True)):
+        if dynamic[a] and not (b == 0 and s == -1):
+            ctx.batch_fixed = True  # NOTE: a part of a dynamic axis reads its example size
+        ends.append((big if dynamic[a] else shape[a]) if s == -1 else b + s)
     y = ctx.name(op.outputs[0])
     _slice(ctx, ctx.name(op.inputs[0]), y, begin, ends, [1] * len(begin))
 
@@ -96,12 +102,15 @@ def strided_slice(ctx: ImportContext, op: Op) -> None:
     end = [int(e) for e in _const(ctx, op, 2)]
     steps = [int(s) for s in _const(ctx, op, 3)]
     shape = ctx.shape(op.inputs[0])
+    dynamic = ctx.dynamic(op.inputs[0])
     big = np.iinfo(np.int64).max
     starts, ends = [], []
     for a in range(len(begin)):
         forward = steps[a] > 0
         start = (0 if forward else -1) if o.BeginMask() >> a & 1 else begin[a]
         stop = (big if forward else -big) if o.EndMask() >> a & 1 else end[a]
+        if dynamic[a] and not (o.BeginMask() >> a & 1 and o.EndMask() >> a & 1):
+            ctx.batch_fixed = True  # NOTE: a slice of a dynamic axis reads its example size
         if o.ShrinkAxisMask() >> a & 1:
             start = begin[a] % shape[a] if shape[a] else begin[a]
             stop, steps[a] = start + 1, 1
@@ -109,11 +118,14 @@ def strided_slice(ctx: ImportContext, op: Op) -> None:
         ends.append(stop)
     y = ctx.name(op.outputs[0])
     sliced = _slice(ctx, ctx.name(op.inputs[0]), ctx.fresh(f"{y}_slice"), starts, ends, steps)
-    ctx.node("Reshape", [sliced, _i64(ctx, f"{y}_shape", ctx.shape(op.outputs[0]))], [y])
+    target = ctx.reshape_target(op.outputs[0])
+    ctx.node("Reshape", [sliced, _i64(ctx, f"{y}_shape", target)], [y])
 
 
 def _split(ctx: ImportContext, op: Op, x: int, axis: int, sizes: list[int]) -> None:
     axis = axis % len(ctx.shape(x))
+    if ctx.dynamic(x)[axis]:
+        ctx.batch_fixed = True
     y = ctx.name(op.outputs[0])
     ctx.node(
         "Split", [ctx.name(x), _i64(ctx, f"{y}_split", sizes)],
