@@ -219,3 +219,27 @@ def test_nhwc_calibration_for_an_nchw_model_is_one_line(
     message = one_line(exc)
     assert "takes NCHW (N, 1, 8, 8)" in message and "(N, 8, 8, 1), NHWC? transpose" in message
     assert "array.transpose(0, 3, 1, 2)" in message
+
+
+def test_cli_tflite_output_skips_the_onnx_runtime_latency_check(
+    model_path: Path,
+    images: np.ndarray,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The latency check times ONNX Runtime; for a .tflite (run by LiteRT) it is not applied,
+    a note says so, and the file equals the one written with --no-latency-check."""
+    pytest.importorskip("ai_edge_litert.interpreter")
+    from quanta.graph import static
+
+    def no_timing(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the ONNX Runtime latency check ran for a .tflite output")
+
+    monkeypatch.setattr(static, "keep_slower_float", no_timing)
+    np.savez(tmp_path / "c.npz", image=images)
+    argv = ["quantize", str(model_path), "--calibration", str(tmp_path / "c.npz")]
+    assert main([*argv, "-o", str(tmp_path / "a.tflite")]) == 0
+    assert "latency check not applied: it times ONNX Runtime" in capsys.readouterr().err
+    assert main([*argv, "-o", str(tmp_path / "b.tflite"), "--no-latency-check"]) == 0
+    assert (tmp_path / "a.tflite").read_bytes() == (tmp_path / "b.tflite").read_bytes()

@@ -105,6 +105,12 @@ class Quantized:
             return float_onnx_to_tflite(self.source, self.mode)
         if not any(n.op_type == "QuantizeLinear" for n in self.model.graph.node):
             label = f"{self.mode} ({self.chosen})" if self.chosen else self.mode
+            if self.mode == "static":
+                raise InputError(
+                    "the latency check kept every layer float (ONNX Runtime ran the int8 model "
+                    "slower here), so there is no full-integer model to write as .tflite; "
+                    "quantize with latency_check=False (--no-latency-check) for LiteRT"
+                )
             raise InputError(
                 f"a .tflite file is written from a static, fp16 or dynamic model, not from a "
                 f"{label} one; quantize with one of those modes or write .onnx"

@@ -4,6 +4,7 @@ auto: the fastest variant meeting an accuracy target)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,9 +151,19 @@ def run(args: argparse.Namespace) -> int:
             f"-o {str(output)!r}: a .tflite file is written from --mode static, fp16 or "
             "dynamic, not --mode auto; write .onnx instead"
         )
+    notes = []
+    if output.suffix.lower() == ".tflite" and config.latency_check:
+        # NOTE: the check times ONNX Runtime's kernels; a .tflite runs in LiteRT, whose int8
+        # kernels are another matter, so its choices would be made for the wrong runtime.
+        config = dataclasses.replace(config, latency_check=False)
+        notes.append(
+            "latency check not applied: it times ONNX Runtime, and a .tflite runs in LiteRT "
+            "(quanta bench the .tflite against the float one to compare)"
+        )
     model = load_path(args.model)
     start = time.perf_counter()
     result = _quantized(args, model, config)
+    result.notes[:0] = notes
     quantized = Quantized(
         result.model, mode=config.mode, chosen=getattr(result, "chosen", ""), source=model
     )
