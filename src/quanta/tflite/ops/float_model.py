@@ -6,7 +6,10 @@ each weight stored as the variant asks (``FloatContext.weights``).
   at load (TFLite's float16 quantization).
 - ``"dynamic"``: int8 constants, symmetric (``r = S·q``, ``q`` in [-127, 127], rounded half to
   even), per output channel for CONV_2D and FULLY_CONNECTED, given to the op directly: LiteRT
-  then runs its hybrid kernels, which quantize the float input on the fly (dynamic range).
+  then runs its hybrid kernels, which quantize the float input on the fly (dynamic range). A
+  weight of fewer than ``MIN_ELEMENTS`` (1,024) values stays float32, as TensorFlow's converter
+  leaves it: a hybrid kernel quantizes its input on every call, which on a small layer (LeNet's
+  first 5x5 convolution) costs more than its int8 arithmetic saves, for a few hundred bytes.
 
 Biases stay float32 in every variant, as TensorFlow's converter writes them.
 """
@@ -18,6 +21,7 @@ import onnx
 import tflite
 
 from quanta.errors import ModelError
+from quanta.graph.weight_only import MIN_ELEMENTS
 from quanta.quant import choose_qparams, quantize
 from quanta.tflite.context import Act, Context, attr
 from quanta.tflite.ops.conv import conv_shape, emit_conv, nhwc_weight
@@ -53,6 +57,8 @@ class FloatContext(Context):
             y = self.add(TensorSpec(f"{name}_tfl", list(w.shape), np.dtype(np.float32)))
             self.emit(B.DEQUANTIZE, [half], [y], None, 3)
             return y
+        if w.size < MIN_ELEMENTS:
+            return self.constant(f"{name}_tfl", w)
         reduce = tuple(i for i in range(w.ndim) if i != axis)
         bound = np.abs(w).max(axis=reduce)
         qp = choose_qparams(-bound, bound, "int8", symmetric=True, axis=axis)
