@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
+from onnx import helper, numpy_helper
 from tiny_graphs import make_model, rand
 
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
@@ -63,6 +63,24 @@ def test_the_rule_finds_a_classifier_head_and_its_target_follows_the_text_bar() 
         model = sequence_model(head)
         reference = run_model(model, feeds)
         assert class_sequence_outputs(model, reference) == [0], head
+    # Paddle2ONNX writes the class axis of a (N, T, C) Softmax as 2 (rapidocr_rec)
+    explicit = sequence_model("Softmax")
+    explicit.graph.node[-1].attribute.extend([helper.make_attribute("axis", 2)])
+    assert class_sequence_outputs(explicit, run_model(explicit, feeds)) == [0]
+    # an old-opset Softmax as upgraded: Flatten -> Softmax(-1) -> Reshape back to (N, T, C)
+    upgraded = sequence_model("Identity")
+    upgraded.graph.node[-1].output[0] = "z2"
+    upgraded.graph.node.extend(
+        [
+            helper.make_node("Flatten", ["z2"], ["f"], axis=2),
+            helper.make_node("Softmax", ["f"], ["s"], axis=-1),
+            helper.make_node("Reshape", ["s", "shape"], ["y"]),
+        ]
+    )
+    upgraded.graph.initializer.append(
+        numpy_helper.from_array(np.array([-1, T, C], np.int64), "shape")
+    )
+    assert class_sequence_outputs(upgraded, run_model(upgraded, feeds)) == [0]
     measure = sequence_measure(sequence_model(), run_model(sequence_model(), feeds), 4)
     assert measure is not None
     # 6 positions per sample: one change in 20 sequences at most, 1 - 0.05 / 6

@@ -8,7 +8,8 @@ also judged by its per-position arg-max agreement with float.
 
 The rule, conservative on purpose: graph output ``k`` is a class-score sequence when its values
 (as run) have rank >= 3 with a last axis of ``C >= 2``, and that axis is the class axis of a
-classifier head: walking back from the output through Identity/Reshape, at most one
+classifier head: walking back from the output through Identity/Reshape/Flatten (the class
+count is checked at the end), at most one
 Softmax/LogSoftmax over the last axis and at most one Add of a constant (the bias), the output
 is written by a Gemm or MatMul whose constant weight has exactly ``C`` output columns. Feature
 maps (convolutions, Sigmoid probability maps), embeddings (LayerNormalization), recurrent states
@@ -55,25 +56,31 @@ def class_sequence_outputs(model: onnx.ModelProto, reference: list[np.ndarray]) 
         ref = np.asarray(ref)
         if ref.ndim < 3 or ref.shape[-1] < 2 or not np.issubdtype(ref.dtype, np.floating):
             continue
-        if _head_classes(value.name, producers, weights) == ref.shape[-1]:
+        if _head_classes(value.name, ref.ndim, producers, weights) == ref.shape[-1]:
             found.append(k)
     return found
 
 
 def _head_classes(
-    name: str, producers: dict[str, onnx.NodeProto], weights: dict[str, onnx.TensorProto]
+    name: str,
+    rank: int,
+    producers: dict[str, onnx.NodeProto],
+    weights: dict[str, onnx.TensorProto],
 ) -> int | None:
-    """The output columns of the Gemm/MatMul classifier that writes ``name``, or None."""
-    softmax = bias = False
+    """The output columns of the Gemm/MatMul classifier that writes ``name`` (of ``rank``),
+    or None."""
+    softmax = bias = reshaped = False
     node = producers.get(name)
     while node is not None:
         op = node.op_type
-        if op in ("Identity", "Reshape"):
-            pass
+        if op in ("Identity", "Reshape", "Flatten"):
+            reshaped = reshaped or op != "Identity"
         elif op in ("Softmax", "LogSoftmax") and not softmax and not bias:
             axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
-            if axis != -1:
-                return None  # NOTE: a non-negative axis needs the rank here; stay conservative
+            # NOTE: a non-negative axis is the last one only where the rank is known: no
+            # Reshape between it and the output
+            if axis != -1 and (reshaped or axis != rank - 1):
+                return None
             softmax = True
         elif op == "Add" and not bias and len(node.input) == 2:
             const = [i for i in node.input if i in weights]
