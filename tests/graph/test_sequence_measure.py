@@ -11,6 +11,7 @@ from onnx import helper, numpy_helper
 from tiny_graphs import make_model, rand
 
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
+from quanta.graph.fallback import search_float_nodes
 from quanta.graph.measures import class_sequence_outputs, sequence_measure
 from quanta.runtime import run_model
 from quanta.runtime.fidelity import argmax_agreement
@@ -154,3 +155,52 @@ def test_a_sigmoid_map_keeps_the_cosine_alone() -> None:
     assert report is not None and report.agreement is None and report.met
     assert report.kept_float == 0 and "mm2" not in {f.name for f in result.float_nodes}
     assert report.summary().startswith("fidelity target 0.997 met: ")
+
+
+# --- search_float_nodes with a further measure, on stub models ---------------------------------
+
+
+def stub_reference() -> np.ndarray:
+    """(16, 5, 4) scores: class 0 leads class 1 by 0.01 everywhere; class 3 is large."""
+    ref = np.zeros((16, T - 1, C))
+    ref[..., 0], ref[..., 1], ref[..., 3] = 1.0, 0.99, -3.0
+    return ref
+
+
+STUB_ERRORS = {
+    "loud": np.array([0.0, 0.0, 0.0, 1.0]),  # moves the cosine most, never the arg-max
+    "flip": np.array([-0.02, 0.0, 0.0, 0.0]),  # swaps classes 0 and 1 at every position
+}
+
+
+def stub_build(exclude: dict[str, str]) -> onnx.ModelProto:
+    error = sum((e for n, e in STUB_ERRORS.items() if n not in exclude), np.zeros(C))
+    return make_model(
+        [helper.make_node("Add", ["x", "err"], ["y"], name="add")],
+        {"x": ["N", T - 1, C]},
+        {"y": ["N", T - 1, C]},
+        {"err": error.astype(np.float32)},
+    )
+
+
+def test_nodes_are_ranked_by_the_measure_they_damage_most() -> None:
+    ref = stub_reference()
+    feeds = {"x": ref.astype(np.float32)}
+    model = make_model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="head")],
+        {"x": ["N", T - 1, C]},
+        {"y": ["N", T - 1, C]},
+        {"w": np.eye(C, dtype=np.float32)},
+    )
+    measure = sequence_measure(model, [ref], 16)
+    assert measure is not None
+    result = search_float_nodes(
+        stub_build, list(STUB_ERRORS), list(STUB_ERRORS), feeds, [ref],
+        target=0.9, max_float=1, also=[measure],
+    )  # fmt: skip
+    # the cosine alone ranks "loud" first (and keeping it float would fix nothing); the
+    # agreement's headroom ranks "flip" first, and keeping it float meets both targets
+    assert list(result.kept_float) == ["flip"]
+    assert result.also_before[measure.name] == 0.0
+    assert result.also_after[measure.name] == 1.0
+    assert "of its per-position argmax agreement" in result.kept_float["flip"]

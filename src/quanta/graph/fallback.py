@@ -96,12 +96,17 @@ class _Trials:
             if self.metric is not None
             else mean_cosine(outputs, self.reference)
         )
-        return _Score(main, {m.name: m.score(outputs) for m in self.also})
+        return _Score(main, {m.name: m.score(outputs, self.reference) for m in self.also})
 
-    def rank_cosine(self, keep_float: dict[str, str]) -> float:
-        """Mean cosine to the reference on the first ``RANK_SAMPLES`` samples."""
+    def rank_scores(self, keep_float: dict[str, str]) -> _Score:
+        """Mean cosine to the reference, and each further measure, on the first
+        ``RANK_SAMPLES`` samples."""
         self.evaluations += 1
-        return mean_cosine(run_model(self.build(keep_float), self.rank_feeds), self.rank_reference)
+        outputs = run_model(self.build(keep_float), self.rank_feeds)
+        return _Score(
+            mean_cosine(outputs, self.rank_reference),
+            {m.name: m.score(outputs, self.rank_reference) for m in self.also},
+        )
 
 
 def _damage_alone(
@@ -109,16 +114,32 @@ def _damage_alone(
     candidates: list[str],
     planned: list[str],
     on_step: Callable[[int, int], None] | None = None,
-) -> dict[str, float]:
-    """Per candidate, the loss of mean cosine when only that node is quantized (every other
-    planned node kept float)."""
+) -> dict[str, _Score]:
+    """Per candidate, the loss of mean cosine (and of each further measure) when only that
+    node is quantized (every other planned node kept float)."""
     damage = {}
     for i, name in enumerate(candidates):
         alone = {other: "" for other in planned if other != name}
-        damage[name] = 1.0 - trials.rank_cosine(alone)
+        scores = trials.rank_scores(alone)
+        damage[name] = _Score(1.0 - scores.main, {k: 1.0 - v for k, v in scores.also.items()})
         if on_step is not None:
             on_step(i + 1, len(candidates))
     return damage
+
+
+def _ranking(
+    damage: Mapping[str, _Score], target: float, also: Sequence[Measure]
+) -> dict[str, float]:
+    """Per candidate, its worst damage in units of each measure's headroom (``1 - target``):
+    a node that changes arg-maxes ranks by that, not by the cosine it barely moves. With the
+    cosine alone this orders as the cosine damage does."""
+    return {
+        name: max(
+            [d.main / max(1.0 - target, 1e-9)]
+            + [d.also[m.name] / max(1.0 - m.target, 1e-9) for m in also]
+        )
+        for name, d in damage.items()
+    }
 
 
 def _fallback_order(
@@ -151,10 +172,11 @@ def _best_prefix(
     return best, best_k
 
 
-def _reason(name: str, damage: float, cost: Mapping[str, float] | None, where: str) -> str:
+def _reason(name: str, damage: _Score, cost: Mapping[str, float] | None, where: str) -> str:
+    also = "".join(f" and {v:.2%} of its {k}" for k, v in damage.also.items())
     return FloatReason(
-        f"kept float: quantizing it alone cost {damage:.4f} of the output's mean "
-        f"cosine on {where}, among the most of any node"
+        f"kept float: quantizing it alone cost {damage.main:.4f} of the output's mean "
+        f"cosine{also} on {where}, among the most of any node"
         + (f" per ms of float time ({cost[name]:.3f} ms)" if cost and name in cost else ""),
         FloatKind.ACCURACY,
     )
@@ -185,7 +207,8 @@ def search_float_nodes(
         target: the mean cosine (or ``metric``) to reach.
         max_float: at most this many nodes kept float (default: a quarter of the candidates).
         metric: judges a model's outputs on ``feeds`` against ``target`` (default: their mean
-            cosine to ``reference``; e.g. accuracy against labels). Ranking always uses cosine.
+            cosine to ``reference``; e.g. accuracy against labels). Ranking uses the cosine
+            and ``also``, each in units of its headroom (``1 - target``).
         where: how the reasons name ``feeds``.
         cost: what keeping each node float costs (e.g. its measured float time, ms); nodes
             are then returned to float in order of damage per cost, not damage alone.
@@ -201,7 +224,7 @@ def search_float_nodes(
             {}, before.main, before.main, trials.evaluations, limit, before.also, before.also
         )
     damage = _damage_alone(trials, candidates, planned, on_step)
-    order = _fallback_order(candidates, damage, cost, limit)
+    order = _fallback_order(candidates, _ranking(damage, target, also), cost, limit)
     best, best_k = _best_prefix(trials, order, before, target)
     kept = {name: _reason(name, damage[name], cost, where) for name in order[:best_k]}
     return FallbackResult(

@@ -43,7 +43,7 @@ class Measure:
 
     name: str
     target: float
-    score: Callable[[list[np.ndarray]], float]
+    score: Callable[[list[np.ndarray], list[np.ndarray]], float]  # (outputs, reference)
 
 
 def class_sequence_outputs(model: onnx.ModelProto, reference: list[np.ndarray]) -> list[int]:
@@ -120,7 +120,7 @@ def sequence_measure(
     positions = sum(r.size // r.shape[-1] for r in refs) / samples  # per sample
     target = 1.0 - (1.0 - SEQUENCES_KEPT) / max(positions, 1.0)
 
-    def score(outputs: list[np.ndarray]) -> float:
-        return argmax_agreement([outputs[k] for k in picked], refs)
+    def score(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
+        return argmax_agreement([outputs[k] for k in picked], [reference[k] for k in picked])
 
     return Measure(AGREEMENT, target, score)

@@ -176,7 +176,7 @@ def _rescored(
     chosen = (FloatKind.ACCURACY, FloatKind.SPEED)
     n_float = sum(f.kind in chosen for f in built[1].float_nodes)
     also = _also(goal, prepared, reference, report.held_out)
-    scores = {m.name: m.score(outputs) for m in also}
+    scores = {m.name: m.score(outputs, reference) for m in also}
     return _judged(replace(report, achieved=score, kept_float=n_float), also, scores)
 
 
