@@ -74,6 +74,11 @@ class FidelityReport:
     ``achieved`` is the score of the model written (``before``: fully int8) on ``held_out``
     samples that calibration did not use (0: too few samples to spare any, so the ``calibrated``
     ones were scored), with ``kept_float`` nodes float out of at most ``max_float``.
+
+    A model whose output is a sequence of class scores (``quanta.graph.measures``) is also
+    judged by its per-position arg-max ``agreement`` with float (None otherwise), against
+    ``agreement_target``. ``met`` needs every target; ``missed`` names the measures that missed
+    theirs ("" when met).
     """
 
     target: float
@@ -85,6 +90,10 @@ class FidelityReport:
     kept_float: int = 0
     max_float: int = 0
     measure: str = "mean output cosine to float"
+    agreement: float | None = None
+    agreement_before: float | None = None
+    agreement_target: float | None = None
+    missed: str = ""
 
     def as_dict(self) -> dict[str, float | int | bool | str]:
         """JSON-ready, scores rounded to 6 digits."""
@@ -93,6 +102,8 @@ class FidelityReport:
     def summary(self) -> str:
         """One line: "fidelity target 0.997 met: 0.9981 ..." or "... not met: ..."."""
         floats = f" with {self.kept_float} node(s) float" if self.kept_float else " fully int8"
+        if self.agreement is not None and self.agreement_target is not None:
+            return self._summary_with_agreement(floats)
         if self.met:
             return f"fidelity target {self.target:g} met: {self.achieved:.4f}{floats}"
         digits = 4  # enough digits that a miss never prints as the target itself
@@ -102,6 +113,28 @@ class FidelityReport:
             f"fidelity target {self.target:g} not met: {self.achieved:.{digits}f}{floats} "
             f"(at most {self.max_float} allowed); try --mode auto or --max-float N"
         )
+
+    def _summary_with_agreement(self, floats: str) -> str:
+        assert self.agreement is not None and self.agreement_target is not None
+        figures = (
+            f"{self.measure} {_below(self.achieved, self.target)} (target {self.target:g}), "
+            f"per-position argmax agreement {_below(self.agreement, self.agreement_target)} "
+            f"(target {self.agreement_target:.4f}){floats}"
+        )
+        if self.met:
+            return f"fidelity targets met: {figures}"
+        return (
+            f"fidelity target not met ({self.missed}): {figures} (at most {self.max_float} "
+            "allowed); try --mode auto or --max-float N"
+        )
+
+
+def _below(value: float, target: float) -> str:
+    """``value`` with enough digits that a miss never prints as the target itself."""
+    digits = 4
+    while digits < 9 and value < target and round(value, digits) >= target:
+        digits += 1
+    return f"{value:.{digits}f}"
 
 
 @dataclass

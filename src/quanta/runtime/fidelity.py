@@ -52,7 +52,31 @@ def mean_cosine(
     return float(np.mean(scores))
 
 
-__all__ = ["Fidelity", "are_probabilities", "fidelity", "mean_cosine", "row_cosines"]
+def argmax_agreement(outputs: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
+    """Share of positions whose argmax over the last (class) axis equals the reference's,
+    pooled over ``outputs``: every index of the other axes is one position (for a ``(T, N, C)``
+    sequence of class scores, each of the ``T * N`` steps)."""
+    same = total = 0
+    for k, (out, ref) in enumerate(zip(outputs, reference, strict=True)):
+        a, b = np.asarray(out), np.asarray(ref)
+        if a.shape != b.shape:
+            raise ValueError(
+                f"output {k} has shape {a.shape} and its reference {b.shape}; expected the same"
+            )
+        c = b.shape[-1]
+        same += int((a.reshape(-1, c).argmax(1) == b.reshape(-1, c).argmax(1)).sum())
+        total += b.size // c
+    return same / total if total else 1.0
+
+
+__all__ = [
+    "Fidelity",
+    "are_probabilities",
+    "argmax_agreement",
+    "fidelity",
+    "mean_cosine",
+    "row_cosines",
+]
 
 
 @dataclass(frozen=True)
