@@ -147,6 +147,23 @@ def test_a_missed_agreement_is_named_in_the_line_and_the_json() -> None:
     assert isinstance(fields["agreement"], float) and fields["agreement"] < 0.99
 
 
+def test_beyond_the_search_bound_the_agreement_is_reported_not_chased(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A model with more candidate layers than ``MAX_SEARCHED_FOR_ALSO``: the agreement is
+    measured and named as missed, nothing is kept float for it, and a note says why."""
+    from quanta.graph import static
+
+    monkeypatch.setattr(static, "MAX_SEARCHED_FOR_ALSO", 1)
+    result = quantize_static(sequence_model(), data(), CONFIG)
+    report = result.fidelity
+    assert report is not None and report.agreement is not None and not report.met
+    assert report.missed == "per-position argmax agreement" and report.kept_float == 0
+    assert report.agreement_before == report.agreement < report.agreement_target
+    assert any(n.startswith("per-position argmax agreement not searched for: ") for n in
+               result.notes)  # fmt: skip
+
+
 def test_a_sigmoid_map_keeps_the_cosine_alone() -> None:
     """The same model ending in Sigmoid (a probability map, no class axis): no agreement is
     measured, the cosine is met, nothing is kept float for accuracy."""

@@ -52,6 +52,11 @@ from quanta.quant import Observer
 from quanta.runtime import mean_cosine, run_model
 from quanta.runtime.machine import int8_pairs_saturate
 
+# A further fidelity measure (the arg-max agreement of a class-score sequence) drives the
+# fallback search only up to this many candidate layers: the search builds and runs the model
+# once per candidate (ddddocr_ocr: 52 layers, about 3 minutes on 2 cores; captcha_crnn: 230).
+MAX_SEARCHED_FOR_ALSO = 128
+
 # AUTO_METHODS, FLOAT_COMPUTE, observer_factory and mismatched_concats moved to
 # quanta.graph.choices / quanta.graph.concats; still importable from here.
 __all__ = [
@@ -380,14 +385,30 @@ def _keep_costly_float(
     n_feed = len(next(iter(feeds.values())))
     measure = goal.measure if goal is not None else "mean output cosine to float"
     also = _also(goal, builds.prepared, reference, n_feed)
+    # NOTE: the search ranks every candidate by one model build and run each; a further measure
+    # that misses on a model of many layers (captcha_crnn's unrolled LSTM: 230) would make it
+    # run for half an hour, so beyond MAX_SEARCHED_FOR_ALSO the measure is reported, not chased.
+    driving = also if len(candidates) <= MAX_SEARCHED_FOR_ALSO else []
+    first = built
     fallback = search_float_nodes(
         builds.model, candidates, list(plan.plans), feeds, reference,
         target=target, on_step=on_search, max_float=builds.config.max_float,
         metric=goal.metric if goal is not None else None, where=where,
-        cost=goal.cost if goal is not None else None, also=also,
+        cost=goal.cost if goal is not None else None, also=driving,
     )  # fmt: skip
     if fallback.kept_float:
         built = builds.build(fallback.kept_float)
+    if also and not driving:
+        fallback = replace(
+            fallback,
+            also_before=_scores(also, first[0], feeds, reference),
+            also_after=_scores(also, built[0], feeds, reference),
+        )
+        notes.append(
+            f"{also[0].name} not searched for: {len(candidates)} layers to rank (one model "
+            f"build each, at most {MAX_SEARCHED_FOR_ALSO}); --mode auto --eval EVAL.npz "
+            "weighs float, dynamic and partly-float variants"
+        )
     notes.append(
         f"fidelity on {where} ({measure}): {fallback.fidelity_before:.4f} fully int8"
         + (
@@ -417,6 +438,16 @@ def _keep_costly_float(
     if also:
         report = replace(report, agreement_before=fallback.also_before[also[0].name])
     return built, _judged(report, also, fallback.also_after)
+
+
+def _scores(
+    also: list[Measure],
+    model: onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray],
+    reference: list[np.ndarray],
+) -> dict[str, float]:
+    outputs = run_model(model, feeds)
+    return {m.name: m.score(outputs, reference) for m in also}
 
 
 def _met(score: float, target: float) -> str:
