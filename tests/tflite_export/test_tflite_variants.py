@@ -122,14 +122,15 @@ def test_cli_writes_fp16_tflite(convnet: onnx.ModelProto, tmp_path: Path) -> Non
     assert out.read_bytes() == float_onnx_to_tflite(convnet, "fp16")
 
 
-def _lenet_like() -> onnx.ModelProto:
-    """Conv-Relu-MaxPool x2 (pad 1) -> Reshape -> MatMul + Add -> Relu -> Gemm -> Softmax."""
+def _lenet_like(c2: int = 8) -> onnx.ModelProto:
+    """Conv-Relu-MaxPool x2 (pad 1; ``c2`` channels in the second) -> Reshape -> MatMul + Add ->
+    Relu -> Gemm -> Softmax."""
     rng = np.random.default_rng(0)
     inits = {
         "w1": rng.normal(0, 0.5, (6, 1, 3, 3)), "b1": rng.normal(0, 0.1, 6),
-        "w2": rng.normal(0, 0.3, (8, 6, 3, 3)), "b2": rng.normal(0, 0.1, 8),
-        "shape": np.array([-1, 8 * 4 * 4]),
-        "w3": rng.normal(0, 0.1, (128, 32)), "b3": rng.normal(0, 0.1, 32),
+        "w2": rng.normal(0, 0.3, (c2, 6, 3, 3)), "b2": rng.normal(0, 0.1, c2),
+        "shape": np.array([-1, c2 * 4 * 4]),
+        "w3": rng.normal(0, 0.1, (c2 * 16, 32)), "b3": rng.normal(0, 0.1, 32),
         "w4": rng.normal(0, 0.3, (10, 32)), "b4": rng.normal(0, 0.1, 10),
     }  # fmt: skip
     n = helper.make_node
@@ -169,3 +170,84 @@ def test_lenet_like_variants(weights: str, tolerance: float, make_images: MakeIm
     got = _run(float_onnx_to_tflite(model, weights), x)
     assert np.abs(got - want).max() <= tolerance  # probabilities: absolute
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+
+
+def _hybrid_ops(data: bytes) -> list[tuple[str, int, bool | None, str]]:
+    """(op, version, asymmetric_quantize_inputs or None, weight dtype) of each CONV_2D and
+    FULLY_CONNECTED, read from the flatbuffer."""
+    import tflite
+
+    names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+    model = tflite.Model.GetRootAsModel(data, 0)
+    graph = model.Subgraphs(0)
+    found = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+        if name not in ("CONV_2D", "FULLY_CONNECTED"):
+            continue
+        asym = None
+        if name == "FULLY_CONNECTED":
+            table, opts = op.BuiltinOptions(), tflite.FullyConnectedOptions()
+            opts.Init(table.Bytes, table.Pos)
+            asym = bool(opts.AsymmetricQuantizeInputs())
+        weight = graph.Tensors(int(op.InputsAsNumpy()[1])).Type()
+        found.append(
+            (name, code.Version(), asym, "int8" if weight == tflite.TensorType.INT8 else "float32")
+        )
+    return found
+
+
+def test_dynamic_writes_tensorflows_hybrid_options() -> None:
+    # What TensorFlow 2.21's converter writes for the classic Keras LeNet with
+    # optimizations=[DEFAULT]: a float CONV_2D for the 800-weight first conv, hybrid CONV_2D
+    # version 5, hybrid FULLY_CONNECTED version 12 with asymmetric_quantize_inputs
+    data = float_onnx_to_tflite(_lenet_like(c2=24), "dynamic")  # conv2: 24x6x3x3 = 1,296 weights
+    assert _hybrid_ops(data) == [
+        ("CONV_2D", 3, None, "float32"),  # 54 weights: under 1,024, float as TensorFlow's
+        ("CONV_2D", 5, None, "int8"),
+        ("FULLY_CONNECTED", 12, True, "int8"),  # 384 x 32
+        ("FULLY_CONNECTED", 5, False, "float32"),  # 32 x 10 = 320 weights: float
+    ]
+    # the float32 variant keeps plain float ops
+    assert {v for _, v, _, _ in _hybrid_ops(float_onnx_to_tflite(_lenet_like(c2=24)))} == {3, 5}
+
+
+def _asymmetric_hybrid_fc(x: np.ndarray, q_w: np.ndarray, w_scale: np.ndarray, b: np.ndarray):
+    """A hybrid FULLY_CONNECTED by hand: each row of ``x`` quantized to int8 asymmetrically over
+    [min(0, x), max(0, x)] (scale = range / 255, zero point rounded from the minimum), an int32
+    dot product with the int8 weights, rescaled per output channel."""
+    lo, hi = np.minimum(x.min(1), 0), np.maximum(x.max(1), 0)
+    scale = (hi - lo) / 255
+    zero = np.clip(np.round(-128 - lo / scale), -128, 127)
+    q_x = np.clip(np.round(x / scale[:, None]) + zero[:, None], -128, 127)
+    acc = (q_x - zero[:, None]).astype(np.int64) @ q_w.T.astype(np.int64)  # (N, out)
+    return acc * scale[:, None] * w_scale[None, :] + b[None, :]
+
+
+def test_dynamic_fc_quantizes_its_input_asymmetrically() -> None:
+    # one Gemm, 64 -> 32 (2,048 weights: int8), inputs after a ReLU (all >= 0), as LeNet's fc
+    rng = np.random.default_rng(4)
+    w, b = (
+        rng.normal(0, 0.2, (32, 64)).astype(np.float32),
+        rng.normal(0, 0.1, 32).astype(np.float32),
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)], "fc",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [4, 64])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 32])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    interpreter = _interpreter(float_onnx_to_tflite(model, "dynamic"))
+    x = np.maximum(rng.normal(0, 1, (4, 64)), 0).astype(np.float32)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    w_scale = np.abs(w).max(1) / 127
+    q_w = np.clip(np.round(w / w_scale[:, None]), -127, 127)
+    want = _asymmetric_hybrid_fc(x.astype(np.float64), q_w, w_scale, b)
+    # float32 rescaling in the kernel: within 1e-5 of the largest output
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()

@@ -42,6 +42,7 @@ def emit_conv(
     multiplier: int,
     padding: int,
     activation: int = tflite.ActivationFunctionType.NONE,
+    version: int = 3,
 ) -> None:
     """The CONV_2D / DEPTHWISE_CONV_2D operator itself (int8 or float, by its tensors)."""
     sh, sw = list(attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
@@ -58,7 +59,7 @@ def emit_conv(
     if depthwise:
         fields["DepthMultiplier"] = multiplier
     code = B.DEPTHWISE_CONV_2D if depthwise else B.CONV_2D
-    ctx.emit(code, inputs, [y], options(table, **fields), 3)
+    ctx.emit(code, inputs, [y], options(table, **fields), version)
 
 
 def conv(ctx: Context, node: onnx.NodeProto) -> None:

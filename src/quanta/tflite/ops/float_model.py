@@ -6,7 +6,9 @@ each weight stored as the variant asks (``FloatContext.weights``).
   at load (TFLite's float16 quantization).
 - ``"dynamic"``: int8 constants, symmetric (``r = S·q``, ``q`` in [-127, 127], rounded half to
   even), per output channel for CONV_2D and FULLY_CONNECTED, given to the op directly: LiteRT
-  then runs its hybrid kernels, which quantize the float input on the fly (dynamic range). A
+  then runs its hybrid kernels, which quantize the float input on the fly (dynamic range), with
+  TensorFlow's converter's options: FULLY_CONNECTED quantizes its input asymmetrically
+  (``asymmetric_quantize_inputs``, version 12), CONV_2D is version 5. A
   weight of fewer than ``MIN_ELEMENTS`` (1,024) values stays float32, as TensorFlow's converter
   leaves it: a hybrid kernel quantizes its input on every call, which on a small layer (LeNet's
   first 5x5 convolution) costs more than its int8 arithmetic saves, for a few hundred bytes.
@@ -64,6 +66,10 @@ class FloatContext(Context):
         qp = choose_qparams(-bound, bound, "int8", symmetric=True, axis=axis)
         return self.int8_weight(f"{name}_tfl", quantize(w, qp), np.atleast_1d(qp.scale), axis)
 
+    def is_int8(self, index: int) -> bool:
+        """Whether tensor ``index`` holds int8 (a hybrid kernel's weight)."""
+        return self.out.tensors[index].dtype == np.int8
+
 
 def float_tensor(ctx: Context, name: str) -> Act:
     """The float32 TFLite tensor of an ONNX tensor (a constant is written once)."""
@@ -101,7 +107,12 @@ def conv(ctx: FloatContext, node: onnx.NodeProto) -> None:
     b_index = _bias(ctx, node, 2, m)
     batch = ctx.shape_of(x)[0]
     y, activation = _float_out(ctx, node, ctx.nhwc_shape(node.output[0], batch), True)
-    emit_conv(ctx, node, [x.index, w_index, b_index], y, depthwise, multiplier, padding, activation)
+    # a hybrid (int8 per-channel weight, float input) CONV_2D is version 5, as TensorFlow writes it
+    version = 5 if ctx.is_int8(w_index) and not depthwise else 3
+    emit_conv(
+        ctx, node, [x.index, w_index, b_index], y, depthwise, multiplier, padding, activation,
+        version,
+    )  # fmt: skip
 
 
 def fully_connected(ctx: FloatContext, node: onnx.NodeProto) -> None:
@@ -112,6 +123,17 @@ def fully_connected(ctx: FloatContext, node: onnx.NodeProto) -> None:
     # a MatMul has no bias input: zeros (an Add after it is written as ADD)
     b_index = _bias(ctx, node, 2 if node.op_type == "Gemm" else len(node.input), n)
     y, activation = _float_out(ctx, node, [ctx.shape_of(x)[0], n], False)
+    if ctx.is_int8(w_index):
+        # NOTE: as TensorFlow's converter writes a hybrid FULLY_CONNECTED: the float input is
+        # quantized asymmetrically (a ReLU output uses all 256 levels, not 128), version 12
+        # (per-channel hybrid), so LiteRT's builtin kernel computes what it computes for
+        # TensorFlow's file (XNNPACK, LiteRT's default, gave the same output both ways)
+        builder = options(
+            "FullyConnectedOptions", FusedActivationFunction=activation,
+            AsymmetricQuantizeInputs=True,
+        )  # fmt: skip
+        ctx.emit(B.FULLY_CONNECTED, [x.index, w_index, b_index], [y], builder, 12)
+        return
     builder = options("FullyConnectedOptions", FusedActivationFunction=activation)
     ctx.emit(B.FULLY_CONNECTED, [x.index, w_index, b_index], [y], builder, 5)
 
