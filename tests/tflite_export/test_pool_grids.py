@@ -14,6 +14,7 @@ from onnx import helper, numpy_helper
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
 from quanta.graph.compact import expand_qdq
 from quanta.runtime import make_session
+from quanta.runtime.litert import tflite_operators as _operators
 from quanta.tflite import onnx_to_tflite
 
 litert = pytest.importorskip(
@@ -50,16 +51,6 @@ def _conv_avgpool_flatten_gemm() -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     model.ir_version = 10
     return model
-
-
-def _operators(data: bytes) -> list[str]:
-    model = tflite.Model.GetRootAsModel(data, 0)
-    graph = model.Subgraphs(0)
-    codes = []
-    for i in range(graph.OperatorsLength()):
-        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
-        codes.append(NAMES[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
-    return codes
 
 
 @pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`")

@@ -12,6 +12,7 @@ import tflite
 from onnx import helper, numpy_helper
 
 from quanta.runtime import make_session
+from quanta.runtime.litert import tflite_operators as _operators
 from quanta.tflite import onnx_to_tflite
 
 litert = pytest.importorskip(
@@ -59,16 +60,6 @@ def _qdq_mover(op: str, in_shape: list[int], quantized_output: bool) -> onnx.Mod
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     model.ir_version = 10
     return model
-
-
-def _operators(data: bytes) -> list[str]:
-    model = tflite.Model.GetRootAsModel(data, 0)
-    graph = model.Subgraphs(0)
-    codes = []
-    for i in range(graph.OperatorsLength()):
-        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
-        codes.append(NAMES[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
-    return codes
 
 
 def _litert(data: bytes, x: np.ndarray) -> np.ndarray:

@@ -21,20 +21,11 @@ import tensorflow as tf  # noqa: E402
 
 from quanta.cli import main  # noqa: E402
 from quanta.runtime import run_model  # noqa: E402
+from quanta.runtime.litert import tflite_operators as _operators  # noqa: E402
 from quanta.tflite.reader import tflite_to_onnx  # noqa: E402
 
 SHAPE = (12, 12, 1)  # NHWC, as Keras has it
 NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _operators(data: bytes) -> list[str]:
-    model = tflite.Model.GetRootAsModel(data, 0)
-    graph = model.Subgraphs(0)
-    codes = []
-    for i in range(graph.OperatorsLength()):
-        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
-        codes.append(NAMES[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
-    return codes
 
 
 def _images(n: int, seed: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from tflite_builders import B, Builder, i32
 
 from quanta.cli import main
 from quanta.runtime import make_session
+from quanta.runtime.litert import tflite_operators as _operators
 from quanta.tflite.writer import options
 
 litert = pytest.importorskip(
@@ -22,7 +23,6 @@ litert = pytest.importorskip(
 
 A = tflite.ActivationFunctionType
 SAME = tflite.Padding.SAME
-NAMES = {v: k for k, v in vars(B).items() if not k.startswith("_")}
 
 
 def _blaze_net() -> bytes:
@@ -44,16 +44,6 @@ def _blaze_net() -> bytes:
     y = b.op(B.FULLY_CONNECTED, [g, b.weight(4, 8), b.weight(4)], [1, 4],
              options("FullyConnectedOptions"))  # fmt: skip
     return b.finish(y)
-
-
-def _operators(data: bytes) -> list[str]:
-    model = tflite.Model.GetRootAsModel(data, 0)
-    graph = model.Subgraphs(0)
-    codes = []
-    for i in range(graph.OperatorsLength()):
-        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
-        codes.append(NAMES[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
-    return codes
 
 
 def _litert(data: bytes, x: np.ndarray) -> tuple[np.ndarray, dict]:  # type: ignore[type-arg]

@@ -21,7 +21,7 @@ import numpy as np
 from quanta.errors import InputError, ModelError
 from quanta.runtime.kernels import KernelCounts
 
-__all__ = ["LiteRTSession", "is_tflite", "tflite_kernels"]
+__all__ = ["LiteRTSession", "is_tflite", "tflite_kernels", "tflite_operators"]
 
 _TYPES = {np.dtype(np.float32): "tensor(float)", np.dtype(np.uint8): "tensor(uint8)",
           np.dtype(np.int8): "tensor(int8)", np.dtype(np.int64): "tensor(int64)",
@@ -115,18 +115,23 @@ class LiteRTSession:
         return [it.get_tensor(by_name[n]["index"]).copy() for n in wanted]
 
 
-def tflite_kernels(path: str | os.PathLike[str]) -> KernelCounts:
-    """The builtin operators of a TFLite file, as ``KernelCounts`` (int8: all but the
-    QUANTIZE/DEQUANTIZE at the edges)."""
+def tflite_operators(data: bytes) -> list[str]:
+    """The builtin operator names of a TFLite flatbuffer's main graph, in execution order."""
     import tflite  # NOTE: ~70 ms of generated schema modules, which only .tflite files need
 
     names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
-    model = tflite.Model.GetRootAsModel(Path(path).read_bytes(), 0)
-    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    model = tflite.Model.GetRootAsModel(data, 0)
     graph = model.Subgraphs(0)
-    ops = Counter(
-        names.get(max(codes[graph.Operators(i).OpcodeIndex()].BuiltinCode(),
-                      codes[graph.Operators(i).OpcodeIndex()].DeprecatedBuiltinCode()), "?")
-        for i in range(graph.OperatorsLength())
-    )  # fmt: skip
+    ops = []
+    for i in range(graph.OperatorsLength()):
+        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+        # NOTE: older files keep small codes only in the deprecated field
+        ops.append(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?"))
+    return ops
+
+
+def tflite_kernels(path: str | os.PathLike[str]) -> KernelCounts:
+    """The builtin operators of a TFLite file, as ``KernelCounts`` (int8: all but the
+    QUANTIZE/DEQUANTIZE at the edges)."""
+    ops = Counter(tflite_operators(Path(path).read_bytes()))
     return KernelCounts.from_counts(ops, edges=("QUANTIZE", "DEQUANTIZE"))
