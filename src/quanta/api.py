@@ -9,14 +9,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quanta.errors import DataError, InputError
+from quanta.data_forms import arrays_of, check_layout, eval_set_of
+from quanta.errors import InputError
 
 if TYPE_CHECKING:  # `import quanta` stays light: the pipeline is imported when a call runs
     import onnx
@@ -164,7 +165,7 @@ def quantize(
     if calibration is not None:
         if config.mode not in ("static", "auto"):
             raise InputError(f"calibration data is only used by mode static or auto, not {mode}")
-        arrays = _arrays(calibration, names, "calibration", notes.append)[0]
+        arrays = arrays_of(calibration, names, "calibration", notes.append)[0]
         check_layout(proto, arrays)
         data = CalibrationData(arrays, samples=config.samples, batch_size=config.batch_size)
     elif config.mode in ("static", "auto"):
@@ -176,7 +177,7 @@ def quantize(
     if config.mode == "auto":
         if eval is None:
             raise InputError("mode auto needs eval= data to measure accuracy on")
-        ev = _eval_set(eval, names, notes.append)
+        ev = eval_set_of(eval, names, notes.append)
         auto = (ev, auto_target(ev.labels, max_accuracy_drop, auto_fidelity)[0])
     elif eval is not None or max_accuracy_drop is not None:
         raise InputError("eval= and max_accuracy_drop= are only used with mode='auto'")
@@ -314,26 +315,6 @@ def load_path(path: str | os.PathLike[str]) -> onnx.ModelProto:
     return load_model(path)
 
 
-def check_layout(
-    model: onnx.ModelProto, arrays: Mapping[str, Any], what: str = "calibration"
-) -> None:
-    """Raise one line when a 4-D input gets images in the other channel order: NCHW arrays for
-    an NHWC model (a Keras or ``.tflite`` one), or NHWC arrays for an NCHW model."""
-    from quanta.data.layout import layout_mismatch
-
-    for value in model.graph.input:
-        array = arrays.get(value.name)
-        dims = value.type.tensor_type.shape.dim
-        if array is None or len(dims) != 4 or getattr(array, "ndim", 0) != 4:
-            continue
-        expected = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-        if None in expected[1:] or [*array.shape[1:]] == expected[1:]:
-            continue  # NOTE: a free dimension says nothing about the layout
-        line = layout_mismatch(what, value.name, array.shape, expected)
-        if line:  # NOTE: another mismatch: calibration's own shape check names it
-            raise DataError(line)
-
-
 def source_size(path: str | os.PathLike[str]) -> int:
     """Bytes on disk of a model file, or of every file in a SavedModel directory."""
     p = Path(path)
@@ -345,81 +326,6 @@ def source_size(path: str | os.PathLike[str]) -> int:
 def _input_names(model: onnx.ModelProto) -> list[str]:
     inits = {t.name for t in model.graph.initializer}
     return [i.name for i in model.graph.input if i.name not in inits]
-
-
-def _eval_set(value: Any, names: list[str], on_note: Callable[[str], None]) -> EvalSet:
-    from quanta.runtime import EvalSet
-
-    if isinstance(value, (str, os.PathLike)):
-        from quanta.cli.datasets import eval_set
-
-        return eval_set(os.fspath(value), names)
-    arrays, labels = _arrays(value, names, "eval", on_note)
-    return EvalSet(arrays, labels, "eval= data")
-
-
-def _arrays(
-    value: Any, names: list[str], what: str, on_note: Callable[[str], None]
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    """One array per model input (and labels, where the data holds them) from any accepted form."""
-    if isinstance(value, (str, os.PathLike)):
-        from quanta.data import load_npz
-
-        return load_npz(value, input_names=names, stream=True, on_note=on_note)
-    if isinstance(value, Mapping):
-        return {k: _numpy(v) for k, v in value.items()}, None
-    if _is_array(value):
-        return _single(names, _numpy(value), what), None
-    if isinstance(value, Iterable):
-        return _concatenated(value, names, what)
-    raise DataError(
-        f"{what} data is a {type(value).__name__}; expected an .npz path, a dict of arrays, one "
-        "array or an iterable of batches"
-    )
-
-
-def _concatenated(
-    batches: Iterable[Any], names: list[str], what: str
-) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Batches (arrays, ``(x, y)`` pairs or dicts) joined along axis 0."""
-    parts: dict[str, list[np.ndarray]] = {}
-    labels: list[np.ndarray] = []
-    for batch in batches:
-        if isinstance(batch, (tuple, list)):
-            if len(batch) > 1:
-                labels.append(_numpy(batch[1]))
-            batch = batch[0]
-        arrays = (
-            {k: _numpy(v) for k, v in batch.items()}
-            if isinstance(batch, Mapping)
-            else _single(names, _numpy(batch), what)
-        )
-        for k, v in arrays.items():
-            parts.setdefault(k, []).append(v)
-    if not parts:
-        raise DataError(f"{what} data yielded no batches; expected at least one")
-    joined = {k: np.concatenate(v, axis=0) for k, v in parts.items()}
-    return joined, (np.concatenate(labels).astype(np.int64) if labels else None)
-
-
-def _single(names: list[str], array: np.ndarray, what: str) -> dict[str, np.ndarray]:
-    if len(names) != 1:
-        raise DataError(
-            f"{what} data is one array but the model has {len(names)} inputs {names}; "
-            "expected a dict keyed by input name"
-        )
-    return {names[0]: array}
-
-
-def _is_array(value: Any) -> bool:
-    return isinstance(value, np.ndarray) or hasattr(value, "numpy") and hasattr(value, "shape")
-
-
-def _numpy(value: Any) -> np.ndarray:
-    """An array; a torch tensor through ``.numpy()`` (detached, on the CPU)."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu()
-    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
 def _wrap(

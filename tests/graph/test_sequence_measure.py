@@ -152,9 +152,9 @@ def test_beyond_the_search_bound_the_agreement_is_reported_not_chased(
 ) -> None:
     """A model with more candidate layers than ``MAX_SEARCHED_FOR_ALSO``: the agreement is
     measured and named as missed, nothing is kept float for it, and a note says why."""
-    from quanta.graph import static
+    from quanta.graph import fidelity_search
 
-    monkeypatch.setattr(static, "MAX_SEARCHED_FOR_ALSO", 1)
+    monkeypatch.setattr(fidelity_search, "MAX_SEARCHED_FOR_ALSO", 1)
     result = quantize_static(sequence_model(), data(), CONFIG)
     report = result.fidelity
     assert report is not None and report.agreement is not None and not report.met
