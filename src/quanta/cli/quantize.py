@@ -100,10 +100,10 @@ def _add_fallback_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bias-correction", action="store_true",
                    help="do not correct biases for weight rounding")  # fmt: skip
     p.add_argument(
-        "--weight-rounding", default="auto",
-        help="auto | nearest | gptq: static: round each int8 weight to its nearest value, or "
-        "choose the roundings of each Conv/Gemm/MatMul that change its output on the "
-        "calibration samples least (GPTQ; slower to quantize); auto (default): GPTQ where the "
+        "--weight-rounding", default="nearest",
+        help="nearest | gptq | auto: static: round each int8 weight to its nearest value "
+        "(default), or choose the roundings of each Conv/Gemm/MatMul that change its output on "
+        "the calibration samples least (GPTQ; slower to quantize); auto: GPTQ only where the "
         "model misses its fidelity target with nearest rounding and GPTQ comes closer",
     )  # fmt: skip
     p.add_argument(
@@ -237,7 +237,7 @@ def _check_flags(args: argparse.Namespace, config: QuantizeConfig) -> None:
         raise InputError(
             f"--no-latency-check is only used with --mode static, not --mode {config.mode}"
         )
-    if config.weight_rounding == "gptq" and config.mode not in ("static", "auto"):
+    if config.weight_rounding != "nearest" and config.mode not in ("static", "auto"):
         raise InputError(
             f"--weight-rounding {config.weight_rounding} is only used with --mode static or "
             f"auto, not --mode {config.mode}"

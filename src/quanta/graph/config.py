@@ -78,7 +78,7 @@ class QuantizeConfig:
     max_float: int | None = None
     workers: int = 1
     latency_check: bool = True
-    weight_rounding: Literal["auto", "nearest", "gptq"] = "auto"
+    weight_rounding: Literal["auto", "nearest", "gptq"] = "nearest"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
