@@ -33,7 +33,8 @@ __all__ = [
 
 # A further fidelity measure (the arg-max agreement of a class-score sequence) drives the
 # fallback search only up to this many candidate layers: the search builds and runs the model
-# once per candidate (ddddocr_ocr: 52 layers, about 3 minutes on 2 cores; captcha_crnn: 230).
+# once per candidate (ddddocr_ocr: 52 layers, about 3 minutes on 2 cores; captcha_crnn: 228
+# layers, 46 candidates once twins count as one, quanta.graph.twins).
 MAX_SEARCHED_FOR_ALSO = 128
 
 
