@@ -292,7 +292,7 @@ CASES: dict[str, tuple[Case, str]] = {
             "--weight-rounding",
             "adaround",
         ],
-        "--weight-rounding 'adaround' is not known; expected nearest or gptq",
+        "--weight-rounding 'adaround' is not known; expected auto, nearest or gptq",
     ),  # fmt: skip
     "output directory missing": (
         lambda t: [

@@ -101,9 +101,10 @@ def _add_fallback_flags(p: argparse.ArgumentParser) -> None:
                    help="do not correct biases for weight rounding")  # fmt: skip
     p.add_argument(
         "--weight-rounding", default="nearest",
-        help="nearest | gptq: static: round each int8 weight to its nearest value, or choose "
-        "the roundings of each Conv/Gemm/MatMul that change its output on the calibration "
-        "samples least (GPTQ; slower to quantize; default nearest)",
+        help="nearest | gptq | auto: static: round each int8 weight to its nearest value "
+        "(default), or choose the roundings of each Conv/Gemm/MatMul that change its output on "
+        "the calibration samples least (GPTQ; slower to quantize); auto: GPTQ only where the "
+        "model misses its fidelity target with nearest rounding and GPTQ comes closer",
     )  # fmt: skip
     p.add_argument(
         "--no-latency-check", action="store_true",

@@ -13,7 +13,7 @@ MODES = ("static", "dynamic", "fp16", "auto")
 METHODS = ("auto", "minmax", "percentile", "entropy", "mse")
 ACTIVATION_TYPES = ("auto", "int8", "uint8")
 WEIGHT_RANGES = ("auto", "full", "reduced")
-WEIGHT_ROUNDINGS = ("nearest", "gptq")
+WEIGHT_ROUNDINGS = ("auto", "nearest", "gptq")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,9 @@ class QuantizeConfig:
             elsewhere (static and dynamic modes).
         weight_rounding: static mode: "nearest" rounds each weight to its nearest int8 value;
             "gptq" rounds Conv/Gemm/MatMul weights column by column so that each layer's output
-            on calibration samples changes least (``quanta.graph.rounding``).
+            on calibration samples changes least (``quanta.graph.rounding``); "auto": GPTQ
+            where the fully int8 model misses its fidelity target with nearest rounding and
+            GPTQ comes closer to it (``quanta.graph.rounding_choice``), nearest elsewhere.
         latency_check: static mode: profile the float and int8 models at batch 1 on this
             machine and keep float the layers whose int8 kernel runs slower
             (``quanta.graph.latency``); False skips the measuring (quantizes faster).
@@ -76,7 +78,7 @@ class QuantizeConfig:
     max_float: int | None = None
     workers: int = 1
     latency_check: bool = True
-    weight_rounding: Literal["nearest", "gptq"] = "nearest"
+    weight_rounding: Literal["auto", "nearest", "gptq"] = "nearest"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -94,7 +96,8 @@ class QuantizeConfig:
             )
         if self.weight_rounding not in WEIGHT_ROUNDINGS:
             raise InputError(
-                f"--weight-rounding {self.weight_rounding!r} is not known; expected nearest or gptq"
+                f"--weight-rounding {self.weight_rounding!r} is not known; expected auto, "
+                "nearest or gptq"
             )
         if self.method not in METHODS:
             raise InputError(

@@ -17,6 +17,7 @@ from quanta.graph.fallback import search_float_nodes
 from quanta.graph.measures import Measure, sequence_measure
 from quanta.graph.planner import StaticPlan
 from quanta.graph.result import FidelityReport
+from quanta.graph.twins import Twins
 from quanta.runtime import run_model
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ __all__ = [
 
 # A further fidelity measure (the arg-max agreement of a class-score sequence) drives the
 # fallback search only up to this many candidate layers: the search builds and runs the model
-# once per candidate (ddddocr_ocr: 52 layers, about 3 minutes on 2 cores; captcha_crnn: 230).
+# once per candidate (ddddocr_ocr: 52 layers, about 3 minutes on 2 cores; captcha_crnn: 228
+# layers, 46 candidates once twins count as one, quanta.graph.twins).
 MAX_SEARCHED_FOR_ALSO = 128
 
 
@@ -93,18 +95,22 @@ def keep_costly_float(
     n_feed = len(next(iter(feeds.values())))
     measure = goal.measure if goal is not None else "mean output cosine to float"
     also = further_measures(goal, builds.prepared, reference, n_feed)
+    # twins (one unrolled recurrent cell's nodes, step after step) are one candidate
+    twins = Twins(builds.prepared, candidates)
     # NOTE: the search ranks every candidate by one model build and run each; a further measure
-    # that misses on a model of many layers (captcha_crnn's unrolled LSTM: 230) would make it
-    # run for half an hour, so beyond MAX_SEARCHED_FOR_ALSO the measure is reported, not chased.
-    driving = also if len(candidates) <= MAX_SEARCHED_FOR_ALSO else []
+    # that misses on a model of many layers would make it run for half an hour, so beyond
+    # MAX_SEARCHED_FOR_ALSO candidates the measure is reported, not chased.
+    driving = also if len(twins.candidates) <= MAX_SEARCHED_FOR_ALSO else []
     first = built
     fallback = search_float_nodes(
-        builds.model, candidates, list(plan.plans), feeds, reference,
+        lambda extra: builds.model(twins.expand(extra)), twins.candidates,
+        twins.planned(list(plan.plans)), feeds, reference,
         target=target, on_step=on_search, max_float=builds.config.max_float,
         metric=goal.metric if goal is not None else None, where=where,
-        cost=goal.cost if goal is not None else None, also=driving,
+        cost=twins.cost(goal.cost) if goal is not None else None, also=driving,
     )  # fmt: skip
     if fallback.kept_float:
+        fallback = replace(fallback, kept_float=twins.expand(fallback.kept_float))
         built = builds.build(fallback.kept_float)
     if also and not driving:
         fallback = replace(
@@ -113,7 +119,7 @@ def keep_costly_float(
             also_after=_scores(also, built[0], feeds, reference),
         )
         notes.append(
-            f"{also[0].name} not searched for: {len(candidates)} layers to rank (one model "
+            f"{also[0].name} not searched for: {len(twins.candidates)} layers to rank (one model "
             f"build each, at most {MAX_SEARCHED_FOR_ALSO}); --mode auto --eval EVAL.npz "
             "weighs float, dynamic and partly-float variants"
         )

@@ -46,6 +46,7 @@ from quanta.graph.planner import StaticPlan, plan_static
 from quanta.graph.prepare import prepare
 from quanta.graph.result import FidelityReport, FloatKind, QuantizeResult
 from quanta.graph.rounding import learned_rounding
+from quanta.graph.rounding_choice import round_where_it_pays
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import Observer
 from quanta.runtime import mean_cosine, run_model
@@ -106,8 +107,9 @@ def quantize_static(
     )
     builds = _Builds(model, calibration, config)
     notes = _weight_range_notes(config, builds.reduced)
+    calibrated = split.calibration if split else data
     if config.weight_rounding == "gptq":
-        _learn_rounding(builds, split.calibration if split else data, notes)
+        _learn_rounding(builds, calibrated, notes)
     if config.activation_type == "auto":
         builds.activation_type = fastest_activation_type(builds.build, notes)
     feeds = dict(goal.feeds) if goal is not None else split.feeds if split else {}
@@ -115,6 +117,12 @@ def quantize_static(
     where = goal.where if goal is not None else split.where() if split else ""
     if config.method == "auto":
         builds.method = best_method(builds.build, feeds, reference, notes, where)
+    if config.weight_rounding == "auto" and target is not None and feeds:
+        round_where_it_pays(
+            builds.model, builds.weights, lambda: _rounded(builds, calibrated), feeds, reference,
+            target, goal.metric if goal is not None else None,
+            further_measures(goal, model, reference, len(next(iter(feeds.values())))), notes,
+        )  # fmt: skip
     built = builds.build({})
     report = None
     if target is not None:
@@ -298,13 +306,18 @@ class _Builds:
         return self.build(extra)[0]
 
 
-def _learn_rounding(builds: _Builds, data: CalibrationData, notes: list[str]) -> None:
-    """Round the weights to keep each layer's output on ``data`` (``quanta.graph.rounding``),
-    before any build reads them: every build then shares these int8 values."""
-    rounded = learned_rounding(
+def _rounded(builds: _Builds, data: CalibrationData) -> int:
+    """Round the weights to keep each layer's output on ``data`` (``quanta.graph.rounding``)
+    into the cache every build shares; how many weights were rounded."""
+    return learned_rounding(
         builds.prepared, builds.calibration.plan, data, builds.weights,
         per_channel=builds.config.per_channel, reduced=builds.reduced,
     )  # fmt: skip
+
+
+def _learn_rounding(builds: _Builds, data: CalibrationData, notes: list[str]) -> None:
+    """GPTQ before any build reads the weights: every build then shares these int8 values."""
+    rounded = _rounded(builds, data)
     notes.append(f"weight rounding: GPTQ on {rounded} weight(s), nearest on the rest")
 
 
