@@ -173,7 +173,11 @@ def test_slower_than_float_keeps_float_compute_with_int8_weights(
     # float compute: no QuantizeLinear; the fc weight is stored int8 and decoded in float
     assert not is_int8(result.model)
     int8_inits = {i.name for i in result.model.graph.initializer if i.data_type == TensorProto.INT8}
-    assert any(name.startswith("fc.weight") for name in int8_inits)
+    producer = {o: n for n in result.model.graph.node for o in n.output}
+    (fc,) = [n for n in result.model.graph.node if n.name == "fc"]
+    decode = producer[fc.input[1]]  # Cast(q) * scale
+    assert decode.op_type == "Mul" and producer[decode.input[0]].op_type == "Cast"
+    assert producer[decode.input[0]].input[0] in int8_inits
     assert result.model.ByteSize() < 0.5 * model.ByteSize()
     speed = {f.name: f.reason for f in result.float_nodes if f.kind is FloatKind.SPEED}
     assert set(speed) == {"conv", "pool", "flatten", "fc"}
