@@ -159,7 +159,7 @@ def test_still_slower_than_float_says_so_and_suggests_auto(
 
 
 def wide_convnet(make_convnet: MakeConvnet) -> onnx.ModelProto:
-    """The convnet with an fc weight of 10 x 400 (over weight_only.MIN_ELEMENTS)."""
+    """The convnet with an fc weight of 10 x 400 (stored int8 by weight_only)."""
     return make_convnet(hw=12, channels=16)
 
 
