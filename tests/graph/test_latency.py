@@ -144,18 +144,36 @@ def test_still_slower_than_float_says_so_and_suggests_auto(
     make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # no layer slower, the whole model is; float compute with int8 weights is no faster either
-    timer = FixedTimer({}, batch1=[1.0, 1.25], then=[1.0, 1.25, 1.24])
+    timer = FixedTimer({}, batch1=[1.0, 1.25], then=[1.0, 1.25, 1.26])
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert is_int8(result.model)
     assert not [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
     assert result.notes[-1] == (
         "slower than float here: batch 1: 1.000 ms float, 1.250 ms int8 (0.80×); also timed "
-        "every layer float compute, weights stored int8: 1.240 ms (0.81×), none faster: all kept "
+        "every layer float compute, weights stored int8: 1.260 ms (0.79×), none faster: all kept "
         "int8. --mode auto --eval EVAL.npz weighs float, dynamic and partly-float variants and "
         "keeps the fastest that meets an accuracy target"
     )
     # the one region covers every int8 layer, so it is not timed twice (as weight-only)
     assert [len(models) for models in timer.timed] == [2, 3]
+
+
+def test_int8_slower_than_float_twice_takes_float_kernels_inside_the_band(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # int8 1 % slower than float; the weight-only variant (float's kernels once ONNX Runtime
+    # folds its decoders) no faster than int8 beyond the 2 % band, but no slower: where int8 is
+    # slower than float in both timings, it is taken
+    timer = FixedTimer({}, batch1=[1.0, 1.01], then=[1.0, 1.03, 1.02], again=[1.0, 1.04, 1.01])
+    result = quantize(make_convnet, make_images, timer, monkeypatch)
+    assert not is_int8(result.model)
+    assert {f.kind for f in result.float_nodes if f.name == "conv"} == {FloatKind.SPEED}
+    assert "kept: every layer float compute, weights stored int8" in result.notes[-1]
+    # the second timing has int8 as fast as float: nothing moves
+    timer = FixedTimer({}, batch1=[1.0, 1.01], then=[1.0, 1.03, 1.02], again=[1.0, 1.0, 1.0])
+    result = quantize(make_convnet, make_images, timer, monkeypatch)
+    assert is_int8(result.model)
+    assert "in a second timing, not faster: all kept int8" in result.notes[-1]
 
 
 def wide_convnet(make_convnet: MakeConvnet) -> onnx.ModelProto:
