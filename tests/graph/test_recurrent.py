@@ -60,14 +60,18 @@ def float_tensors(model: onnx.ModelProto) -> set[str]:
     return {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
 
 
-def stored(model: onnx.ModelProto) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The recurrent node's W and R as stored: (int8 values, scales), found through their
-    ``Cast(q) * scale`` decoders (compact QDQ gives the stored tensors short names)."""
+def stored(model: onnx.ModelProto) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """The recurrent node's W and R as stored: (int8 values, scales), read directly by
+    DynamicQuantizeLSTM (scales: None here) or through ``Cast(q) * scale`` decoders (compact QDQ
+    gives the stored tensors short names)."""
     consts = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     producer = {o: n for n in model.graph.node for o in n.output}
-    rnn = next(n for n in model.graph.node if n.op_type in ("LSTM", "GRU"))
-    out = {}
+    rnn = next(n for n in model.graph.node if n.op_type in ("LSTM", "GRU", "DynamicQuantizeLSTM"))
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for name, slot in (("W", 1), ("R", 2)):
+        if rnn.input[slot] in consts:
+            out[name] = (consts[rnn.input[slot]], None)
+            continue
         mul = producer.get(rnn.input[slot])
         if mul is None or mul.op_type != "Mul" or producer[mul.input[0]].op_type != "Cast":
             continue
@@ -87,11 +91,8 @@ def test_weights_are_int8_and_outputs_stay_close(mode: str, op: str, directions:
     model = recurrent_model(op, directions=directions)
     q = static(model) if mode == "static" else quantize_dynamic(model).model
     assert {"W", "R"}.isdisjoint(float_tensors(q)), "a float W or R is still in the file"
-    if mode == "static":  # decoded at session start; compact QDQ renames the stored tensors
-        weights = stored(q)
-        assert weights.keys() == {"W", "R"} and all(v.dtype == np.int8 for v, _ in weights.values())
-    else:  # an LSTM runs as DynamicQuantizeLSTM, which reads the int8 weights itself
-        assert {"W_q", "R_q"} <= int8_tensors(q)
+    weights = stored(q)
+    assert weights.keys() == {"W", "R"} and all(v.dtype == np.int8 for v, _ in weights.values())
     x = samples()
     # static: int8 weights and an int8 input (its range from 3/4 of the calibration samples,
     # the rest held out to choose the method); dynamic mode also rounds the activations to 8
@@ -126,8 +127,8 @@ def test_batch_first_lstm_keeps_onnx_lstm_in_dynamic_mode() -> None:
     assert Counter(n.op_type for n in q.model.graph.node)["LSTM"] == 1
     assert [f.name for f in q.float_nodes] == ["rnn"]
     assert "layout=1" in q.float_nodes[0].reason
-    assert stored(q.model).keys() == {"W", "R"}  # still stored as int8
-    assert {"W_q", "R_q"} <= int8_tensors(q.model)
+    weights = stored(q.model)  # still stored as int8
+    assert weights.keys() == {"W", "R"} and all(v.dtype == np.int8 for v, _ in weights.values())
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU"])
@@ -145,6 +146,7 @@ def test_each_direction_has_its_own_scale_per_gate_row(op: str) -> None:
     weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     q = static(model)
     for name, (values, scale) in stored(q).items():
+        assert scale is not None, name
         assert scale.shape == (2, GATES[op] * HIDDEN, 1)  # (directions, gate rows, 1)
         decoded = values.astype(np.float32) * scale
         w = weights[name]
