@@ -145,3 +145,18 @@ def test_gemm_with_trans_a_stays_float() -> None:
 def test_gemm_with_trans_a_reason_names_the_real_cause() -> None:
     (node,) = quantize_dynamic(matmul_model(trans_a=1)).float_nodes
     assert "not a constant" not in node.reason
+
+
+def test_compact_dynamic_model_is_smaller_with_the_same_outputs(
+    make_convnet: MakeConvnet, make_images: MakeImages
+) -> None:
+    model, images = make_convnet(hw=28, channels=8), make_images(8, hw=28)
+    plain = quantize_dynamic(model, QuantizeConfig(mode="dynamic", compact=False)).model
+    small = quantize_dynamic(model).model  # compact by default, as static
+    assert small.ByteSize() < plain.ByteSize()
+    np.testing.assert_array_equal(
+        run_ort(small, {"image": images}), run_ort(plain, {"image": images})
+    )
+    # generated constants get short names; the float model's Conv keeps its name
+    assert all(len(t.name) <= 3 for t in small.graph.initializer)
+    assert "conv" in {n.name for n in small.graph.node if n.op_type == "Conv"}

@@ -144,13 +144,13 @@ def test_still_slower_than_float_says_so_and_suggests_auto(
     make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # no layer slower, the whole model is; float compute with int8 weights is no faster either
-    timer = FixedTimer({}, batch1=[1.0, 1.25], then=[1.0, 1.25, 1.24])
+    timer = FixedTimer({}, batch1=[1.0, 1.25], then=[1.0, 1.25, 1.26])
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert is_int8(result.model)
     assert not [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
     assert result.notes[-1] == (
         "slower than float here: batch 1: 1.000 ms float, 1.250 ms int8 (0.80×); also timed "
-        "every layer float compute, weights stored int8: 1.240 ms (0.81×), none faster: all kept "
+        "every layer float compute, weights stored int8: 1.260 ms (0.79×), none faster: all kept "
         "int8. --mode auto --eval EVAL.npz weighs float, dynamic and partly-float variants and "
         "keeps the fastest that meets an accuracy target"
     )
@@ -158,8 +158,26 @@ def test_still_slower_than_float_says_so_and_suggests_auto(
     assert [len(models) for models in timer.timed] == [2, 3]
 
 
+def test_int8_slower_than_float_twice_takes_float_kernels_inside_the_band(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # int8 1 % slower than float; the weight-only variant (float's kernels once ONNX Runtime
+    # folds its decoders) no faster than int8 beyond the 2 % band, but no slower: where int8 is
+    # slower than float in both timings, it is taken
+    timer = FixedTimer({}, batch1=[1.0, 1.01], then=[1.0, 1.03, 1.02], again=[1.0, 1.04, 1.01])
+    result = quantize(make_convnet, make_images, timer, monkeypatch)
+    assert not is_int8(result.model)
+    assert {f.kind for f in result.float_nodes if f.name == "conv"} == {FloatKind.SPEED}
+    assert "kept: every layer float compute, weights stored int8" in result.notes[-1]
+    # the second timing has int8 as fast as float: nothing moves
+    timer = FixedTimer({}, batch1=[1.0, 1.01], then=[1.0, 1.03, 1.02], again=[1.0, 1.0, 1.0])
+    result = quantize(make_convnet, make_images, timer, monkeypatch)
+    assert is_int8(result.model)
+    assert "in a second timing, not faster: all kept int8" in result.notes[-1]
+
+
 def wide_convnet(make_convnet: MakeConvnet) -> onnx.ModelProto:
-    """The convnet with an fc weight of 10 x 400 (over weight_only.MIN_ELEMENTS)."""
+    """The convnet with an fc weight of 10 x 400 (stored int8 by weight_only)."""
     return make_convnet(hw=12, channels=16)
 
 
@@ -173,7 +191,11 @@ def test_slower_than_float_keeps_float_compute_with_int8_weights(
     # float compute: no QuantizeLinear; the fc weight is stored int8 and decoded in float
     assert not is_int8(result.model)
     int8_inits = {i.name for i in result.model.graph.initializer if i.data_type == TensorProto.INT8}
-    assert any(name.startswith("fc.weight") for name in int8_inits)
+    producer = {o: n for n in result.model.graph.node for o in n.output}
+    (fc,) = [n for n in result.model.graph.node if n.name == "fc"]
+    decode = producer[fc.input[1]]  # Cast(q) * scale
+    assert decode.op_type == "Mul" and producer[decode.input[0]].op_type == "Cast"
+    assert producer[decode.input[0]].input[0] in int8_inits
     assert result.model.ByteSize() < 0.5 * model.ByteSize()
     speed = {f.name: f.reason for f in result.float_nodes if f.kind is FloatKind.SPEED}
     assert set(speed) == {"conv", "pool", "flatten", "fc"}

@@ -60,6 +60,25 @@ def float_tensors(model: onnx.ModelProto) -> set[str]:
     return {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
 
 
+def stored(model: onnx.ModelProto) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """The recurrent node's W and R as stored: (int8 values, scales), read directly by
+    DynamicQuantizeLSTM (scales: None here) or through ``Cast(q) * scale`` decoders (compact QDQ
+    gives the stored tensors short names)."""
+    consts = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    rnn = next(n for n in model.graph.node if n.op_type in ("LSTM", "GRU", "DynamicQuantizeLSTM"))
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for name, slot in (("W", 1), ("R", 2)):
+        if rnn.input[slot] in consts:
+            out[name] = (consts[rnn.input[slot]], None)
+            continue
+        mul = producer.get(rnn.input[slot])
+        if mul is None or mul.op_type != "Mul" or producer[mul.input[0]].op_type != "Cast":
+            continue
+        out[name] = (consts[producer[mul.input[0]].input[0]], consts[mul.input[1]])
+    return out
+
+
 def static(model: onnx.ModelProto) -> onnx.ModelProto:
     data = CalibrationData({"x": rand(8 * T, N, IN, seed=5, std=1.0)})
     return quantize_static(model, data, QuantizeConfig(min_fidelity=None)).model
@@ -72,7 +91,8 @@ def test_weights_are_int8_and_outputs_stay_close(mode: str, op: str, directions:
     model = recurrent_model(op, directions=directions)
     q = static(model) if mode == "static" else quantize_dynamic(model).model
     assert {"W", "R"}.isdisjoint(float_tensors(q)), "a float W or R is still in the file"
-    assert {"W_q", "R_q"} <= int8_tensors(q)
+    weights = stored(q)
+    assert weights.keys() == {"W", "R"} and all(v.dtype == np.int8 for v, _ in weights.values())
     x = samples()
     # static: int8 weights and an int8 input (its range from 3/4 of the calibration samples,
     # the rest held out to choose the method); dynamic mode also rounds the activations to 8
@@ -96,8 +116,7 @@ def test_gru_and_static_lstm_decode_their_weights_at_session_start() -> None:
     for op in ("GRU", "LSTM"):
         q = static(recurrent_model(op))
         assert Counter(n.op_type for n in q.graph.node)[op] == 1
-        decoded = {n.input[0] for n in q.graph.node if n.op_type == "Cast"}
-        assert {"W_q", "R_q"} <= decoded, op
+        assert stored(q).keys() == {"W", "R"}, op
 
 
 def test_batch_first_lstm_keeps_onnx_lstm_in_dynamic_mode() -> None:
@@ -108,7 +127,8 @@ def test_batch_first_lstm_keeps_onnx_lstm_in_dynamic_mode() -> None:
     assert Counter(n.op_type for n in q.model.graph.node)["LSTM"] == 1
     assert [f.name for f in q.float_nodes] == ["rnn"]
     assert "layout=1" in q.float_nodes[0].reason
-    assert {"W_q", "R_q"} <= int8_tensors(q.model)  # still stored as int8
+    weights = stored(q.model)  # still stored as int8
+    assert weights.keys() == {"W", "R"} and all(v.dtype == np.int8 for v, _ in weights.values())
 
 
 @pytest.mark.parametrize("op", ["LSTM", "GRU"])
@@ -125,14 +145,10 @@ def test_each_direction_has_its_own_scale_per_gate_row(op: str) -> None:
             init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
     weights = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     q = static(model)
-    stored = {t.name: onnx.numpy_helper.to_array(t) for t in q.graph.initializer}
-    for name in ("W", "R"):
-        mul = next(
-            n for n in q.graph.node if n.op_type == "Mul" and n.input[0].startswith(f"{name}_c")
-        )
-        scale = stored[mul.input[1]]
+    for name, (values, scale) in stored(q).items():
+        assert scale is not None, name
         assert scale.shape == (2, GATES[op] * HIDDEN, 1)  # (directions, gate rows, 1)
-        decoded = stored[f"{name}_q"].astype(np.float32) * scale
+        decoded = values.astype(np.float32) * scale
         w = weights[name]
         half_step = np.abs(w).max(axis=2, keepdims=True) / 127 / 2
         assert np.all(np.abs(decoded - w) <= half_step * (1 + 1e-5)), name

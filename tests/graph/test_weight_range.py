@@ -40,8 +40,8 @@ def test_dynamic_reduced_weights(make_convnet: MakeConvnet) -> None:
         make_convnet(), QuantizeConfig(mode="dynamic", weight_range="reduced")
     )
     consts = {t.name: numpy_helper.to_array(t) for t in result.model.graph.initializer}
-    matmul_weights = [
-        v for k, v in consts.items() if v.dtype == np.int8 and "fc" in k and v.ndim == 2
+    matmul_weights = [  # the int8 weight MatMulInteger reads (compact names it briefly)
+        consts[n.input[1]] for n in result.model.graph.node if n.op_type == "MatMulInteger"
     ]
     assert matmul_weights and all(np.abs(w).max() <= 64 for w in matmul_weights)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from onnx import TensorProto, helper
 
 from quanta.errors import ModelError
 from quanta.runtime import Latency, accuracy, interleaved_latency, make_session, predict
+from quanta.runtime.measure import ROUND_RUNS
 
 
 def identity_model(op: str = "Identity") -> onnx.ModelProto:
@@ -82,3 +84,33 @@ def test_make_session_threads_and_optimized_path(tmp_path: Path) -> None:
     s = make_session(identity_model().SerializeToString(), threads=2, optimized_path=optimized)
     assert s.get_session_options().intra_op_num_threads == 2
     assert optimized.is_file()
+
+
+class _Logged:
+    """A session that records, in one shared list, each call's session label."""
+
+    def __init__(self, inner: ort.InferenceSession, label: str, log: list[str]) -> None:
+        self.inner, self.label, self.log = inner, label, log
+
+    def get_inputs(self):  # type: ignore[no-untyped-def]
+        return self.inner.get_inputs()
+
+    def run(self, names, feed):  # type: ignore[no-untyped-def]
+        self.log.append(self.label)
+        return self.inner.run(names, feed)
+
+
+def test_interleaved_latency_times_short_rounds_in_alternating_order() -> None:
+    # a burst of load must hit every session alike: no session runs a long block on its own
+    # (before: blocks of 1/10 of the budget, ~100 calls of a sub-millisecond model)
+    log: list[str] = []
+    x, _ = one_hot_inputs(1)
+    sessions = [_Logged(session(), "a", log), _Logged(session("Neg"), "b", log)]
+    result = interleaved_latency(sessions, {"x": x}, 1, budget_s=0.3, warmup=1)  # type: ignore[arg-type]
+    timed = log[4:]  # after each session's warm-up and first timed call
+    blocks = [len(list(group)) for _, group in itertools.groupby(timed)]
+    assert max(blocks) <= 2 * ROUND_RUNS  # a round's last session opens the next round
+    # each round opens with the session the previous one ended with: a, b | b, a | a, b ...
+    assert timed[:: 2 * ROUND_RUNS][:4] == ["a", "b", "a", "b"]
+    assert len(blocks) >= 10
+    assert [lat.runs for lat in result] == [timed.count("a"), timed.count("b")]

@@ -19,11 +19,15 @@ Then the graph's own structure is made lean, which matters on small models (a 0.
 classifier's QDQ file was a third names and nodes):
 
 - what quantization generated (integer weights and biases, scales, zero points, QuantizeLinear
-  outputs, the dequantized weights, and the Q/DQ nodes) gets a short name: a role letter and a
-  base-36 counter in graph order (``q`` integer tensors, ``s`` scales, ``z`` zero points, ``d``
-  dequantized constants, ``n`` nodes). Tensors and nodes the float model has keep their names,
-  so reports, ``inspect --reference`` and the recorded TFLite ranges still find them;
-- Q/DQ scalars with equal type and value are one initializer read by every node that needs it.
+  outputs, the dequantized weights, the Q/DQ nodes and the ``Cast -> Mul`` decoders of int8-stored
+  float weights) and every other constant gets a short name: a role letter and a base-36 counter
+  in graph order (``q`` integer tensors, ``s`` scales, ``z`` zero points, ``d`` dequantized
+  constants, ``c`` float constants, ``n`` nodes). Activations and the nodes the float model has
+  keep their names, so reports, ``inspect --reference`` and the recorded TFLite ranges still
+  find them;
+- scalar constants with equal type and value are one initializer read by every node that needs
+  it;
+- attributes equal to the spec's default are dropped (``quanta.graph.lean``).
 
 The arithmetic of the model is unchanged. Readers that require every scale to be an
 initializer get the plain form with ``QuantizeConfig(compact=False)`` / ``--no-compact``, or
@@ -37,6 +41,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from quanta.graph.index import GraphIndex
+from quanta.graph.lean import drop_default_attributes
 from quanta.graph.rewrite import Names, remove_unused
 from quanta.opfacts import FACTS
 
@@ -110,10 +115,12 @@ def compact_qdq(model: onnx.ModelProto) -> int:
     remove_unused(model)
     _share_scalars(model)
     _short_names(model)
+    drop_default_attributes(model)
     return before - len(graph.initializer)
 
 
 _QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
+_INTEGER = frozenset({onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT32})
 
 
 def _subgraph_names(graph: onnx.GraphProto) -> set[str]:
@@ -130,15 +137,14 @@ def _subgraph_names(graph: onnx.GraphProto) -> set[str]:
 
 
 def _share_scalars(model: onnx.ModelProto) -> None:
-    """One initializer per distinct scalar that Q/DQ nodes (and bias-scale Muls) read."""
+    """One initializer per distinct scalar constant, whichever nodes read it (Q/DQ scales and
+    zero points, and the float model's own: a HardSwish's 3 and 6, a Clip's bounds)."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     outer = {v.name for v in [*graph.input, *graph.output]} | _subgraph_names(graph)
     first: dict[tuple[int, bytes], str] = {}
     same: dict[str, str] = {}
     for node in graph.node:
-        if node.op_type not in _QDQ and node.op_type != "Mul":
-            continue
         for name in node.input[1:] if node.op_type in _QDQ else node.input:
             t = inits.get(name)
             if t is None or name in outer or name in same or len(t.dims) != 0:
@@ -167,6 +173,7 @@ def _short_names(model: onnx.ModelProto) -> None:
     dq_scales = {n.input[1] for n in graph.node if n.op_type == "DequantizeLinear"}
     role: dict[str, str] = {}  # generated name -> role letter, in graph order
     generated_nodes: list[onnx.NodeProto] = []
+    decoded: dict[str, onnx.NodeProto] = {}
     for node in graph.node:
         if node.op_type in _QDQ:
             generated_nodes.append(node)
@@ -181,6 +188,16 @@ def _short_names(model: onnx.ModelProto) -> None:
             role.setdefault(node.output[0], "s")
             for name in node.input:
                 role.setdefault(name, "s")
+    for node in graph.node:  # int8-stored float weights: Cast(q) * scale (graph/weight_only.py)
+        if node.op_type == "Cast" and node.input[0] in inits:
+            decoded[node.output[0]] = node
+        elif node.op_type == "Mul" and node.input[0] in decoded and node.input[1] in inits:
+            decoded[node.output[0]] = node
+    for name, node in decoded.items():
+        generated_nodes.append(node)
+        role.setdefault(name, "d")
+    for t in graph.initializer:  # constants the float model had (weights, BN-folded biases)
+        role.setdefault(t.name, "q" if t.data_type in _INTEGER else "c")
     names = Names(model)
     counters: dict[str, int] = {}
 

@@ -44,7 +44,8 @@ class QuantizeConfig:
         batch_size: calibration samples fed to ONNX Runtime at once (dynamic batch models).
         compact: store only the quantization parameters that carry information (no all-zero
             zero points; bias scales computed in the graph as ``s_in * s_w``), see
-            ``quanta.graph.compact``. False writes every scale and zero point as an initializer.
+            ``quanta.graph.compact``; static and dynamic mode. False writes every scale and
+            zero point as an initializer, under its long name.
         workers: calibration processes: the samples are split between them and their
             statistics merged (min-max exactly; see ``quanta.graph.calibrate``).
         max_float: the accuracy-aware fallback keeps at most this many nodes float (None: a

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from quanta.graph.compact import compact_qdq
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import get_attr
@@ -53,6 +54,8 @@ def quantize_dynamic(
         rewrite.visit(node)
     rewrite.finish()
     compressed = compress_float_weights(model, per_channel=config.per_channel)
+    if config.compact:  # short names, shared scalars, no default attributes: same numbers
+        compact_qdq(model)
     onnx.checker.check_model(model)
     return QuantizeResult(model, rewrite.float_nodes, rewrite.notes(compressed))
 

@@ -247,6 +247,16 @@ def _calibrate(
     return _Calibration(plan, ranges, exclude, input_means)
 
 
+def _for_answers(keep_float: Mapping[str, str]) -> set[str]:
+    """The nodes kept float for anything but speed: asked for, or tried and kept for accuracy
+    (the search passes plain-text reasons)."""
+    return {
+        name
+        for name, reason in keep_float.items()
+        if getattr(reason, "kind", None) is not FloatKind.SPEED
+    }
+
+
 class _Builds:
     """Builds of one prepared model from one calibration, differing only in the nodes kept float
     and the range method / activation type; "auto" choices start from min-max / int8 and are
@@ -298,8 +308,9 @@ class _Builds:
             int8_hard_swish(out)  # HardSwish on QLinearAdd + QLinearMul (graph/ops/hard_swish.py)
         # nodes that compute in float still store int8 weights (what the search measures ships)
         compress_float_weights(
-            out, per_channel=self.config.per_channel, input_means=cal.input_means
-        )
+            out, per_channel=self.config.per_channel, input_means=cal.input_means,
+            exact=_for_answers({**cal.exclude, **extra}),
+        )  # fmt: skip
         return out, plan, corrected
 
     def model(self, extra: dict[str, str]) -> onnx.ModelProto:

@@ -23,7 +23,6 @@ import onnx
 import tflite
 
 from quanta.errors import ModelError
-from quanta.graph.weight_only import MIN_ELEMENTS
 from quanta.quant import choose_qparams, quantize
 from quanta.tflite.context import Act, Context, attr
 from quanta.tflite.ops.conv import conv_shape, emit_conv, nhwc_weight
@@ -32,6 +31,10 @@ from quanta.tflite.ops.float_ops import operand
 from quanta.tflite.ops.fully_connected import fc_weight
 from quanta.tflite.ops.layout import emit_reshape, window_padding
 from quanta.tflite.writer import TensorSpec, options
+
+# TensorFlow's converter keeps a weight of fewer values float32: its hybrid kernels cost more
+# than they save on one that small (LeNet's first conv was the latency gap).
+MIN_ELEMENTS = 1024
 
 __all__ = ["WEIGHT_STORAGE", "FloatContext", "float_tensor"]
 
