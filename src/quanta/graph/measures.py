@@ -18,6 +18,11 @@ maps (convolutions, Sigmoid probability maps), embeddings (LayerNormalization), 
 The target follows from the corpus bar for text, 95 % of sequences equal to float's: with
 ``T`` positions per sample and rare, scattered changes, about ``T * (1 - a)`` of the sequences
 change when a share ``a`` of positions agree, so ``a >= 1 - 0.05 / T`` (0.9977 for 22 steps).
+
+On a few held-out samples the count of changed positions is too coarse for that target (one
+flip more or less decides it), so the score is the lower of the counted agreement and the one
+expected from the margins and the measured spread of their changes
+(``quanta.runtime.expected_agreement``): a target is met only when both say so.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from quanta.runtime.expected_agreement import expected_argmax_agreement
 from quanta.runtime.fidelity import argmax_agreement
 
 __all__ = ["SEQUENCES_KEPT", "Measure", "class_sequence_outputs", "sequence_measure"]
@@ -121,6 +127,7 @@ def sequence_measure(
     target = 1.0 - (1.0 - SEQUENCES_KEPT) / max(positions, 1.0)
 
     def score(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
-        return argmax_agreement([outputs[k] for k in picked], [reference[k] for k in picked])
+        out, ref = [outputs[k] for k in picked], [reference[k] for k in picked]
+        return min(argmax_agreement(out, ref), expected_argmax_agreement(out, ref))
 
     return Measure(AGREEMENT, target, score)

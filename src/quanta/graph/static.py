@@ -47,6 +47,7 @@ from quanta.graph.prepare import prepare
 from quanta.graph.result import FidelityReport, FloatKind, QuantizeResult
 from quanta.graph.rounding import learned_rounding
 from quanta.graph.rounding_choice import round_where_it_pays
+from quanta.graph.storage import store_recurrent_fp16
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import Observer
 from quanta.runtime import mean_cosine, run_model
@@ -130,6 +131,12 @@ def quantize_static(
             builds, built, feeds, reference, target, goal, on_search, notes, where
         )
         report = _counted(report, split, data)
+        if not report.met:  # int8-stored LSTM/GRU weights may cost it (graph/storage.py)
+            scored = report
+            built, report = store_recurrent_fp16(
+                builds, built, scored, float_model.ByteSize(), notes,
+                lambda b: _rescored(scored, b, feeds, reference, goal, builds.prepared),
+            )  # fmt: skip
     if config.latency_check:  # never slower than float at batch 1 (quanta.graph.latency)
         fastest = keep_slower_float(
             float_model, model, builds.build, built, list(built[1].plans), data.head(model, 1),
@@ -277,6 +284,7 @@ class _Builds:
             config.weight_range == "auto" and int8_pairs_saturate()
         )
         self.weights: WeightCache = {}
+        self.fp16_weights: frozenset[str] = frozenset()  # stored float16 (graph/storage.py)
 
     def build(
         self,
@@ -309,7 +317,7 @@ class _Builds:
         # nodes that compute in float still store int8 weights (what the search measures ships)
         compress_float_weights(
             out, per_channel=self.config.per_channel, input_means=cal.input_means,
-            exact=_for_answers({**cal.exclude, **extra}),
+            exact=_for_answers({**cal.exclude, **extra}), fp16=self.fp16_weights,
         )  # fmt: skip
         return out, plan, corrected
 

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from quanta.graph.bias_correction import bias_shift
 from quanta.graph.index import GraphIndex
@@ -21,7 +21,7 @@ from quanta.graph.ops import get_attr
 from quanta.graph.rewrite import Names, int8_decoder, quantize_weight, remove_unused
 from quanta.opfacts import FACTS, Backend, weight_axis
 
-__all__ = ["compress_float_weights", "saves_bytes"]
+__all__ = ["compress_float_weights", "float_weight_slots", "saves_bytes"]
 
 # NOTE: the decoder costs bytes of its own: a Cast and a Mul node, two initializer headers, and
 # a name each (short ones after compact QDQ). A weight is stored int8 only where its 3 bytes a
@@ -77,15 +77,47 @@ def _stored_int8(
     return q, np.asarray(qp.scale, np.float32).reshape(qp.broadcast_shape(w.ndim))
 
 
+def float_weight_slots(model: onnx.ModelProto, op_types: Collection[str]) -> dict[str, int]:
+    """The float constant weights of ``op_types`` nodes that ``compress_float_weights`` would
+    store as int8, name -> element count."""
+    index = GraphIndex(model)
+    found: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        for k in _weight_slots(node):
+            slot = node.input[k]
+            if index.is_constant(slot) and index.is_float(slot):
+                w = index.constant(slot)
+                axis = _channel_axis(node, w.ndim)
+                if axis is not None and saves_bytes(w, _stored_int8(node, w, axis)[1]):
+                    found[slot] = int(w.size)
+    return found
+
+
+def _fp16_decoder(
+    w: np.ndarray, base: str, names: Names
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """``Cast(w16)`` to float32, which ONNX Runtime folds into a constant at session start."""
+    w16_name, out = names.fresh(f"{base}_h"), names.fresh(f"{base}_w")
+    init = numpy_helper.from_array(w.astype(np.float16), w16_name)
+    cast = helper.make_node(
+        "Cast", [w16_name], [out], to=onnx.TensorProto.FLOAT, name=names.fresh(f"{base}_Cast")
+    )
+    return [cast], [init]
+
+
 def compress_float_weights(
     model: onnx.ModelProto,
     *,
     per_channel: bool = True,
     input_means: Mapping[str, np.ndarray] | None = None,
     exact: Collection[str] = (),
+    fp16: Collection[str] = frozenset(),
 ) -> int:
     """Store every remaining float weight of Conv/Gemm/MatMul/Gather/LSTM/GRU as int8, in place,
-    where that makes the file smaller (``saves_bytes``).
+    where that makes the file smaller (``saves_bytes``); the weights named in ``fp16`` as float16
+    instead (``quanta.graph.storage``).
 
     Weights already quantized by another pass are no longer constants and are left alone; the
     nodes named in ``exact`` (kept float for their answers) keep weights under ``EXACT_BELOW``
@@ -108,6 +140,15 @@ def compress_float_weights(
             if axis is None:
                 continue
             key = (slot, axis if per_channel else None)
+            if slot in fp16:
+                if key not in decoded:
+                    decode, inits = _fp16_decoder(w, slot, names)
+                    head.extend(decode)
+                    new_inits.extend(inits)
+                    decoded[key] = decode[-1].output[0]
+                    count += 1
+                node.input[k] = decoded[key]
+                continue
             q, scale = _stored_int8(node, w, key[1])
             if not saves_bytes(w, scale) or (node.name in exact and w.size < EXACT_BELOW):
                 continue
