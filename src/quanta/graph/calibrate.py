@@ -214,11 +214,12 @@ def collect_statistics(
     statistics are computed inside ONNX Runtime (``quanta.runtime.statistics``): per tensor and
     batch its exact min and max, a check sum, per-channel sums for the means and, for
     histograms, an evenly strided sample of at most ``SAMPLE_CAP`` values; only those small
-    outputs come back to NumPy. A run longer than ``SAMPLED_BATCHES`` batches samples that
-    many, evenly spread (``quanta.graph.sampled_statistics``); the other batches, and every
-    batch where no observer needs a sample, are summarized by layout-aware pooling for 4-D
-    tensors (``quanta.runtime.pooled_statistics``: exact maxima, minima and means; a tensor
-    >= 0 by construction gets 0 as its minimum, which every range includes). A batch holding
+    outputs come back to NumPy. A tensor whose samples would add up to twice
+    ``SAMPLED_VALUES`` is sampled on every k-th batch only
+    (``quanta.graph.sampled_statistics``); on its other batches, and on every batch where no
+    observer needs a sample, a 4-D tensor is summarized by layout-aware pooling
+    (``quanta.runtime.pooled_statistics``: exact maxima, minima and means; a tensor >= 0 by
+    construction gets 0 as its minimum, which every range includes). A batch holding
     NaN or Inf, and observers that need whole tensors, get every tensor as a graph output
     instead, so ONNX Runtime keeps it. One batch at a time flows through, so memory holds one
     batch of activations, never the data set.

@@ -1,11 +1,14 @@
 """Which calibration batches the in-graph statistics sample, and which tensors need no minimum.
 
-A histogram is binned from an evenly strided sample of each batch (``quanta.runtime.statistics``);
-that sample needs the tensor in NCHW order, which costs ONNX Runtime a copy of every blocked
-(NCHWc) 4-D activation. A long calibration samples ``SAMPLED_BATCHES`` batches, evenly spread
-over the run; every other batch is summarized by layout-aware pooling
-(``quanta.runtime.pooled_statistics``) and only widens the ranges, exactly. Calibrations of up
-to ``SAMPLED_BATCHES`` batches sample every batch, as before.
+A histogram is binned from an evenly strided sample of each batch (``quanta.runtime.statistics``,
+at most ``SAMPLE_CAP`` values per tensor and batch); that sample needs the tensor in NCHW order,
+which costs ONNX Runtime a copy of every blocked (NCHWc) 4-D activation, and NumPy a pass over
+each sampled value. Once a tensor's histogram is sure to hold ``SAMPLED_VALUES`` values, it is
+sampled on every ``k``-th batch only (``k`` from the first batch's sample size),
+and on the other batches summarized by layout-aware pooling
+(``quanta.runtime.pooled_statistics``): those batches widen its range exactly but add no counts.
+A run whose tensors' samples add up to less than twice ``SAMPLED_VALUES`` samples every batch,
+as before.
 """
 
 from __future__ import annotations
@@ -19,22 +22,27 @@ from quanta.graph.index import GraphIndex
 from quanta.opfacts import OpKind, facts_of
 from quanta.runtime.statistics import ChannelSums, StatisticsSession, TensorSummary
 
-__all__ = ["SAMPLED_BATCHES", "InGraphStatistics", "nonnegative_tensors", "sampled_batches"]
+__all__ = ["SAMPLED_VALUES", "InGraphStatistics", "nonnegative_tensors", "sample_strides"]
 
-# NOTE: up to 32 batches x 2^20 sampled values per tensor: MobileNetV2's 168 calibration crops
-# (19 batches) keep every batch's sample; its 2,016 augmented samples (224 batches) sample 32.
-SAMPLED_BATCHES = 32
+# NOTE: 2^24 sampled values per histogram, or all of them: 16 batches' samples at the largest
+# (2^20); MobileNetV2's 168 calibration crops (19 batches of 9) and every corpus model keep every
+# batch's sample, its 2,016 augmented ones (224 batches) sample the largest tensors every 8th.
+SAMPLED_VALUES = 1 << 24
 
 Summary = tuple[dict[str, TensorSummary], dict[str, ChannelSums]]
 
 
-def sampled_batches(total: int, most: int | None = None) -> frozenset[int]:
-    """``most`` (default ``SAMPLED_BATCHES``) batch indices evenly spread over ``total`` (all
-    of them when ``total <= most``); batch 0 is always one."""
-    most = SAMPLED_BATCHES if most is None else most
-    if total <= most:
-        return frozenset(range(total))
-    return frozenset(j * total // most for j in range(most))
+def sample_strides(sample_sizes: Mapping[str, int], total: int) -> dict[str, int]:
+    """Per tensor, sample every ``k``-th of ``total`` batches: the largest ``k`` that still gives
+    ``SAMPLED_VALUES`` values at ``sample_sizes`` per batch (1: every batch), taken among the
+    divisors of one ``2^a * 3^b``, so a batch's sampled set depends on its index's common
+    divisor with that and a few sessions serve the whole run."""
+    raw = {name: max(1, total * size // SAMPLED_VALUES) for name, size in sample_sizes.items()}
+    most = max(raw.values(), default=1)
+    smooth = [2**a * 3**b for a in range(most.bit_length()) for b in range(most.bit_length())]
+    base = max(n for n in smooth if n <= most)
+    divisors = [d for d in range(1, base + 1) if base % d == 0]
+    return {name: max(d for d in divisors if d <= k) for name, k in raw.items()}
 
 
 def nonnegative_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> frozenset[str]:
@@ -68,8 +76,9 @@ def _lower_bound(index: GraphIndex, node: onnx.NodeProto) -> float | None:
 
 
 class InGraphStatistics:
-    """Two sessions on the same model: the full statistics with samples on the sampled batches,
-    layout-aware pooled ones (no sample) on the rest; made on first use."""
+    """Sessions on the same model, one per set of tensors sampled in a batch (every tensor on
+    batch 0, and where a stride divides the batch's index; ``sample_strides``), the others
+    pooled; made on first use."""
 
     def __init__(
         self,
@@ -79,22 +88,31 @@ class InGraphStatistics:
         samples: bool,
         total: int,
     ) -> None:
-        self.make, self.samples = make, samples
+        self.make, self.samples, self.total = make, samples, total
+        self.tensors = frozenset(tensors)
         self.nonnegative = nonnegative_tensors(model, tensors)
-        self.sampled = sampled_batches(total) if samples else frozenset()
-        self.full: StatisticsSession | None = None
-        self.pooled: StatisticsSession | None = None
-        self._session(0)  # raises StatisticsUnavailable where statistics cannot be built
+        self.strides: dict[str, int] | None = None
+        self.sessions: dict[frozenset[str], StatisticsSession] = {}
+        self._session(self.tensors if samples else frozenset())  # raises StatisticsUnavailable
 
-    def _session(self, i: int) -> StatisticsSession:
-        if i in self.sampled:
-            if self.full is None:
-                self.full = self.make(samples=True)
-            return self.full
-        if self.pooled is None:
-            self.pooled = self.make(samples=False, pooled=True, nonnegative=self.nonnegative)
-        return self.pooled
+    def _session(self, sampled: frozenset[str]) -> StatisticsSession:
+        if sampled not in self.sessions:
+            if sampled == self.tensors:  # the statistics as before pooling
+                self.sessions[sampled] = self.make(samples=True)
+            else:
+                self.sessions[sampled] = self.make(samples=sampled, pooled=True,
+                                                   nonnegative=self.nonnegative)  # fmt: skip
+        return self.sessions[sampled]
 
     def run(self, feeds: Mapping[str, np.ndarray], i: int) -> Summary | None:
         """Batch ``i``'s summaries, or None where it holds a NaN or Inf."""
-        return self._session(i).run(feeds)
+        if not self.samples:
+            return self._session(frozenset()).run(feeds)
+        if self.strides is None:
+            result = self._session(self.tensors).run(feeds)
+            if result is not None:  # the sample sizes of a whole batch
+                sizes = {n: s.sample.size for n, s in result[0].items() if s.sample is not None}
+                self.strides = sample_strides(sizes, self.total)
+            return result
+        sampled = frozenset(n for n, k in self.strides.items() if i % k == 0)
+        return self._session(sampled).run(feeds)

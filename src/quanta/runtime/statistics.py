@@ -69,13 +69,13 @@ class StatisticsSession:
     of ``tensors`` and ``ChannelSums`` for each of ``channel_axes`` (tensor -> channel axis).
 
     Args:
-        samples: also return each tensor's strided sample (for histograms).
+        samples: also return each tensor's strided sample (for histograms): True for every
+            tensor, or the tensors to sample.
         sample_cap: at most this many sampled values per tensor per batch.
         level: ONNX Runtime graph optimizations ("all": the extra outputs are small, so the
             fusions and blocked layouts of full optimization stay available).
-        pooled: summarize 4-D tensors with layout-aware pooling
-            (``quanta.runtime.pooled_statistics``) instead of reductions; only without
-            samples.
+        pooled: summarize the 4-D tensors not sampled with layout-aware pooling
+            (``quanta.runtime.pooled_statistics``) instead of reductions.
         nonnegative: tensors that are >= 0 by construction: pooled, their minimum is reported
             as 0 (every range includes 0) and not computed.
     """
@@ -86,18 +86,18 @@ class StatisticsSession:
         tensors: Sequence[str],
         channel_axes: Mapping[str, int],
         *,
-        samples: bool,
+        samples: bool | Collection[str],
         sample_cap: int = SAMPLE_CAP,
         threads: int = 0,
         level: OptimizationLevel = "all",
         pooled: bool = False,
         nonnegative: Collection[str] = (),
     ) -> None:
-        if pooled and samples:
-            raise ValueError("pooled statistics take no samples")
         self.tensors = list(tensors)
         self.channel_axes = dict(channel_axes)
-        self.samples = samples
+        self.sampled = frozenset(
+            self.tensors if samples is True else () if samples is False else samples
+        )
         self.nonnegative = frozenset(nonnegative)
         shapes = _shapes(model) if channel_axes or pooled else {}
         ranks = {name: len(shape) for name, shape in shapes.items()}
@@ -107,7 +107,11 @@ class StatisticsSession:
         self._spatial = {
             name: shape[2] * shape[3]
             for name, shape in shapes.items()
-            if pooled and len(shape) == 4 and shape[2] is not None and shape[3] is not None
+            if pooled
+            and name not in self.sampled
+            and len(shape) == 4
+            and shape[2] is not None
+            and shape[3] is not None
         }
         self.pooled = {name for name in self.tensors if name in self._spatial}
         self.pooled_means = {
@@ -119,7 +123,7 @@ class StatisticsSession:
             name: _prefix(self.tensors, list(self.channel_axes), name)
             for name in sorted(self.pooled | self.pooled_means)
         }
-        augmented, self._outputs = _augment(model, self.tensors, self.channel_axes, samples,
+        augmented, self._outputs = _augment(model, self.tensors, self.channel_axes, self.sampled,
                                             sample_cap, ranks, self.pooled, self.pooled_means,
                                             self.nonnegative)  # fmt: skip
         self.session = ort.InferenceSession(
@@ -156,7 +160,7 @@ class StatisticsSession:
             check = values.get(f"{_P}{i}_sum")
             if check is not None and not np.isfinite(check).all():
                 return None
-            sample = values[f"{_P}{i}_sample"] if self.samples else None
+            sample = values[f"{_P}{i}_sample"] if name in self.sampled else None
             summaries[name] = TensorSummary(
                 float(values[f"{_P}{i}_min"]),
                 float(values[f"{_P}{i}_max"]),
@@ -203,7 +207,7 @@ def _augment(
     model: onnx.ModelProto,
     tensors: list[str],
     channel_axes: dict[str, int],
-    samples: bool,
+    samples: Collection[str],
     sample_cap: int,
     ranks: Mapping[str, int],
     pooled: Collection[str] = (),
@@ -271,7 +275,7 @@ def _augment(
         if name not in summed:  # a channel sum already catches NaN and Inf
             reduce_sum(name, f"{p}_sum", None)
             out(f"{p}_sum")
-        if samples:
+        if name in samples:
             # step = ceil(size / cap), as a (1,) tensor for Slice
             nodes.append(helper.make_node("Add", [f"{p}_size", cap_less_1], [f"{p}_n"]))
             nodes.append(helper.make_node("Div", [f"{p}_n", cap], [f"{p}_step0"]))
