@@ -4,8 +4,8 @@ A histogram is binned from an evenly strided sample of each batch (``quanta.runt
 at most ``SAMPLE_CAP`` values per tensor and batch); that sample needs the tensor in NCHW order,
 which costs ONNX Runtime a copy of every blocked (NCHWc) 4-D activation, and NumPy a pass over
 each sampled value. Once a tensor's histogram is sure to hold ``SAMPLED_VALUES`` values, it is
-sampled on every ``k``-th batch only (``k`` from the first batch's sample size),
-and on the other batches summarized by layout-aware pooling
+sampled on every ``k``-th batch only (``k`` from the first batch's sample size), and on the
+other batches summarized by layout-aware pooling
 (``quanta.runtime.pooled_statistics``): those batches widen its range exactly but add no counts.
 A run whose tensors' samples add up to less than twice ``SAMPLED_VALUES`` samples every batch,
 as before.
@@ -26,7 +26,7 @@ __all__ = ["SAMPLED_VALUES", "InGraphStatistics", "nonnegative_tensors", "sample
 
 # NOTE: 2^24 sampled values per histogram, or all of them: 16 batches' samples at the largest
 # (2^20); MobileNetV2's 168 calibration crops (19 batches of 9) and every corpus model keep every
-# batch's sample, its 2,016 augmented ones (224 batches) sample the largest tensors every 8th.
+# batch's sample, its 2,016 augmented ones (224 batches) sample the largest every 12th.
 SAMPLED_VALUES = 1 << 24
 
 Summary = tuple[dict[str, TensorSummary], dict[str, ChannelSums]]
