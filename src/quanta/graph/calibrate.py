@@ -15,6 +15,7 @@ import onnx
 from quanta.data.arrays import NpyMember
 from quanta.data.layout import layout_mismatch
 from quanta.errors import DataError, QuantaError
+from quanta.graph.sampled_statistics import InGraphStatistics
 from quanta.quant import MeanObserver, MinMaxObserver, Observer
 from quanta.runtime.batching import fixed_batch
 from quanta.runtime.session import session_with_outputs
@@ -213,9 +214,15 @@ def collect_statistics(
     statistics are computed inside ONNX Runtime (``quanta.runtime.statistics``): per tensor and
     batch its exact min and max, a check sum, per-channel sums for the means and, for
     histograms, an evenly strided sample of at most ``SAMPLE_CAP`` values; only those small
-    outputs come back to NumPy. A batch holding NaN or Inf, and observers that need whole
-    tensors, get every tensor as a graph output instead, so ONNX Runtime keeps it. One batch at
-    a time flows through, so memory holds one batch of activations, never the data set.
+    outputs come back to NumPy. A tensor whose samples would add up to twice
+    ``SAMPLED_VALUES`` is sampled on every k-th batch only
+    (``quanta.graph.sampled_statistics``); on its other batches, and on every batch where no
+    observer needs a sample, a 4-D tensor is summarized by layout-aware pooling
+    (``quanta.runtime.pooled_statistics``: exact maxima, minima and means; a tensor >= 0 by
+    construction gets 0 as its minimum, which every range includes). A batch holding
+    NaN or Inf, and observers that need whole tensors, get every tensor as a graph output
+    instead, so ONNX Runtime keeps it. One batch at a time flows through, so memory holds one
+    batch of activations, never the data set.
 
     With ``workers > 1`` the samples are split into that many contiguous shards, each run by
     its own process (one ONNX Runtime thread each), and the observers merged: min-max exactly
@@ -234,13 +241,13 @@ def collect_statistics(
     batch = max(1, min(data.batch_size, BATCH_BYTES // _bytes_per_sample(model, names)))
     total = data.num_batches(model, batch)
     whole = _WholeTensors(model, names, threads)
-    in_graph = _in_graph_session(model, tensors, channel_means, observers, threads)
+    in_graph = _in_graph_session(model, tensors, channel_means, observers, threads, total)
     for i, feeds in enumerate(data.batches(model, batch)):
         feeds = {
             k: v.astype(np.float32, copy=False) if v.dtype == np.float64 else v
             for k, v in feeds.items()
         }
-        summary = _run(in_graph.run, feeds, i) if in_graph is not None else None
+        summary = _run(partial(in_graph.run, i=i), feeds, i) if in_graph is not None else None
         if summary is None:  # no in-graph statistics, or a NaN or Inf in this batch
             whole.update(feeds, i, observers, means)
         else:
@@ -259,15 +266,16 @@ def _in_graph_session(
     channel_means: Mapping[str, int],
     observers: Mapping[str, Observer],
     threads: int,
-) -> StatisticsSession | None:
-    """Statistics computed inside ONNX Runtime (``quanta.runtime.statistics``) where every
-    observer can take them; None where one needs whole tensors."""
+    total: int,
+) -> InGraphStatistics | None:
+    """Statistics computed inside ONNX Runtime (``quanta.graph.sampled_statistics``) where
+    every observer can take them; None where one needs whole tensors."""
     if not all(type(o).from_summary and o.axis is None for o in observers.values()):
         return None
     samples = any(type(o).needs_sample for o in observers.values())
+    make = partial(StatisticsSession, model, tensors, channel_means, threads=threads)
     try:
-        return StatisticsSession(model, tensors, channel_means, samples=samples,
-                                 threads=threads)  # fmt: skip
+        return InGraphStatistics(make, model, tensors, samples, total)
     except StatisticsUnavailable:
         return None
 

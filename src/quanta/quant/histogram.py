@@ -142,6 +142,18 @@ class HistogramObserver(Observer):
         bins = idx.astype(np.intp)
         return np.minimum(bins, self.bins - 1, out=bins)
 
+    def _sample_counts(self, v: npt.NDArray[np.floating]) -> npt.NDArray[np.intp]:
+        """``np.bincount(self._index(v), minlength=bins)`` in two passes fewer: the quotient is
+        >= 0, so the integer conversion's truncation is the floor, and the last bin takes the
+        counts past it (the top edge, rounded) after counting instead of a clip before."""
+        idx = np.subtract(v, self.hist_min, dtype=np.float64)  # >= 0: v >= hist_min
+        idx /= self.bin_width
+        counts = np.bincount(idx.astype(np.intp), minlength=self.bins)
+        if counts.size > self.bins:
+            counts[self.bins - 1] += counts[self.bins :].sum()
+            counts = counts[: self.bins]
+        return counts
+
     def _add_point(self, value: float, mass: float) -> None:
         assert self.counts is not None
         j = 0 if self.bin_width == 0 else max(0, int(self._index(np.array([value]))[0]))
@@ -216,10 +228,15 @@ class HistogramObserver(Observer):
     ) -> None:
         """Add a batch of ``size`` finite values with extremes ``lo``/``hi``, histogrammed from
         its evenly strided ``sample`` (each value weighted ``size / len(sample)``). The zero
-        count is the sample's, weighted the same way: exact when the sample is the batch."""
+        count is the sample's, weighted the same way: exact when the sample is the batch.
+        Without a sample (None) the batch only widens the range and the grid: its values are
+        not counted (calibration samples some batches of a long run, evenly spread)."""
         if size == 0:
             return
-        if sample is None or sample.size == 0:
+        if sample is None:
+            self._add(float(lo), float(hi), size, None)
+            return
+        if sample.size == 0:
             raise QuantaError("a HistogramObserver summary needs a sample of the batch")
         sample = sample.ravel()
         if lo <= 0.0 <= hi:
@@ -227,18 +244,21 @@ class HistogramObserver(Observer):
             self.zeros += zeros if size == sample.size else round(zeros * size / sample.size)
         self._add(float(lo), float(hi), size, sample)
 
-    def _add(self, lo: float, hi: float, size: int, sample: npt.NDArray[np.floating]) -> None:
-        """Grow the grid to ``[lo, hi]`` and add ``sample``'s counts, weighted up to ``size``."""
+    def _add(
+        self, lo: float, hi: float, size: int, sample: npt.NDArray[np.floating] | None
+    ) -> None:
+        """Grow the grid to ``[lo, hi]`` and add ``sample``'s counts, weighted up to ``size``
+        (None: nothing counted)."""
         self.batches += 1
         if self.counts is None or self.min_val is None or self.max_val is None:
             self._new_grid(lo, hi)
         else:
             self._cover(min(lo, float(self.min_val)), max(hi, float(self.max_val)))
         assert self.counts is not None
-        if self.bin_width == 0:
+        if sample is not None and self.bin_width == 0:
             self.counts[0] += size
-        else:
-            counts = np.bincount(self._index(sample), minlength=self.bins)
+        elif sample is not None:
+            counts = self._sample_counts(sample)
             if size != sample.size:
                 self.counts += counts * (size / sample.size)
             else:

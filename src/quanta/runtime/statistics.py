@@ -18,7 +18,7 @@ way (``session_with_outputs``), so NaN and Inf are handled exactly as before.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from quanta.runtime.pooled_statistics import PooledSummary, pooled_nodes
 from quanta.runtime.session import OptimizationLevel, _options
 
 __all__ = [
@@ -68,10 +69,15 @@ class StatisticsSession:
     of ``tensors`` and ``ChannelSums`` for each of ``channel_axes`` (tensor -> channel axis).
 
     Args:
-        samples: also return each tensor's strided sample (for histograms).
+        samples: also return each tensor's strided sample (for histograms): True for every
+            tensor, or the tensors to sample.
         sample_cap: at most this many sampled values per tensor per batch.
         level: ONNX Runtime graph optimizations ("all": the extra outputs are small, so the
             fusions and blocked layouts of full optimization stay available).
+        pooled: summarize the 4-D tensors not sampled with layout-aware pooling
+            (``quanta.runtime.pooled_statistics``) instead of reductions.
+        nonnegative: tensors that are >= 0 by construction: pooled, their minimum is reported
+            as 0 (every range includes 0) and not computed.
     """
 
     def __init__(
@@ -80,16 +86,46 @@ class StatisticsSession:
         tensors: Sequence[str],
         channel_axes: Mapping[str, int],
         *,
-        samples: bool,
+        samples: bool | Collection[str],
         sample_cap: int = SAMPLE_CAP,
         threads: int = 0,
         level: OptimizationLevel = "all",
+        pooled: bool = False,
+        nonnegative: Collection[str] = (),
     ) -> None:
         self.tensors = list(tensors)
         self.channel_axes = dict(channel_axes)
-        self.samples = samples
-        augmented, self._outputs = _augment(model, self.tensors, self.channel_axes, samples,
-                                            sample_cap)  # fmt: skip
+        self.sampled = frozenset(
+            self.tensors if samples is True else () if samples is False else samples
+        )
+        self.nonnegative = frozenset(nonnegative)
+        shapes = _shapes(model) if channel_axes or pooled else {}
+        ranks = {name: len(shape) for name, shape in shapes.items()}
+        # NOTE: pooled: 4-D tensors of a known height and width (a Shape node would cost the
+        # same copy to NCHW that pooling avoids), observed ones (extremes) and those whose
+        # channel-1 means are asked for
+        self._spatial = {
+            name: shape[2] * shape[3]
+            for name, shape in shapes.items()
+            if pooled
+            and name not in self.sampled
+            and len(shape) == 4
+            and shape[2] is not None
+            and shape[3] is not None
+        }
+        self.pooled = {name for name in self.tensors if name in self._spatial}
+        self.pooled_means = {
+            name
+            for name, axis in self.channel_axes.items()
+            if name in self._spatial and axis % 4 == 1
+        }
+        self._pooled_prefix = {
+            name: _prefix(self.tensors, list(self.channel_axes), name)
+            for name in sorted(self.pooled | self.pooled_means)
+        }
+        augmented, self._outputs = _augment(model, self.tensors, self.channel_axes, self.sampled,
+                                            sample_cap, ranks, self.pooled, self.pooled_means,
+                                            self.nonnegative)  # fmt: skip
         self.session = ort.InferenceSession(
             augmented.SerializeToString(),
             _options(level, threads),
@@ -104,11 +140,27 @@ class StatisticsSession:
         values = dict(zip(self._outputs, self.session.run(self._outputs, dict(feeds)), strict=True))
         summaries: dict[str, TensorSummary] = {}
         sums: dict[str, ChannelSums] = {}
+        pooled = {
+            name: PooledSummary(
+                values,
+                prefix,
+                self._spatial[name],
+                extremes=name in self.pooled,
+                nonnegative=name in self.nonnegative,
+            )
+            for name, prefix in self._pooled_prefix.items()
+        }
+        if not all(p.finite for p in pooled.values()):
+            return None
         for i, name in enumerate(self.tensors):
+            if name in self.pooled:
+                p = pooled[name]
+                summaries[name] = TensorSummary(p.minimum, p.maximum, p.size, None)
+                continue
             check = values.get(f"{_P}{i}_sum")
             if check is not None and not np.isfinite(check).all():
                 return None
-            sample = values[f"{_P}{i}_sample"] if self.samples else None
+            sample = values[f"{_P}{i}_sample"] if name in self.sampled else None
             summaries[name] = TensorSummary(
                 float(values[f"{_P}{i}_min"]),
                 float(values[f"{_P}{i}_max"]),
@@ -116,6 +168,10 @@ class StatisticsSession:
                 sample,
             )
         for j, (name, axis) in enumerate(self.channel_axes.items()):
+            if name in self.pooled_means:
+                p = pooled[name]
+                sums[name] = ChannelSums(p.channel_sums, p.channel_count)
+                continue
             channel = values[f"{_P}c{j}_sums"].astype(np.float64)
             if not np.isfinite(channel).all():
                 return None
@@ -128,10 +184,20 @@ class StatisticsSession:
 _P = "__quanta_stat"
 
 
-def _ranks(model: onnx.ModelProto) -> dict[str, int]:
+def _prefix(tensors: list[str], channels: list[str], name: str) -> str:
+    """The output prefix of a pooled tensor: its place among the observed ones, else among
+    those observed for their channel means only."""
+    return f"{_P}{tensors.index(name)}" if name in tensors else f"{_P}m{channels.index(name)}"
+
+
+def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+    """Inferred shapes, None for a dimension not known as a positive integer."""
     inferred = onnx.shape_inference.infer_shapes(model)
     return {
-        v.name: len(v.type.tensor_type.shape.dim)
+        v.name: tuple(
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+            for d in v.type.tensor_type.shape.dim
+        )
         for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
         if v.type.tensor_type.HasField("shape")
     }
@@ -141,15 +207,18 @@ def _augment(
     model: onnx.ModelProto,
     tensors: list[str],
     channel_axes: dict[str, int],
-    samples: bool,
+    samples: Collection[str],
     sample_cap: int,
+    ranks: Mapping[str, int],
+    pooled: Collection[str] = (),
+    pooled_means: Collection[str] = (),
+    nonnegative: Collection[str] = (),
 ) -> tuple[onnx.ModelProto, list[str]]:
     """The model with only the statistics as outputs (so nothing else is copied out)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 13)
-    ranks = _ranks(model) if channel_axes else {}
     del g.output[:]
     outputs: list[str] = []
     nodes: list[onnx.NodeProto] = []
@@ -177,7 +246,13 @@ def _augment(
     start, end = const("start", np.array([0], np.int64)), const("end", np.array([2**62]))
     axis0, one = const("axis0", np.array([0], np.int64)), const("one", np.array([1], np.int64))
     summed: set[str] = set()
+    for name in sorted({*pooled, *pooled_means}):
+        prefix = _prefix(tensors, list(channel_axes), name)
+        nodes.extend(pooled_nodes(prefix=prefix, name=name, out=out, extremes=name in pooled,
+                                  nonnegative=name in nonnegative))  # fmt: skip
     for j, (name, axis) in enumerate(channel_axes.items()):
+        if name in pooled_means:
+            continue
         p = f"{_P}c{j}"
         rank = ranks.get(name)
         if rank is None or rank == 0:
@@ -188,6 +263,8 @@ def _augment(
         out(f"{p}_shape", TensorProto.INT64)
         summed.add(name)
     for i, name in enumerate(tensors):
+        if name in pooled:
+            continue
         p = f"{_P}{i}"
         nodes.append(helper.make_node("ReduceMin", [name], [f"{p}_min"], keepdims=0))
         nodes.append(helper.make_node("ReduceMax", [name], [f"{p}_max"], keepdims=0))
@@ -198,7 +275,7 @@ def _augment(
         if name not in summed:  # a channel sum already catches NaN and Inf
             reduce_sum(name, f"{p}_sum", None)
             out(f"{p}_sum")
-        if samples:
+        if name in samples:
             # step = ceil(size / cap), as a (1,) tensor for Slice
             nodes.append(helper.make_node("Add", [f"{p}_size", cap_less_1], [f"{p}_n"]))
             nodes.append(helper.make_node("Div", [f"{p}_n", cap], [f"{p}_step0"]))

@@ -1,0 +1,118 @@
+"""Which calibration batches the in-graph statistics sample, and which tensors need no minimum.
+
+A histogram is binned from an evenly strided sample of each batch (``quanta.runtime.statistics``,
+at most ``SAMPLE_CAP`` values per tensor and batch); that sample needs the tensor in NCHW order,
+which costs ONNX Runtime a copy of every blocked (NCHWc) 4-D activation, and NumPy a pass over
+each sampled value. Once a tensor's histogram is sure to hold ``SAMPLED_VALUES`` values, it is
+sampled on every ``k``-th batch only (``k`` from the first batch's sample size), and on the
+other batches summarized by layout-aware pooling
+(``quanta.runtime.pooled_statistics``): those batches widen its range exactly but add no counts.
+A run whose tensors' samples add up to less than twice ``SAMPLED_VALUES`` samples every batch,
+as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from quanta.graph.index import GraphIndex
+from quanta.opfacts import OpKind, facts_of
+from quanta.runtime.statistics import ChannelSums, StatisticsSession, TensorSummary
+
+__all__ = ["SAMPLED_VALUES", "InGraphStatistics", "nonnegative_tensors", "sample_strides"]
+
+# NOTE: 2^24 sampled values per histogram, or all of them: 16 batches' samples at the largest
+# (2^20); MobileNetV2's 168 calibration crops (19 batches of 9) and every corpus model keep every
+# batch's sample, its 2,016 augmented ones (224 batches) sample the largest every 12th.
+SAMPLED_VALUES = 1 << 24
+
+Summary = tuple[dict[str, TensorSummary], dict[str, ChannelSums]]
+
+
+def sample_strides(sample_sizes: Mapping[str, int], total: int) -> dict[str, int]:
+    """Per tensor, sample every ``k``-th of ``total`` batches: the largest ``k`` that still gives
+    ``SAMPLED_VALUES`` values at ``sample_sizes`` per batch (1: every batch), taken among the
+    divisors of one ``2^a * 3^b``, so a batch's sampled set depends on its index's common
+    divisor with that and a few sessions serve the whole run."""
+    raw = {name: max(1, total * size // SAMPLED_VALUES) for name, size in sample_sizes.items()}
+    most = max(raw.values(), default=1)
+    smooth = [2**a * 3**b for a in range(most.bit_length()) for b in range(most.bit_length())]
+    base = max(n for n in smooth if n <= most)
+    divisors = [d for d in range(1, base + 1) if base % d == 0]
+    return {name: max(d for d in divisors if d <= k) for name, k in raw.items()}
+
+
+def nonnegative_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> frozenset[str]:
+    """The ``tensors`` that are >= 0 by construction: outputs of an activation (op facts) whose
+    lower bound is a constant >= 0 (Relu; Clip with such a min)."""
+    index = GraphIndex(model)
+    found = set()
+    for name in tensors:
+        node = index.producer.get(name)
+        facts = facts_of(node.op_type) if node is not None else None
+        if node is None or facts is None or facts.kind is not OpKind.ACTIVATION:
+            continue
+        low = _lower_bound(index, node)
+        if low is not None and low >= 0.0:
+            found.add(name)
+    return frozenset(found)
+
+
+def _lower_bound(index: GraphIndex, node: onnx.NodeProto) -> float | None:
+    if node.op_type == "Relu":
+        return 0.0
+    if node.op_type != "Clip":
+        return None
+    for attr in node.attribute:  # opset < 11
+        if attr.name == "min":
+            return float(attr.f)
+    if len(node.input) > 1 and node.input[1] and index.is_constant(node.input[1]):
+        value = index.constant(node.input[1])
+        return float(value) if value.size == 1 else None
+    return None
+
+
+class InGraphStatistics:
+    """Sessions on the same model, one per set of tensors sampled in a batch (every tensor on
+    batch 0, and where a stride divides the batch's index; ``sample_strides``), the others
+    pooled; made on first use."""
+
+    def __init__(
+        self,
+        make: Callable[..., StatisticsSession],
+        model: onnx.ModelProto,
+        tensors: Sequence[str],
+        samples: bool,
+        total: int,
+    ) -> None:
+        self.make, self.samples, self.total = make, samples, total
+        self.tensors = frozenset(tensors)
+        self.nonnegative = nonnegative_tensors(model, tensors)
+        self.strides: dict[str, int] | None = None
+        self.sessions: dict[frozenset[str], StatisticsSession] = {}
+        self._session(self.tensors if samples else frozenset())  # raises StatisticsUnavailable
+
+    def _session(self, sampled: frozenset[str]) -> StatisticsSession:
+        if sampled not in self.sessions:
+            if sampled == self.tensors:  # the statistics as before pooling
+                self.sessions[sampled] = self.make(samples=True)
+            else:
+                self.sessions[sampled] = self.make(samples=sampled, pooled=True,
+                                                   nonnegative=self.nonnegative)  # fmt: skip
+        return self.sessions[sampled]
+
+    def run(self, feeds: Mapping[str, np.ndarray], i: int) -> Summary | None:
+        """Batch ``i``'s summaries, or None where it holds a NaN or Inf."""
+        if not self.samples:
+            return self._session(frozenset()).run(feeds)
+        if self.strides is None:
+            result = self._session(self.tensors).run(feeds)
+            if result is not None:  # the sample sizes of a whole batch
+                sizes = {n: s.sample.size for n, s in result[0].items() if s.sample is not None}
+                self.strides = sample_strides(sizes, self.total)
+            return result
+        sampled = frozenset(n for n, k in self.strides.items() if i % k == 0)
+        return self._session(sampled).run(feeds)

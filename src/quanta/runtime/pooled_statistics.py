@@ -1,0 +1,73 @@
+"""Layout-aware statistics for 4-D tensors, for batches that need no histogram sample.
+
+ONNX Runtime (optimization level ``all``) keeps a CNN's 4-D activations in NCHWc blocks. A
+``ReduceMin``/``ReduceMax``/``ReduceSum`` or a ``Reshape`` is not layout-aware, so each one
+observed costs a copy back to NCHW (``ReorderOutput``) before it is even read. Pooling ops are
+layout-aware, so per observed 4-D tensor ``t`` this module asks only for:
+
+- ``GlobalMaxPool(t)`` (N, C, 1, 1): the batch's maximum is its largest value;
+- ``GlobalAveragePool(t)`` (N, C, 1, 1): a NaN or Inf anywhere makes a mean non-finite (the
+  finiteness check), and the per-channel means give bias correction's channel sums where the
+  channel axis is 1;
+- ``ReduceMin(t)``, unless ``t`` is non-negative by construction (a Relu, or a Clip whose lower
+  bound is >= 0): every range includes 0, so such a tensor's minimum is reported as 0;
+
+The value count is the means' (N, C) times the height and width, known from the model's shapes
+(a ``Shape`` node would cost the copy to NCHW as well).
+
+No sample is taken (a strided sample of the flattened tensor needs NCHW order): the caller
+histograms its sampled batches from ``quanta.runtime.statistics``' full graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+__all__ = ["PooledSummary", "pooled_nodes"]
+
+
+def pooled_nodes(
+    name: str, prefix: str, out: Callable[[str, int], None], *, extremes: bool, nonnegative: bool
+) -> list[onnx.NodeProto]:
+    """The nodes for tensor ``name`` (``extremes``: its max and, unless ``nonnegative``, its
+    min as well as its means); ``out(name, elem_type)`` declares each graph output."""
+    nodes = [
+        helper.make_node("GlobalAveragePool", [name], [f"{prefix}_gavg"]),
+    ]
+    out(f"{prefix}_gavg", TensorProto.FLOAT)
+    if extremes:
+        nodes.append(helper.make_node("GlobalMaxPool", [name], [f"{prefix}_gmax"]))
+        out(f"{prefix}_gmax", TensorProto.FLOAT)
+    if extremes and not nonnegative:
+        nodes.append(helper.make_node("ReduceMin", [name], [f"{prefix}_min"], keepdims=0))
+        out(f"{prefix}_min", TensorProto.FLOAT)
+    return nodes
+
+
+class PooledSummary:
+    """One batch of one pooled tensor (``spatial``: its height times width), read from the
+    session's outputs."""
+
+    def __init__(
+        self,
+        values: Mapping[str, np.ndarray],
+        prefix: str,
+        spatial: int,
+        *,
+        extremes: bool,
+        nonnegative: bool,
+    ) -> None:
+        means = values[f"{prefix}_gavg"]  # (N, C, 1, 1)
+        self.size = int(means.size) * spatial
+        self.finite = bool(np.isfinite(means).all())
+        self.minimum, self.maximum = 0.0, 0.0
+        if self.size and extremes:
+            self.maximum = float(values[f"{prefix}_gmax"].max())
+            self.minimum = 0.0 if nonnegative else float(values[f"{prefix}_min"])
+        # per-channel (axis 1) sums from the means: mean times the values per channel
+        self.channel_count = int(means.shape[0]) * spatial
+        self.channel_sums = means.astype(np.float64).sum(axis=(0, 2, 3)) * spatial

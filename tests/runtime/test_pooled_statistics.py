@@ -1,0 +1,168 @@
+"""Layout-aware (pooled) calibration statistics and sampled batches against NumPy on tiny graphs."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from quanta.graph import sampled_statistics
+from quanta.graph.calibrate import CalibrationData, collect_statistics
+from quanta.graph.sampled_statistics import nonnegative_tensors, sample_strides
+from quanta.quant import HistogramObserver, MinMaxObserver
+from quanta.runtime.statistics import StatisticsSession
+
+
+def _net(opset: int = 17) -> onnx.ModelProto:
+    """x (N, 3, 4, 5) -> Relu -> r -> Mul(-2) -> y; x -> Clip(0.5, 2) -> c; x -> Clip(-1, 1) -> s;
+    y -> Flatten -> f (2-D, not pooled)."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Mul", ["r", "k"], ["y"]),
+            helper.make_node("Clip", ["x", "half", "two"], ["c"]),
+            helper.make_node("Clip", ["x", "minus_one", "one"], ["s"]),
+            helper.make_node("Flatten", ["y"], ["f"]),
+        ],
+        "pooled_net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 5])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ["y", "c", "s", "f"]],
+        [
+            helper.make_tensor(n, TensorProto.FLOAT, [], [v])
+            for n, v in [
+                ("k", -2.0),
+                ("half", 0.5),
+                ("two", 2.0),
+                ("minus_one", -1.0),
+                ("one", 1.0),
+            ]
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _values(x: np.ndarray) -> dict[str, np.ndarray]:
+    r = np.maximum(x, 0)
+    return {"x": x, "r": r, "y": r * -2, "c": np.clip(x, 0.5, 2), "s": np.clip(x, -1, 1),
+            "f": (r * -2).reshape(len(x), -1)}  # fmt: skip
+
+
+def _batch(seed: int, n: int = 2, scale: float = 1.0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal((n, 3, 4, 5)) * scale).astype(np.float32)
+
+
+def test_nonnegative_tensors_by_op_facts_and_clip_bounds() -> None:
+    names = ["x", "r", "y", "c", "s", "f"]
+    assert nonnegative_tensors(_net(), names) == {"r", "c"}
+    old = helper.make_model(
+        helper.make_graph(
+            [
+                helper.make_node("Clip", ["x"], ["c"], min=0.0, max=6.0),
+                helper.make_node("Clip", ["x"], ["d"], min=-0.5),
+            ],  # fmt: skip
+            "old_clip",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+            [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3]) for n in "cd"],
+        ),
+        opset_imports=[helper.make_opsetid("", 6)],
+    )
+    assert nonnegative_tensors(old, ["x", "c", "d"]) == {"c"}
+
+
+def test_pooled_summaries_equal_numpy() -> None:
+    x = _batch(0) + 0.5  # some of r > 0 everywhere in a channel, c never reaches 0
+    session = StatisticsSession(_net(), ["x", "r", "y", "c", "s", "f"], {"r": 1, "x": 1},
+                                samples=False, pooled=True, nonnegative={"r", "c"})  # fmt: skip
+    assert session.pooled == {"x", "r", "y", "c", "s"}  # f is 2-D: reductions as before
+    result = session.run({"x": x})
+    assert result is not None
+    summaries, sums = result
+    for name, value in _values(x).items():
+        s = summaries[name]
+        # a non-negative tensor's minimum is not computed: 0, which every range includes
+        low = 0.0 if name in ("r", "c") else value.min()
+        assert (s.minimum, s.maximum, s.size) == (low, value.max(), value.size), name
+        assert s.sample is None
+    assert summaries["c"].minimum < _values(x)["c"].min()  # 0.5: the bound, not the minimum
+    for name in ("r", "x"):
+        v = _values(x)[name]
+        np.testing.assert_allclose(sums[name].sums, v.sum(axis=(0, 2, 3), dtype=np.float64),
+                                   rtol=1e-6, atol=1e-6)  # fmt: skip
+        assert sums[name].count == 2 * 4 * 5
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0, 0, 0), (1, 2, 3, 4)])
+def test_pooled_a_nan_or_inf_anywhere_is_reported(bad: float, where: tuple[int, ...]) -> None:
+    x = _batch(1)
+    x[where] = bad
+    session = StatisticsSession(_net(), ["x", "r", "c"], {}, samples=False, pooled=True,
+                                nonnegative={"r", "c"})  # fmt: skip
+    assert session.run({"x": x}) is None
+    assert session.run({"x": _batch(1)}) is not None
+
+
+def test_sample_strides_keep_the_sampled_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sampled_statistics, "SAMPLED_VALUES", 1 << 24)
+    sizes = {"big": 1 << 20, "mid": 677_376, "small": 9000}
+    assert sample_strides(sizes, 19) == {"big": 1, "mid": 1, "small": 1}  # as before
+    strides = sample_strides(sizes, 224)
+    assert strides == {"big": 12, "mid": 6, "small": 1}  # 14, 9, 0 -> divisors of 12
+    assert sample_strides({"big": 1 << 20, "mid": 677_376}, 13 * 16) == {"big": 12, "mid": 6}
+    for name, k in strides.items():  # every k-th of 224 batches: at least 2^24 values
+        assert len(range(0, 224, k)) * sizes[name] >= min(224 * sizes[name], 1 << 24)
+
+
+def _collect(make: object, batches: list[np.ndarray], means: dict[str, int] | None = None):  # type: ignore[no-untyped-def]
+    data = CalibrationData({"x": np.concatenate(batches)}, batch_size=len(batches[0]))
+    return collect_statistics(_net(), ["x", "r", "y", "c", "f"], data, channel_means=means,
+                              make_observer=make)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_histograms_count_the_sampled_batches_ranges_see_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sampled_statistics, "SAMPLED_VALUES", 300)
+    # five batches of 120 values per tensor: every 2nd sampled (0, 2, 4); the widest (1) is
+    # not sampled but widens the range
+    batches = [_batch(10 + i, scale=s) for i, s in enumerate([0.5, 8.0, 2.0, 1.0, 1.0])]
+    assert sample_strides({"x": 120}, 5) == {"x": 2}
+    hists, means = _collect(partial(HistogramObserver, bins=64), batches, {"r": 1})
+    values = [_values(b) for b in batches]
+    for name in ["x", "r", "y", "c", "f"]:
+        every = np.concatenate([v[name].ravel() for v in values])
+        lo = 0.0 if name in ("r", "c") else every.min()
+        obs = hists[name]
+        assert obs.range() == (lo, every.max()), name
+        assert obs.batches == 5
+        # the counts: every value of the sampled batches, on the final grid, by NumPy alone
+        sampled = np.concatenate([values[i][name].ravel() for i in (0, 2, 4)]).astype(np.float64)
+        bins = np.minimum(np.floor((sampled - obs.hist_min) / obs.bin_width).astype(int), 63)
+        oracle = np.bincount(bins, minlength=64)
+        # the grid grew from batch 0's range by whole bins: a value on an edge may sit one bin
+        # off the direct binning (floating-point ties), nothing else moves
+        assert obs.counts.sum() == oracle.sum(), name
+        assert np.abs(np.cumsum(obs.counts) - np.cumsum(oracle)).max() <= 1, name
+        assert obs.zeros == np.count_nonzero(sampled == 0)
+    r = np.maximum(np.concatenate(batches), 0)
+    np.testing.assert_allclose(means["r"].mean(), r.mean(axis=(0, 2, 3), dtype=np.float64),
+                               rtol=1e-6)  # fmt: skip
+    assert means["r"].count == r.size // 3
+
+
+def test_minmax_ranges_from_pooled_batches_equal_numpys(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a clean batch was read whole, not summarized in the graph")
+
+    monkeypatch.setattr("quanta.graph.calibrate.session_with_outputs", refuse)
+    batches = [_batch(20), _batch(21, scale=3.0), _batch(22, scale=0.1)]
+    ranges, _ = _collect(MinMaxObserver, batches)
+    every = _values(np.concatenate(batches))
+    for name, v in every.items():
+        if name == "s":
+            continue
+        lo = 0.0 if name in ("r", "c") else v.min()
+        assert ranges[name].range() == (lo, v.max()), name
