@@ -38,6 +38,7 @@ from quanta.graph.choices import (
 from quanta.graph.compact import compact_qdq
 from quanta.graph.concats import mismatched_concats, readers_of
 from quanta.graph.config import QuantizeConfig
+from quanta.graph.dead_zone import floored_grids, range_floors
 from quanta.graph.fidelity_search import FidelityGoal, further_measures, judged, keep_costly_float
 from quanta.graph.holdout import HeldOut, hold_out
 from quanta.graph.latency import keep_slower_float
@@ -285,6 +286,7 @@ class _Builds:
         )
         self.weights: WeightCache = {}
         self.fp16_weights: frozenset[str] = frozenset()  # stored float16 (graph/storage.py)
+        self.floors = range_floors(prepared)  # no grid points where readers are flat
 
     def build(
         self,
@@ -308,6 +310,7 @@ class _Builds:
             )
             for t, src in plan.source.items()
         }  # fmt: skip
+        qp = floored_grids(qp, plan.source, self.floors)
         corrected = apply_qdq(
             out, plan, qp, per_channel=self.config.per_channel, input_means=cal.input_means,
             weight_cache=self.weights, reduced_weights=self.reduced,
