@@ -3,7 +3,7 @@
 A node kept float (by measurement, or because int8 would be slower) still needn't cost four bytes
 per weight in the file: its weight is stored as int8 with one scale per output channel (per row
 for an embedding table) and decoded by ``Cast -> Mul``, which ONNX Runtime folds into a float
-constant when the session starts (``quanta.graph.rewrite.weight_only_decoder``). The arithmetic
+constant when the session starts (``quanta.graph.rewrite.int8_decoder``). The arithmetic
 stays float; only the weight rounding remains, and bias correction takes that out of the mean.
 """
 
@@ -16,6 +16,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from quanta.graph.bias_correction import bias_shift
+from quanta.graph.half_scales import half_scales, scale_bytes
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import get_attr
 from quanta.graph.rewrite import Names, int8_decoder, quantize_weight, remove_unused
@@ -36,8 +37,9 @@ EXACT_BELOW = 1024
 
 
 def saves_bytes(weight: np.ndarray, scale: np.ndarray) -> bool:
-    """Whether int8 values, float32 ``scale`` and a decoder are smaller than float32 ``weight``."""
-    return 3 * weight.size > 4 * scale.size + DECODER_BYTES
+    """Whether int8 values, ``scale`` (float32, or float16 and its ``Cast``) and a decoder are
+    smaller than float32 ``weight``."""
+    return 4 * weight.size > weight.size + scale_bytes(scale) + DECODER_BYTES
 
 
 # W and R of these are (num_directions, gates * hidden, in): the rows of each direction are
@@ -68,13 +70,16 @@ def _stored_int8(
     per slice along ``axis`` (None: one for the tensor), and for a recurrent weight one per
     (direction, gate row): a bidirectional layer's two directions are separate weights that
     ONNX stacks on axis 0, and on LAC's GRUs (lac_gru) their row ranges differ by a median
-    1.2-1.3x, so one scale for both costs 8-14 % more rounding error."""
+    1.2-1.3x, so one scale for both costs 8-14 % more rounding error. The scales are float16
+    where that is smaller and exact (``quanta.graph.half_scales``), else float32."""
     if node.op_type in _RECURRENT and axis == 1 and w.ndim == 3:
         q, qp = quantize_weight(w.reshape(-1, w.shape[2]), 0)  # (D * G·H, in)
         scale = np.asarray(qp.scale, np.float32).reshape(w.shape[0], w.shape[1], 1)
-        return q.reshape(w.shape), scale
-    q, qp = quantize_weight(w, axis)
-    return q, np.asarray(qp.scale, np.float32).reshape(qp.broadcast_shape(w.ndim))
+        q = q.reshape(w.shape)
+    else:
+        q, qp = quantize_weight(w, axis)
+        scale = np.asarray(qp.scale, np.float32).reshape(qp.broadcast_shape(w.ndim))
+    return half_scales(w, q, scale) or (q, scale)
 
 
 def float_weight_slots(model: onnx.ModelProto, op_types: Collection[str]) -> dict[str, int]:
@@ -165,7 +170,8 @@ def compress_float_weights(
             )
             has_bias = len(node.input) > 2 and node.input[2] and index.is_constant(node.input[2])
             if k == facts.weight and mean is not None and has_bias:
-                shift = bias_shift(node, w, q.astype(np.float32) * scale, mean)
+                decoded_w = q.astype(np.float32) * scale.astype(np.float32)  # as ORT folds it
+                shift = bias_shift(node, w, decoded_w, mean)
                 if shift is not None:
                     b = index.constant(node.input[2]).astype(np.float64) + shift
                     b_name = names.fresh(f"{node.input[2]}_corrected")
