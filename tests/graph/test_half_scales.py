@@ -149,3 +149,10 @@ def test_dynamic_mode_stores_its_float_convs_weights_with_float16_scales() -> No
     )
     # 9 weights a channel, each off by at most half a step (max |w| / 254), inputs ~N(0, 1)
     assert np.abs(got - want).max() <= 9 * 3.5 * np.abs(rand(c, 1, 3, 3, seed=3)).max() / 254
+
+
+def test_a_node_kept_float_for_its_answers_keeps_float32_scales() -> None:
+    model = depthwise(128)  # 1,152 values: stored int8 even when kept float for its answers
+    assert compress_float_weights(model, exact={"dw"}) == 1
+    _, scale_init, _ = stored(model)
+    assert scale_init.data_type == onnx.TensorProto.FLOAT

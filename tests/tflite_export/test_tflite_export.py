@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper
 from quanta.cli import main
 from quanta.errors import ModelError
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
+from quanta.graph.result import FloatKind, FloatReason
 from quanta.graph.uint8_input import with_uint8_input
 from quanta.runtime import count_kernels, make_session
 from quanta.tflite import onnx_to_tflite
@@ -193,7 +194,7 @@ def test_layers_kept_float_are_written_float_with_int8_weights() -> None:
     # 128 x 3 x 3 depthwise weights: enough (>= 1,024) for quanta to store them in int8
     result = quantize_static(
         _mobile_block(e=128), CalibrationData({"x": x[:64]}), CONFIG,
-        keep_float={"dw": "test: kept float"},
+        keep_float={"dw": FloatReason("test: kept float for speed", FloatKind.SPEED)},
     )  # fmt: skip
     model = result.model
     assert any(f.name == "dw" for f in result.float_nodes)
@@ -206,7 +207,8 @@ def test_layers_kept_float_are_written_float_with_int8_weights() -> None:
     # the float depthwise conv: its input dequantized, its int8-stored weights dequantized once,
     # its output quantized again
     assert ops["DEPTHWISE_CONV_2D"] == 1 and ops["DEQUANTIZE"] >= 3 and ops["QUANTIZE"] >= 2
-    # its weight, stored int8 with float16 scales (graph/half_scales.py), stays int8 in the
+    # its weight (kept float for speed, not answers), stored int8 with float16 scales
+    # (graph/half_scales.py), stays int8 in the
     # .tflite, with those scales widened to float32 exactly
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     producer = {o: n for n in model.graph.node for o in n.output}
