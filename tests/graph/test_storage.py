@@ -12,7 +12,7 @@ import pytest
 from onnx import helper
 from tiny_graphs import make_model, rand
 
-from quanta.graph import CalibrationData, QuantizeConfig, quantize_static, static
+from quanta.graph import CalibrationData, QuantizeConfig, quantize_static, static, weight_only
 from quanta.graph.result import FidelityReport
 from quanta.graph.storage import SIZE_FLOOR, _better
 from quanta.runtime import run_model
@@ -51,7 +51,19 @@ def data(wide: int = IN) -> CalibrationData:
 
 
 def float16_tensors(model: onnx.ModelProto) -> set[str]:
-    return {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+    """Float16 initializers other than the float16 scales of int8 decoders (the second input
+    of ``Mul(Cast(q), Cast(scale))``, graph/half_scales.py)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    scales = {
+        producer[n.input[1]].input[0]
+        for n in model.graph.node
+        if n.op_type == "Mul" and n.input[1] in producer and producer[n.input[1]].op_type == "Cast"
+    }
+    return {
+        t.name
+        for t in model.graph.initializer
+        if t.data_type == onnx.TensorProto.FLOAT16 and t.name not in scales
+    }
 
 
 def gru_weight_storage(model: onnx.ModelProto) -> list[int]:
@@ -77,6 +89,10 @@ def rms(x: np.ndarray) -> float:
 def test_a_missed_target_stores_the_gru_weights_float16_within_the_size_floor(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # NOTE: this tiny tagger's int8 build is a near tie with its float16 one (cosine 0.9766
+    # against 0.9765 with float16 decoder scales, graph/half_scales.py): the test pins the int8
+    # weights' float32 scales so that it checks the storage step, not that tie
+    monkeypatch.setattr(weight_only, "half_scales", lambda *_: None)
     model = tagger()
     result = quantize_static(model, data(), CONFIG)
     fp16 = onnx.TensorProto.FLOAT16

@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper
 from quanta.cli import main
 from quanta.errors import ModelError
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
+from quanta.graph.result import FloatKind, FloatReason
 from quanta.graph.uint8_input import with_uint8_input
 from quanta.runtime import count_kernels, make_session
 from quanta.tflite import onnx_to_tflite
@@ -193,7 +194,7 @@ def test_layers_kept_float_are_written_float_with_int8_weights() -> None:
     # 128 x 3 x 3 depthwise weights: enough (>= 1,024) for quanta to store them in int8
     result = quantize_static(
         _mobile_block(e=128), CalibrationData({"x": x[:64]}), CONFIG,
-        keep_float={"dw": "test: kept float"},
+        keep_float={"dw": FloatReason("test: kept float for speed", FloatKind.SPEED)},
     )  # fmt: skip
     model = result.model
     assert any(f.name == "dw" for f in result.float_nodes)
@@ -206,6 +207,23 @@ def test_layers_kept_float_are_written_float_with_int8_weights() -> None:
     # the float depthwise conv: its input dequantized, its int8-stored weights dequantized once,
     # its output quantized again
     assert ops["DEPTHWISE_CONV_2D"] == 1 and ops["DEQUANTIZE"] >= 3 and ops["QUANTIZE"] >= 2
+    # its weight (kept float for speed, not answers), stored int8 with float16 scales
+    # (graph/half_scales.py), stays int8 in the
+    # .tflite, with those scales widened to float32 exactly
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    dw = next(n for n in model.graph.node if n.name == "dw")
+    mul = producer[dw.input[1]]
+    s16 = inits[producer[mul.input[1]].input[0]]
+    assert s16.dtype == np.float16 and s16.size == 128
+    interpreter = litert.Interpreter(model_content=data)
+    int8_weights = [
+        t for t in interpreter.get_tensor_details()
+        if t["dtype"] == np.int8 and list(t["shape"]) == [1, 3, 3, 128]
+    ]  # fmt: skip
+    assert len(int8_weights) == 1
+    got = int8_weights[0]["quantization_parameters"]["scales"]
+    np.testing.assert_array_equal(got, s16.astype(np.float32).reshape(-1))
     # against ONNX's own semantics: ONNX Runtime's graph optimizations rewrite the QDQ nodes
     # around a float op (measured: 0.6 % off the graph's arithmetic here; with optimizations
     # off it agrees), while TFLite and onnx.reference compute the graph as written

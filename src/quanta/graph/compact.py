@@ -188,10 +188,15 @@ def _short_names(model: onnx.ModelProto) -> None:
             role.setdefault(node.output[0], "s")
             for name in node.input:
                 role.setdefault(name, "s")
-    for node in graph.node:  # int8-stored float weights: Cast(q) * scale (graph/weight_only.py)
+    # int8-stored float weights: Cast(q) * scale, or Cast(q) * Cast(scale) for float16 scales
+    for node in graph.node:  # (graph/weight_only.py, graph/half_scales.py)
         if node.op_type == "Cast" and node.input[0] in inits:
             decoded[node.output[0]] = node
-        elif node.op_type == "Mul" and node.input[0] in decoded and node.input[1] in inits:
+        elif (
+            node.op_type == "Mul"
+            and node.input[0] in decoded
+            and (node.input[1] in inits or node.input[1] in decoded)
+        ):
             decoded[node.output[0]] = node
     for name, node in decoded.items():
         generated_nodes.append(node)

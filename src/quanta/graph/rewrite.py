@@ -107,42 +107,33 @@ def dequantize_node(
     return node, inits
 
 
-def weight_only_decoder(
-    q: np.ndarray, qp: QParams, base: str, names: Names
-) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """``Cast(q) * scale``: a symmetric (Z = 0) int8 weight decoded to float32.
-
-    Exactly ``DequantizeLinear``'s arithmetic for Z = 0, but made of ops that ONNX Runtime
-    constant-folds at session start, so the consumer sees a plain float constant.
-    """
-    if np.any(qp.zero_point != 0):
-        raise ValueError("weight-only decoding needs symmetric weights (zero point 0)")
-    scale = np.asarray(qp.scale, np.float32).reshape(qp.broadcast_shape(q.ndim))
-    return int8_decoder(q, scale, base, names)
-
-
 def int8_decoder(
     q: np.ndarray, scale: np.ndarray, base: str, names: Names
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """``Cast(q) * scale`` with ``scale`` already shaped to broadcast against ``q`` (e.g. one
-    scale per direction and gate row of a recurrent weight, ``(D, G·H, 1)``)."""
+    scale per direction and gate row of a recurrent weight, ``(D, G·H, 1)``). A float16
+    ``scale`` is widened by a ``Cast`` of its own, ``Cast(q) * Cast(scale)``: the product is
+    taken in float32, where it is exact (``quanta.graph.half_scales``)."""
     q_name = names.fresh(f"{base}_q")
     scale_name = names.fresh(f"{base}_s")
     cast_out = names.fresh(f"{base}_c")
     out = names.fresh(f"{base}_w")
-    scale = np.asarray(scale, np.float32)
+    half = np.asarray(scale).dtype == np.float16
+    scale = np.asarray(scale, np.float16 if half else np.float32)
     inits = [numpy_helper.from_array(q, q_name), numpy_helper.from_array(scale, scale_name)]
-    nodes = [
-        helper.make_node(
-            "Cast",
-            [q_name],
-            [cast_out],
-            to=onnx.TensorProto.FLOAT,
-            name=names.fresh(f"{base}_Cast"),
-        ),
-        helper.make_node("Mul", [cast_out, scale_name], [out], name=names.fresh(f"{base}_Mul")),
-    ]
+    nodes = [_cast_to_float(q_name, cast_out, names.fresh(f"{base}_Cast"))]
+    if half:
+        wide = names.fresh(f"{base}_sc")
+        nodes.append(_cast_to_float(scale_name, wide, names.fresh(f"{base}_Cast")))
+        scale_name = wide
+    nodes.append(
+        helper.make_node("Mul", [cast_out, scale_name], [out], name=names.fresh(f"{base}_Mul"))
+    )
     return nodes, inits
+
+
+def _cast_to_float(x: str, out: str, name: str) -> onnx.NodeProto:
+    return helper.make_node("Cast", [x], [out], to=onnx.TensorProto.FLOAT, name=name)
 
 
 def remove_unused(model: onnx.ModelProto) -> None:

@@ -73,7 +73,9 @@ def _float_out(ctx: Context, node: onnx.NodeProto, shape: list[int], nhwc: bool)
 
 def _int8_storage(ctx: Context, name: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(int8 values, per-output-channel scales) of a weight quanta stored as
-    ``Mul(Cast(q), scale)`` (``quanta.graph.rewrite.weight_only_decoder``), else None."""
+    ``Mul(Cast(q), scale)`` or, with float16 scales, ``Mul(Cast(q), Cast(scale))``
+    (``quanta.graph.rewrite.int8_decoder``), else None. The scales come back float32: the
+    float16 ones widen exactly, and TFLite's per-channel scales are float32."""
     mul = ctx.index.producer.get(name)
     if mul is None or mul.op_type != "Mul":
         return None
@@ -81,6 +83,10 @@ def _int8_storage(ctx: Context, name: str) -> tuple[np.ndarray, np.ndarray] | No
     if cast is None or cast.op_type != "Cast" or cast.input[0] not in ctx.initial:
         return None
     q, scale = ctx.initial[cast.input[0]], ctx.initial.get(mul.input[1])
+    widen = ctx.index.producer.get(mul.input[1])
+    if scale is None and widen is not None and widen.op_type == "Cast":
+        scale = ctx.initial.get(widen.input[0])
+        scale = None if scale is None or scale.dtype != np.float16 else scale.astype(np.float32)
     if q.dtype != np.int8 or scale is None or scale.size not in (1, q.shape[0]):
         return None
     return q, np.broadcast_to(scale.reshape(-1), (q.shape[0],))
