@@ -13,7 +13,7 @@ from tiny_graphs import make_model, rand
 
 from quanta.cli import main
 from quanta.errors import InputError
-from quanta.graph import CalibrationData, QuantizeConfig
+from quanta.graph import CalibrationData, QuantizeConfig, auto
 from quanta.graph.auto import AutoTarget, quantize_auto
 from quanta.graph.result import FloatKind
 from quanta.graph.static import quantize_static
@@ -38,6 +38,8 @@ def test_auto_returns_the_fastest_candidate_meeting_the_target(
     names = [c.name for c in result.candidates]
     assert names[0] == "float" and "static (all int8)" in names and "dynamic" in names
     feasible = [c for c in result.candidates if c.meets]
+    if any(c.name == "weight-only" for c in feasible):  # same kernels as float, fewer bytes
+        feasible = [c for c in feasible if c.name != "float"]
     chosen = next(c for c in result.candidates if c.name == result.chosen)
     assert chosen.meets and chosen.latency_ms == min(c.latency_ms for c in feasible)
     assert result.model is chosen.model
@@ -46,6 +48,23 @@ def test_auto_returns_the_fastest_candidate_meeting_the_target(
     got = mean_cosine(run_model(result.model, {"image": images[64:]}), reference)
     assert got == pytest.approx(chosen.score, abs=1e-9) and got >= 0.99
     assert any(note.startswith("target: mean output cosine") for note in result.notes)
+
+
+def test_weight_only_is_chosen_over_the_float_model_it_matches(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The float model timed faster than weight-only storage (noise: ONNX Runtime runs the same
+    kernels once it folds the decoders): weight-only, a quarter of the bytes, is still chosen."""
+    model, images = make_convnet(), make_images(160)
+
+    def float_wins(candidates, *_):  # type: ignore[no-untyped-def]
+        for c in candidates:
+            c.latency_ms = 1.0 if c.name == "float" else 1.001 if c.name == "weight-only" else 9.0
+
+    monkeypatch.setattr(auto, "_measure_latency", float_wins)
+    result = _auto(model, images, AutoTarget(min_fidelity=0.99))
+    assert result.chosen == "weight-only"
+    assert result.model.ByteSize() < model.ByteSize()
 
 
 def test_unreachable_target_falls_back_to_float(
