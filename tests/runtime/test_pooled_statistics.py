@@ -140,7 +140,13 @@ def test_histograms_count_the_sampled_batches_ranges_see_all(
         assert obs.batches == 5
         # the counts: every value of the sampled batches, on the final grid, by NumPy alone
         sampled = np.concatenate([values[i][name].ravel() for i in (0, 2, 4)]).astype(np.float64)
-        bins = np.minimum(np.floor((sampled - obs.hist_min) / obs.bin_width).astype(int), 63)
+        # and the two extremes of each batch not sampled (Relu/Clip outputs report 0 as minimum)
+        extremes = [
+            (0.0 if name in ("r", "c") else values[i][name].min(), values[i][name].max())
+            for i in (1, 3)
+        ]
+        counted = np.concatenate([sampled, np.ravel(extremes)])
+        bins = np.minimum(np.floor((counted - obs.hist_min) / obs.bin_width).astype(int), 63)
         oracle = np.bincount(bins, minlength=64)
         # the grid grew from batch 0's range by whole bins: a value on an edge may sit one bin
         # off the direct binning (floating-point ties), nothing else moves
