@@ -83,3 +83,29 @@ def test_static_keeps_a_node_kept_float_on_request_exact() -> None:
     consts = {t.name: t for t in result.model.graph.initializer}
     (conv,) = [n for n in result.model.graph.node if n.name == "conv3x3"]
     assert consts[conv.input[1]].data_type == onnx.TensorProto.FLOAT  # exact, as asked
+
+
+def test_a_small_embedding_table_stays_exact_a_large_one_is_stored_int8() -> None:
+    """A gathered row is added to the stream as it is: a table under ``EXACT_BELOW`` values
+    stays float32 (bit-exact), a larger one is stored int8 with one scale per row."""
+    small, large = rand(2, 64, seed=7), rand(40, 64, seed=8)  # 128 and 2,560 values
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["small", "i"], ["a"], name="g_small"),
+            helper.make_node("Gather", ["large", "i"], ["b"], name="g_large"),
+            helper.make_node("Add", ["a", "b"], ["y"]),
+        ],
+        "tables",
+        [helper.make_tensor_value_info("i", onnx.TensorProto.INT64, ["N"])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 64])],
+        [numpy_helper.from_array(small, "small"), numpy_helper.from_array(large, "large")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    assert compress_float_weights(model) == 1
+    tables = {t.name: t for t in model.graph.initializer}
+    assert tables["small"].data_type == onnx.TensorProto.FLOAT
+    np.testing.assert_array_equal(numpy_helper.to_array(tables["small"]), small)
+    assert "large" not in tables
+    i = np.array([0, 1, 1], np.int64)
+    got = make_session(model.SerializeToString()).run(None, {"i": i})[0]
+    np.testing.assert_allclose(got, small[i] + large[i], atol=np.abs(large).max() / 127)
