@@ -87,7 +87,7 @@ def test_static_keeps_a_node_kept_float_on_request_exact() -> None:
 
 def test_a_small_embedding_table_stays_exact_a_large_one_is_stored_int8() -> None:
     """A gathered row is added to the stream as it is: a table under ``EXACT_BELOW`` values
-    stays float32 (bit-exact), a larger one is stored int8 with one scale per row."""
+    stays float32 (bit-exact), a larger one is stored int8 with one float32 scale per row."""
     small, large = rand(2, 64, seed=7), rand(40, 64, seed=8)  # 128 and 2,560 values
     graph = helper.make_graph(
         [
@@ -106,6 +106,11 @@ def test_a_small_embedding_table_stays_exact_a_large_one_is_stored_int8() -> Non
     assert tables["small"].data_type == onnx.TensorProto.FLOAT
     np.testing.assert_array_equal(numpy_helper.to_array(tables["small"]), small)
     assert "large" not in tables
+    # the large table's per-row scales stay float32 (no Cast from float16 before the Mul)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    decode = producer[next(n for n in model.graph.node if n.name == "g_large").input[0]]
+    assert decode.op_type == "Mul" and decode.input[1] in tables
+    assert tables[decode.input[1]].data_type == onnx.TensorProto.FLOAT
     i = np.array([0, 1, 1], np.int64)
     got = make_session(model.SerializeToString()).run(None, {"i": i})[0]
     np.testing.assert_allclose(got, small[i] + large[i], atol=np.abs(large).max() / 127)
