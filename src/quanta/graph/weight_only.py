@@ -148,32 +148,32 @@ def compress_float_weights(
             if axis is None:
                 continue
             key = (slot, axis if per_channel else None)
-            if slot in fp16:
-                if key not in decoded:
-                    decode, inits = _fp16_decoder(w, slot, names)
-                    head.extend(decode)
-                    new_inits.extend(inits)
-                    decoded[key] = decode[-1].output[0]
-                    count += 1
-                node.input[k] = decoded[key]
-                continue
-            # NOTE: a node kept float for its answers keeps float32 scales, as it keeps small
-            # weights float32: on MobileNetV2 float16 scales on its 13-16 such layers moved the
-            # fidelity search's stopping point (16 -> 13 layers) and top-1 agreement 91.7 -> 89.6 %;
-            # so does an embedding table, whose rows are added as they are (on MiniLM float16
-            # scales moved the worst held-out cosine 0.9903 -> 0.9886)
-            half = node.name not in exact and node.op_type != "Gather"
-            q, scale = _stored_int8(node, w, key[1], half=half)
-            small = w.size < EXACT_BELOW and (node.name in exact or node.op_type == "Gather")
-            if small or not saves_bytes(w, scale):
-                continue
+            stored = None  # int8 values and scales; None: float16 storage (``fp16``)
+            if slot not in fp16:
+                # NOTE: a node kept float for its answers keeps small weights float32 and
+                # float32 scales: on MobileNetV2 float16 scales on its 13-16 such layers moved the
+                # fidelity search's stopping point (16 -> 13 layers) and top-1 agreement 91.7 ->
+                # 89.6 %; so does an embedding table, whose rows are added as they are (on
+                # MiniLM float16 scales moved the worst held-out cosine 0.9903 -> 0.9886)
+                tight = node.name in exact or node.op_type == "Gather"
+                if tight and w.size < EXACT_BELOW:
+                    continue
+                stored = _stored_int8(node, w, key[1], half=not tight)
+                if not saves_bytes(w, stored[1]):
+                    continue
             if key not in decoded:
-                decode, inits = int8_decoder(q, scale, slot, names)
+                decode, inits = (
+                    _fp16_decoder(w, slot, names) if stored is None
+                    else int8_decoder(*stored, slot, names)
+                )  # fmt: skip
                 head.extend(decode)
                 new_inits.extend(inits)
                 decoded[key] = decode[-1].output[0]
                 count += 1
             node.input[k] = decoded[key]
+            if stored is None:
+                continue
+            q, scale = stored
             facts = FACTS[node.op_type]
             mean = (
                 input_means.get(node.input[0]) if facts.bias_correction_axis is not None else None
