@@ -25,13 +25,12 @@ from onnx import helper, numpy_helper
 
 from quanta.graph.compact import compact_qdq
 from quanta.graph.config import QuantizeConfig
-from quanta.graph.half_scales import half_scales
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import get_attr
 from quanta.graph.prepare import prepare
 from quanta.graph.result import FloatNode, QuantizeResult
 from quanta.graph.rewrite import Names, int8_decoder, quantize_weight, remove_unused
-from quanta.graph.weight_only import compress_float_weights
+from quanta.graph.weight_only import compress_float_weights, stored_int8
 from quanta.opfacts import FACTS, Backend, OpKind, weight_axis
 from quanta.runtime.machine import int8_pairs_saturate
 
@@ -130,10 +129,7 @@ class _Rewrite:
         """No fast int8 kernel with run-time ranges (ConvInteger): float, int8-stored weight."""
         key = (node.input[1], weight_axis(node) if self.per_channel else None)
         if key not in self.shared:
-            w = self.index.constant(node.input[1])
-            q, qp = quantize_weight(w, key[1])
-            scale = np.asarray(qp.scale, np.float32).reshape(qp.broadcast_shape(q.ndim))
-            q, scale = half_scales(w, q, scale) or (q, scale)
+            q, scale = stored_int8(node, self.index.constant(node.input[1]), key[1])
             decode, inits = int8_decoder(q, scale, node.input[1], self.names)
             self.new_inits.extend(inits)
             self.head.extend(decode)

@@ -22,7 +22,7 @@ from quanta.graph.ops import get_attr
 from quanta.graph.rewrite import Names, int8_decoder, quantize_weight, remove_unused
 from quanta.opfacts import FACTS, Backend, weight_axis
 
-__all__ = ["compress_float_weights", "float_weight_slots", "saves_bytes"]
+__all__ = ["compress_float_weights", "float_weight_slots", "saves_bytes", "stored_int8"]
 
 # NOTE: the decoder costs bytes of its own: a Cast and a Mul node, two initializer headers, and
 # a name each (short ones after compact QDQ). A weight is stored int8 only where its 3 bytes a
@@ -66,7 +66,7 @@ def _channel_axis(node: onnx.NodeProto, rank: int) -> int | None:
     return weight_axis(node) if required_rank is None or rank == required_rank else None
 
 
-def _stored_int8(
+def stored_int8(
     node: onnx.NodeProto, w: np.ndarray, axis: int | None, half: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 values of ``w`` and their scales, shaped to broadcast against them: one
@@ -98,7 +98,7 @@ def float_weight_slots(model: onnx.ModelProto, op_types: Collection[str]) -> dic
             if index.is_constant(slot) and index.is_float(slot):
                 w = index.constant(slot)
                 axis = _channel_axis(node, w.ndim)
-                if axis is not None and saves_bytes(w, _stored_int8(node, w, axis)[1]):
+                if axis is not None and saves_bytes(w, stored_int8(node, w, axis)[1]):
                     found[slot] = int(w.size)
     return found
 
@@ -158,7 +158,7 @@ def compress_float_weights(
                 tight = node.name in exact or node.op_type == "Gather"
                 if tight and w.size < EXACT_BELOW:
                     continue
-                stored = _stored_int8(node, w, key[1], half=not tight)
+                stored = stored_int8(node, w, key[1], half=not tight)
                 if not saves_bytes(w, stored[1]):
                     continue
             if key not in decoded:
