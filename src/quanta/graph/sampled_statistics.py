@@ -23,7 +23,12 @@ import onnx
 
 from quanta.graph.index import GraphIndex
 from quanta.opfacts import OpKind, facts_of
-from quanta.runtime.statistics import ChannelSums, StatisticsSession, TensorSummary
+from quanta.runtime.statistics import (
+    ChannelSums,
+    StatisticsSession,
+    TensorSummary,
+    tensor_shapes,
+)
 
 __all__ = ["SAMPLED_VALUES", "InGraphStatistics", "nonnegative_tensors", "sample_strides"]
 
@@ -98,6 +103,8 @@ class InGraphStatistics:
         self.means = self.tensors & frozenset(means)
         self.nonnegative = nonnegative_tensors(model, tensors)
         self.strides: dict[str, int] | None = None
+        self.model = model
+        self.shapes: dict[str, tuple[int | None, ...]] | None = None  # inferred once, on use
         self.sessions: dict[frozenset[str], StatisticsSession] = {}
         self._session(self.tensors if samples else frozenset())  # raises StatisticsUnavailable
 
@@ -107,9 +114,11 @@ class InGraphStatistics:
                 self.sessions[sampled] = self.make(samples=True)
             else:
                 skip = self.means - sampled if self.samples else frozenset()
+                if self.shapes is None:
+                    self.shapes = tensor_shapes(self.model)
                 self.sessions[sampled] = self.make(samples=sampled, pooled=True,
                                                    nonnegative=self.nonnegative,
-                                                   skip_means=skip)  # fmt: skip
+                                                   skip_means=skip, shapes=self.shapes)  # fmt: skip
         return self.sessions[sampled]
 
     def run(self, feeds: Mapping[str, np.ndarray], i: int) -> Summary | None:

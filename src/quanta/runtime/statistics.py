@@ -49,6 +49,7 @@ __all__ = [
     "StatisticsSession",
     "StatisticsUnavailable",
     "TensorSummary",
+    "tensor_shapes",
 ]
 
 # NOTE: values histogrammed per tensor per batch, as quanta.quant.histogram's
@@ -93,6 +94,8 @@ class StatisticsSession:
             as 0 (every range includes 0) and not computed.
         skip_means: tensors of ``channel_axes`` whose sums this session does not take (bias
             correction's means come from a long run's sampled batches only).
+        shapes: ``tensor_shapes(model)`` where the caller has them (several sessions on one
+            model infer them once).
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class StatisticsSession:
         pooled: bool = False,
         nonnegative: Collection[str] = (),
         skip_means: Collection[str] = (),
+        shapes: Mapping[str, tuple[int | None, ...]] | None = None,
     ) -> None:
         self.tensors = list(tensors)
         self.channel_axes = {n: a for n, a in channel_axes.items() if n not in skip_means}
@@ -115,7 +119,8 @@ class StatisticsSession:
             self.tensors if samples is True else () if samples is False else samples
         )
         self.nonnegative = frozenset(nonnegative)
-        shapes = _shapes(model) if channel_axes or pooled else {}
+        if shapes is None:
+            shapes = tensor_shapes(model) if channel_axes or pooled else {}
         ranks = {name: len(shape) for name, shape in shapes.items()}
         # NOTE: pooled: 4-D tensors of a known height and width (a Shape node would cost the
         # same copy to NCHW that pooling avoids), observed ones (extremes) and those whose
@@ -223,7 +228,7 @@ def _averaged(
     return {*pooled_means, *(() if checks else pooled)}
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
     """Inferred shapes, None for a dimension not known as a positive integer."""
     inferred = onnx.shape_inference.infer_shapes(model)
     return {
