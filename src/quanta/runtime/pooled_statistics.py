@@ -23,6 +23,7 @@ histograms its sampled batches from ``quanta.runtime.statistics``' full graph.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -77,7 +78,7 @@ class PooledSummary:
             self.maximum = float(values[f"{prefix}_gmax"].max())
             self.minimum = 0.0 if nonnegative else float(values[f"{prefix}_min"])
         # an Inf reaches the extremes; a NaN only the means (where they were asked for)
-        self.finite = bool(np.isfinite([self.minimum, self.maximum]).all())
+        self.finite = math.isfinite(self.minimum) and math.isfinite(self.maximum)
         self.channel_count = int(pooled.shape[0]) * spatial
         self.channel_sums = np.zeros(0)  # (C,) where means were asked for
         if means:
