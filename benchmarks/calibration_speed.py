@@ -238,18 +238,19 @@ def markdown(doc: dict) -> str:  # type: ignore[type-arg]
         "fallback evaluation 1.3 s CPU, so its 100 evaluations, not the statistics, make most "
         "of that model's quantize time.",
         "",
-        "Where the time goes now (MobileNetV2, 2,016 samples in 224 batches of 9, 1 thread, "
-        "CPU s, load average 2-4 on 2 cores; float 9.4 s in this setting). One statistics run "
-        "(22.3 s, cProfile): ONNX Runtime 17.8 s, NumPy's binning 3.3 s and zero counts 0.6 "
-        "s. Per batch: 75 pooled with the 16 smallest tensors sampled at 71 ms, 111 with 21-28 "
-        "sampled at 73-74 ms, 19 with 45 at 86 ms, 19 with all 66 at 120 ms; the float model "
-        "42 ms. ONNX Runtime's profile of a pooled batch (71.5 ms): Conv 54.4 ms (float 42.6), "
-        "`GlobalAveragePool` 8.5, `GlobalMaxPool` 8.1, `ReorderOutput` 2.7, `Add` 1.1, "
-        "`ReduceMin` 0.8. By the tensors pooled (both pools on each, 20 batches): the 35 Relu6 "
-        "(`Clip`) outputs, MobileNetV2's expanded tensors, 1.45× float (`GlobalMaxPool` alone "
-        "1.26×); the 17 projection `Conv` outputs 1.07-1.09× (their `Conv`+`Add` fusions "
-        "lost); the 10 `Add` outputs 1.01-1.02×. Each pool is one read of its tensor from "
-        "memory: the cost is the tensors' size, not the op.",
+        "Where the time went before this change (MobileNetV2, 2,016 samples in 224 batches "
+        "of 9, 1 thread, CPU s, load average 2-4 on 2 cores; float 9.4 s in this setting). "
+        "One statistics run (22.3 s, cProfile): ONNX Runtime 17.8 s, NumPy's binning 3.3 s "
+        "and zero counts 0.6 s. Per batch: 75 pooled with the 16 smallest tensors sampled at "
+        "71 ms, 111 with 21-28 sampled at 73-74 ms, 19 with 45 at 86 ms, 19 with all 66 at "
+        "120 ms; the float model 42 ms. ONNX Runtime's profile of a pooled batch (71.5 ms): "
+        "Conv 54.4 ms (float 42.6), `GlobalAveragePool` 8.5, `GlobalMaxPool` 8.1, "
+        "`ReorderOutput` 2.7, `Add` 1.1, `ReduceMin` 0.8. By the tensors pooled (both pools on "
+        "each, 20 batches): the 35 Relu6 (`Clip`) outputs, MobileNetV2's expanded tensors, "
+        "1.45× float (`GlobalMaxPool` alone 1.26×); the 17 projection `Conv` outputs "
+        "1.07-1.09× (their `Conv`+`Add` fusions lost); the 10 `Add` outputs 1.01-1.02×. Each "
+        "pool is one read of its tensor from memory: the cost is the tensors' size, not the "
+        "op.",
         "",
         "Measured in that setting and not kept:",
         "",
