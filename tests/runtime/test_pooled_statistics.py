@@ -153,7 +153,8 @@ def test_histograms_count_the_sampled_batches_ranges_see_all(
         assert obs.counts.sum() == oracle.sum(), name
         assert np.abs(np.cumsum(obs.counts) - np.cumsum(oracle)).max() <= 1, name
         assert obs.zeros == np.count_nonzero(sampled == 0)
-    r = np.maximum(np.concatenate(batches), 0)
+    # bias correction's means: from the sampled batches only (batch 1's scale 8 left out)
+    r = np.maximum(np.concatenate([batches[i] for i in (0, 2, 4)]), 0)
     np.testing.assert_allclose(means["r"].mean(), r.mean(axis=(0, 2, 3), dtype=np.float64),
                                rtol=1e-6)  # fmt: skip
     assert means["r"].count == r.size // 3
@@ -172,3 +173,69 @@ def test_minmax_ranges_from_pooled_batches_equal_numpys(monkeypatch: pytest.Monk
             continue
         lo = 0.0 if name in ("r", "c") else v.min()
         assert ranges[name].range() == (lo, v.max()), name
+
+
+def test_pooled_means_skipped() -> None:
+    x = _batch(3)
+    session = StatisticsSession(_net(), ["x", "r", "y"], {"r": 1, "x": 1}, samples=False,
+                                pooled=True, nonnegative={"r"}, skip_means={"r"})  # fmt: skip
+    # no GlobalAveragePool but x's (its means are still asked for)
+    assert sum(n.endswith("_gavg") for n in session._outputs) == 1
+    result = session.run({"x": x})
+    assert result is not None
+    summaries, sums = result
+    assert set(sums) == {"x"}
+    for name in ("r", "y"):
+        v = _values(x)[name]
+        lo = 0.0 if name == "r" else v.min()
+        assert (summaries[name].minimum, summaries[name].maximum) == (lo, v.max()), name
+
+
+def _conv_net(head: str) -> onnx.ModelProto:
+    """x (N, 8, 6, 6) -> 1x1 Conv -> t -> Relu -> r -> ``head``: GlobalAveragePool (a float
+    output) or ArgMax (no float output). ONNX Runtime computes t in NCHWc blocks, where
+    GlobalMaxPool and ReduceMin skip a NaN."""
+    w = np.random.default_rng(5).standard_normal((8, 8, 1, 1)).astype(np.float32)
+    last = (
+        helper.make_node("GlobalAveragePool", ["r"], ["out"])
+        if head == "pool"
+        else helper.make_node("ArgMax", ["r"], ["out"], axis=1)
+    )
+    out_type = TensorProto.FLOAT if head == "pool" else TensorProto.INT64
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["t"]), helper.make_node("Relu", ["t"], ["r"]), last],
+        "conv_net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 6, 6])],
+        [helper.make_tensor_value_info("out", out_type, None)],
+        [onnx.numpy_helper.from_array(w, "w")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("head", ["pool", "argmax"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_pooled_nan_check_from_outputs_or_means(head: str, bad: float) -> None:
+    session = StatisticsSession(_conv_net(head), ["t"], {}, samples=False, pooled=True)
+    assert session.pooled == {"t"}
+    x = np.random.default_rng(6).standard_normal((4, 8, 6, 6)).astype(np.float32)
+    assert session.run({"x": x}) is not None
+    for n, h, w in [(0, 0, 0), (1, 2, 3), (3, 5, 5), (2, 4, 1)]:
+        y = x.copy()
+        y[n, 3, h, w] = bad
+        assert session.run({"x": y}) is None, (n, h, w)
+
+
+def test_a_pooled_batch_with_nan_or_inf_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sampled_statistics, "SAMPLED_VALUES", 300)
+    batches = [_batch(30 + i) for i in range(5)]  # 0, 2, 4 sampled; 1 and 3 pooled
+    batches[1][0, 1, 2, 3] = np.nan
+    batches[3][1, 2, 3, 4] = np.inf
+    data = CalibrationData({"x": np.concatenate(batches)}, batch_size=2)
+    # no 2-D tensor observed: its every-batch ReduceSum would catch them as well
+    ranges, _ = collect_statistics(_net(), ["x", "r", "y", "c"], data,
+                                   make_observer=partial(HistogramObserver, bins=64))  # fmt: skip
+    finite = [np.where(np.isfinite(b), b, 0.0) for b in batches]
+    x = np.concatenate([b.ravel() for b in batches])
+    assert ranges["x"].range() == (x[np.isfinite(x)].min(), x[np.isfinite(x)].max())
+    assert ranges["x"].nonfinite == 2  # the whole-tensor path counted them
+    assert ranges["y"].range()[0] == min((np.maximum(b, 0) * -2).min() for b in finite)

@@ -218,11 +218,13 @@ def collect_statistics(
     ``SAMPLED_VALUES`` is sampled on every k-th batch only
     (``quanta.graph.sampled_statistics``); on its other batches, and on every batch where no
     observer needs a sample, a 4-D tensor is summarized by layout-aware pooling
-    (``quanta.runtime.pooled_statistics``: exact maxima, minima and means; a tensor >= 0 by
-    construction gets 0 as its minimum, which every range includes). A batch holding
-    NaN or Inf, and observers that need whole tensors, get every tensor as a graph output
-    instead, so ONNX Runtime keeps it. One batch at a time flows through, so memory holds one
-    batch of activations, never the data set.
+    (``quanta.runtime.pooled_statistics``: exact maxima and minima; a tensor >= 0 by
+    construction gets 0 as its minimum, which every range includes); a tensor sampled every
+    k-th batch has its channel means taken on those batches only. A batch holding NaN or Inf
+    (on a pooled batch: a non-finite graph output or extreme, ``quanta.runtime.statistics``),
+    and observers that need whole tensors, get every tensor as a graph output instead, so
+    ONNX Runtime keeps it. One batch at a time flows through, so memory holds one batch of
+    activations, never the data set.
 
     With ``workers > 1`` the samples are split into that many contiguous shards, each run by
     its own process (one ONNX Runtime thread each), and the observers merged: min-max exactly
@@ -275,7 +277,7 @@ def _in_graph_session(
     samples = any(type(o).needs_sample for o in observers.values())
     make = partial(StatisticsSession, model, tensors, channel_means, threads=threads)
     try:
-        return InGraphStatistics(make, model, tensors, samples, total)
+        return InGraphStatistics(make, model, tensors, samples, total, means=channel_means)
     except StatisticsUnavailable:
         return None
 

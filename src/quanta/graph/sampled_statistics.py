@@ -7,20 +7,28 @@ each sampled value. Once a tensor's histogram is sure to hold ``SAMPLED_VALUES``
 sampled on every ``k``-th batch only (``k`` from the first batch's sample size), and on the
 other batches summarized by layout-aware pooling
 (``quanta.runtime.pooled_statistics``): those batches widen its range exactly but add no counts.
+Bias correction's channel means of an observed tensor are taken on its sampled batches only (at
+least ``SAMPLED_VALUES`` values: the pooled batches then need no ``GlobalAveragePool``, and
+their NaN check is the graph outputs', ``quanta.runtime.statistics``).
 A run whose tensors' samples add up to less than twice ``SAMPLED_VALUES`` samples every batch,
 as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import onnx
 
 from quanta.graph.index import GraphIndex
 from quanta.opfacts import OpKind, facts_of
-from quanta.runtime.statistics import ChannelSums, StatisticsSession, TensorSummary
+from quanta.runtime.statistics import (
+    ChannelSums,
+    StatisticsSession,
+    TensorSummary,
+    tensor_shapes,
+)
 
 __all__ = ["SAMPLED_VALUES", "InGraphStatistics", "nonnegative_tensors", "sample_strides"]
 
@@ -78,7 +86,8 @@ def _lower_bound(index: GraphIndex, node: onnx.NodeProto) -> float | None:
 class InGraphStatistics:
     """Sessions on the same model, one per set of tensors sampled in a batch (every tensor on
     batch 0, and where a stride divides the batch's index; ``sample_strides``), the others
-    pooled; made on first use."""
+    pooled; made on first use. ``means``: the tensors whose channel means are asked for; an
+    observed one's are taken where it is sampled (on every batch where nothing is sampled)."""
 
     def __init__(
         self,
@@ -87,11 +96,15 @@ class InGraphStatistics:
         tensors: Sequence[str],
         samples: bool,
         total: int,
+        means: Collection[str] = (),
     ) -> None:
         self.make, self.samples, self.total = make, samples, total
         self.tensors = frozenset(tensors)
+        self.means = self.tensors & frozenset(means)
         self.nonnegative = nonnegative_tensors(model, tensors)
         self.strides: dict[str, int] | None = None
+        self.model = model
+        self.shapes: dict[str, tuple[int | None, ...]] | None = None  # inferred once, on use
         self.sessions: dict[frozenset[str], StatisticsSession] = {}
         self._session(self.tensors if samples else frozenset())  # raises StatisticsUnavailable
 
@@ -100,8 +113,12 @@ class InGraphStatistics:
             if sampled == self.tensors:  # the statistics as before pooling
                 self.sessions[sampled] = self.make(samples=True)
             else:
+                skip = self.means - sampled if self.samples else frozenset()
+                if self.shapes is None:
+                    self.shapes = tensor_shapes(self.model)
                 self.sessions[sampled] = self.make(samples=sampled, pooled=True,
-                                                   nonnegative=self.nonnegative)  # fmt: skip
+                                                   nonnegative=self.nonnegative,
+                                                   skip_means=skip, shapes=self.shapes)  # fmt: skip
         return self.sessions[sampled]
 
     def run(self, feeds: Mapping[str, np.ndarray], i: int) -> Summary | None:

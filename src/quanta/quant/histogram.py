@@ -156,7 +156,13 @@ class HistogramObserver(Observer):
 
     def _add_point(self, value: float, mass: float) -> None:
         assert self.counts is not None
-        j = 0 if self.bin_width == 0 else max(0, int(self._index(np.array([value]))[0]))
+        # NOTE: ``_index`` in Python floats (IEEE doubles, the same subtraction, division and
+        # floor, so the same bin): a long run adds two points per pooled batch and tensor, and
+        # NumPy's per-call cost on a one-value array was about 0.2 s of MobileNetV2's 2,016
+        j = 0
+        if self.bin_width != 0:
+            j = min(max(0, math.floor((float(value) - self.hist_min) / self.bin_width)),
+                    self.bins - 1)  # fmt: skip
         self.counts[j] += mass
 
     def _cover(self, lo: float, hi: float) -> None:

@@ -14,6 +14,19 @@ observed tensor ``t``, a few small extra outputs:
 
 The caller histograms the samples and rebuilds any batch whose check sum is not finite the old
 way (``session_with_outputs``), so NaN and Inf are handled exactly as before.
+
+A ``pooled`` session (batches a long run does not sample, ``quanta.graph.sampled_statistics``)
+summarizes 4-D tensors by layout-aware pooling (``quanta.runtime.pooled_statistics``) and has
+no per-tensor NaN check: instead the ``ReduceSum`` of each float graph output of the model,
+and the pooled extremes, must be finite. An Inf reaches the pooled extremes. A NaN that reaches
+no graph output (some op between drops it) is not seen on such a batch: there
+``GlobalMaxPool`` (and ``ReduceMin``) skip it, and the maximum it reports may then be that of
+the values after the NaN only (measured on onnxruntime 1.32: in about half of the batches with
+a NaN in a convolution's output), so that batch could narrow a range the whole-tensor path
+would not. Calibration inputs are finite (``quanta.data`` refuses NaN and Inf), so a NaN inside
+needs an op that makes one (0/0, Inf - Inf, Log or Sqrt of a negative) and a later op that
+drops it before every output; Relu, Clip and Max(x, 0) (fused into a Conv or not) and the pools
+were measured to keep it. The sampled batches of every tensor keep the exact check.
 """
 
 from __future__ import annotations
@@ -36,6 +49,7 @@ __all__ = [
     "StatisticsSession",
     "StatisticsUnavailable",
     "TensorSummary",
+    "tensor_shapes",
 ]
 
 # NOTE: values histogrammed per tensor per batch, as quanta.quant.histogram's
@@ -78,6 +92,10 @@ class StatisticsSession:
             (``quanta.runtime.pooled_statistics``) instead of reductions.
         nonnegative: tensors that are >= 0 by construction: pooled, their minimum is reported
             as 0 (every range includes 0) and not computed.
+        skip_means: tensors of ``channel_axes`` whose sums this session does not take (bias
+            correction's means come from a long run's sampled batches only).
+        shapes: ``tensor_shapes(model)`` where the caller has them (several sessions on one
+            model infer them once).
     """
 
     def __init__(
@@ -92,14 +110,17 @@ class StatisticsSession:
         level: OptimizationLevel = "all",
         pooled: bool = False,
         nonnegative: Collection[str] = (),
+        skip_means: Collection[str] = (),
+        shapes: Mapping[str, tuple[int | None, ...]] | None = None,
     ) -> None:
         self.tensors = list(tensors)
-        self.channel_axes = dict(channel_axes)
+        self.channel_axes = {n: a for n, a in channel_axes.items() if n not in skip_means}
         self.sampled = frozenset(
             self.tensors if samples is True else () if samples is False else samples
         )
         self.nonnegative = frozenset(nonnegative)
-        shapes = _shapes(model) if channel_axes or pooled else {}
+        if shapes is None:
+            shapes = tensor_shapes(model) if channel_axes or pooled else {}
         ranks = {name: len(shape) for name, shape in shapes.items()}
         # NOTE: pooled: 4-D tensors of a known height and width (a Shape node would cost the
         # same copy to NCHW that pooling avoids), observed ones (extremes) and those whose
@@ -119,13 +140,19 @@ class StatisticsSession:
             for name, axis in self.channel_axes.items()
             if name in self._spatial and axis % 4 == 1
         }
+        # NOTE: the NaN check of a pooled session: the float graph outputs' sums (module
+        # docstring); a model with none keeps a GlobalAveragePool on every pooled tensor
+        self._checks = [
+            o.name for o in model.graph.output if o.type.tensor_type.elem_type == TensorProto.FLOAT
+        ] if self.pooled else []  # fmt: skip
+        self._averaged = _averaged(self.pooled, self.pooled_means, self._checks)
         self._pooled_prefix = {
             name: _prefix(self.tensors, list(self.channel_axes), name)
             for name in sorted(self.pooled | self.pooled_means)
         }
         augmented, self._outputs = _augment(model, self.tensors, self.channel_axes, self.sampled,
                                             sample_cap, ranks, self.pooled, self.pooled_means,
-                                            self.nonnegative)  # fmt: skip
+                                            self.nonnegative, self._checks)  # fmt: skip
         self.session = ort.InferenceSession(
             augmented.SerializeToString(),
             _options(level, threads),
@@ -147,10 +174,13 @@ class StatisticsSession:
                 self._spatial[name],
                 extremes=name in self.pooled,
                 nonnegative=name in self.nonnegative,
+                means=name in self._averaged,
             )
             for name, prefix in self._pooled_prefix.items()
         }
         if not all(p.finite for p in pooled.values()):
+            return None
+        if not all(np.isfinite(values[f"{_P}o{k}_sum"]) for k in range(len(self._checks))):
             return None
         for i, name in enumerate(self.tensors):
             if name in self.pooled:
@@ -190,7 +220,15 @@ def _prefix(tensors: list[str], channels: list[str], name: str) -> str:
     return f"{_P}{tensors.index(name)}" if name in tensors else f"{_P}m{channels.index(name)}"
 
 
-def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+def _averaged(
+    pooled: Collection[str], pooled_means: Collection[str], checks: Sequence[str]
+) -> set[str]:
+    """The pooled tensors that get a ``GlobalAveragePool``: those whose channel means are
+    taken, and every one where the model has no float output to check for NaN."""
+    return {*pooled_means, *(() if checks else pooled)}
+
+
+def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
     """Inferred shapes, None for a dimension not known as a positive integer."""
     inferred = onnx.shape_inference.infer_shapes(model)
     return {
@@ -213,6 +251,7 @@ def _augment(
     pooled: Collection[str] = (),
     pooled_means: Collection[str] = (),
     nonnegative: Collection[str] = (),
+    checks: Sequence[str] = (),
 ) -> tuple[onnx.ModelProto, list[str]]:
     """The model with only the statistics as outputs (so nothing else is copied out)."""
     m = onnx.ModelProto()
@@ -246,10 +285,15 @@ def _augment(
     start, end = const("start", np.array([0], np.int64)), const("end", np.array([2**62]))
     axis0, one = const("axis0", np.array([0], np.int64)), const("one", np.array([1], np.int64))
     summed: set[str] = set()
+    averaged = _averaged(pooled, pooled_means, checks)
     for name in sorted({*pooled, *pooled_means}):
         prefix = _prefix(tensors, list(channel_axes), name)
         nodes.extend(pooled_nodes(prefix=prefix, name=name, out=out, extremes=name in pooled,
-                                  nonnegative=name in nonnegative))  # fmt: skip
+                                  nonnegative=name in nonnegative,
+                                  means=name in averaged))  # fmt: skip
+    for k, name in enumerate(checks):
+        reduce_sum(name, f"{_P}o{k}_sum", None)
+        out(f"{_P}o{k}_sum")
     for j, (name, axis) in enumerate(channel_axes.items()):
         if name in pooled_means:
             continue
