@@ -12,23 +12,40 @@ lac_gru (Baidu LAC: an embedding table of 29.8 MB, two bidirectional GRUs of 2.0
 int8 GRU weights alone change the emission scores by 0.027 RMS, float16 ones by 0.0008; with
 every weight int8 the CRF's tag sequence changes on 16 of 192 evaluation sentences, with the
 GRUs' weights float16 on 10 (and on 13 of all 288 sentences where int8 changes 22), at 3.66x.
+
+A node the fallback search keeps float for its answers (``kept_fp16``) was kept to avoid its
+rounding, yet stored int8 its weight keeps the weight's part of it: captcha_crnn's first Conv
+(9,408 values) kept float with int8 weights left the text at 0.901. While the search measures
+them, such nodes store weights of ``EXACT_BELOW`` values or more as float16, smallest first,
+within the room the fully int8 file (as written, compact) leaves above ``SIZE_FLOOR`` and at
+most ``KEPT_GROWTH`` of its bytes; so the search measures what is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 import onnx
 
+from quanta.graph.compact import compact_qdq
 from quanta.graph.planner import StaticPlan
 from quanta.graph.result import FidelityReport, FloatKind
-from quanta.graph.weight_only import float_weight_slots
+from quanta.graph.weight_only import EXACT_BELOW, float_weight_slots
+from quanta.opfacts import FACTS
 
 if TYPE_CHECKING:
     from quanta.graph.static import _Builds as Builds
 
-__all__ = ["RECURRENT", "SIZE_FLOOR", "store_recurrent_fp16"]
+__all__ = [
+    "KEPT_GROWTH",
+    "RECURRENT",
+    "SIZE_FLOOR",
+    "kept_fp16",
+    "kept_room",
+    "store_recurrent_fp16",
+    "written_bytes",
+]
 
 Build = tuple[onnx.ModelProto, StaticPlan, int]
 
@@ -36,6 +53,10 @@ RECURRENT = ("LSTM", "GRU")
 # the file stays at least this many times smaller than float: int8's four, less what scales,
 # biases and the float leftovers of real models take
 SIZE_FLOOR = 3.5
+# the float16 weights of nodes kept float for their answers grow the file by at most this share:
+# with all the room above SIZE_FLOOR, MobileNetV2's search gave its late 1x1 convolutions
+# (up to 410k values) float16 weights, and the file went from 3.84x to 3.60x smaller than float
+KEPT_GROWTH = 1 / 64
 
 
 def store_recurrent_fp16(
@@ -78,6 +99,41 @@ def store_recurrent_fp16(
         f"the file stays {float_bytes / size:.2f}x smaller than float (at least {SIZE_FLOOR:g}x)"
     )
     return rebuilt, after
+
+
+def kept_room(float_bytes: int, written: int) -> float:
+    """Bytes the float16 weights of nodes kept for their answers may add to a fully int8 file
+    of ``written`` bytes: what stays above ``SIZE_FLOOR``, and at most ``KEPT_GROWTH`` of it."""
+    return min(float_bytes / SIZE_FLOOR - written, written * KEPT_GROWTH)
+
+
+def written_bytes(model: onnx.ModelProto, compact: bool) -> int:
+    """The bytes ``model`` takes once written: compact QDQ (``quanta.graph.compact``) shortens
+    every name and shares equal scalars, which on captcha_crnn is 0.4 MB of 5.6 MB."""
+    if not compact:
+        return model.ByteSize()
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    compact_qdq(copy)
+    return copy.ByteSize()
+
+
+def kept_fp16(prepared: onnx.ModelProto, kept: Collection[str], budget: float) -> frozenset[str]:
+    """The weights of ``EXACT_BELOW`` values or more of the nodes ``kept`` float for their
+    answers that are stored float16 rather than int8: smallest first, while the one byte a
+    value more that float16 takes stays within ``budget`` bytes."""
+    if not kept or budget <= 0:
+        return frozenset()
+    sizes = float_weight_slots(prepared, FACTS, kept)
+    chosen = []
+    for name, count in sorted(sizes.items(), key=lambda kv: (kv[1], kv[0])):
+        if count < EXACT_BELOW:
+            continue
+        if count > budget:
+            break
+        chosen.append(name)
+        budget -= count
+    return frozenset(chosen)
 
 
 def _better(new: FidelityReport, old: FidelityReport) -> bool:
