@@ -48,7 +48,13 @@ from quanta.graph.prepare import prepare
 from quanta.graph.result import FidelityReport, FloatKind, QuantizeResult
 from quanta.graph.rounding import learned_rounding
 from quanta.graph.rounding_choice import round_where_it_pays
-from quanta.graph.storage import kept_fp16, kept_room, store_recurrent_fp16, written_bytes
+from quanta.graph.storage import (
+    kept_fp16,
+    kept_room,
+    store_kept_fp16,
+    store_recurrent_fp16,
+    written_bytes,
+)
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import Observer
 from quanta.runtime import mean_cosine, run_model
@@ -128,14 +134,17 @@ def quantize_static(
     built = builds.build({})
     report = None
     if target is not None:
-        # nodes the search keeps float for their answers store weights float16 within the
-        # room the fully int8 file leaves (graph/storage.py)
-        written = written_bytes(built[0], config.compact)
-        builds.kept_budget = kept_room(float_model.ByteSize(), written)
+        room = kept_room(float_model.ByteSize(), written_bytes(built[0], config.compact))
         built, report = keep_costly_float(
             builds, built, feeds, reference, target, goal, on_search, notes, where
         )
         report = _counted(report, split, data)
+        if report.kept_float:  # their weights float16 where that reads better (graph/storage.py)
+            scored = report
+            built, report = store_kept_fp16(
+                builds, built, scored, room, notes,
+                lambda b: _rescored(scored, b, feeds, reference, goal, builds.prepared),
+            )  # fmt: skip
         if not report.met:  # int8-stored LSTM/GRU weights may cost it (graph/storage.py)
             scored = report
             built, report = store_recurrent_fp16(
