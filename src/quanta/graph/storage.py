@@ -18,7 +18,8 @@ its rounding, yet stored int8 its weight keeps the weight's part of it: captcha_
 Conv (9,408 values) kept float with int8 weights left the text at 0.901. After the search, such
 nodes store weights of ``EXACT_BELOW`` values or more as float16 (``kept_fp16``), smallest
 first, within the room the fully int8 file (as written, compact) leaves above ``SIZE_FLOOR``
-and at most ``KEPT_GROWTH`` of its bytes, when the held-out measures read better so. Not while
+and at most ``KEPT_GROWTH`` of its bytes, when the target was missed and the missed measures
+read better so. Not while
 the search measures: on MobileNetV2 it then stopped at 11 layers, not 16, and top-1 agreement
 on its evaluation set fell from 91.7 to 89.1 %.
 """
@@ -147,16 +148,18 @@ def store_kept_fp16(
     notes: list[str],
     rescore: Callable[[Build], FidelityReport],
 ) -> tuple[Build, FidelityReport]:
-    """``built`` rebuilt with the nodes the search kept float for their answers storing weights
-    float16 (``kept_fp16`` within ``room`` bytes), if every measure reads at least as well on the
-    held-out samples and one better (a missed target: ``_better``); else ``built``, ``report``."""
+    """Where ``report`` missed its target: ``built`` rebuilt with the nodes the search kept float
+    for their answers storing weights float16 (``kept_fp16`` within ``room`` bytes), if the
+    missed measures read better on the held-out samples (``_better``); else ``built``,
+    ``report``. A met target is left alone: on MobileNetV2 (met at 0.9971 either way) float16
+    moved top-1 agreement on its evaluation set from 91.7 to 90.1 % for a cosine 0.00002 up."""
     kept = {f.name: f.reason for f in built[1].float_nodes if f.kind is FloatKind.ACCURACY}
-    if not kept_fp16(builds.prepared, kept, room):
+    if report.met or not kept_fp16(builds.prepared, kept, room):
         return built, report
     builds.kept_budget = room
     rebuilt = builds.build(kept)
     after = rescore(rebuilt)
-    if not (_gained(after, report) if report.met else _better(after, report)):
+    if not _better(after, report):
         builds.kept_budget = 0.0
         notes.append(
             f"weights of nodes kept float for their answers stored float16 measured "
@@ -168,14 +171,6 @@ def store_kept_fp16(
         f"{_reading(report)} -> {_reading(after)}"
     )
     return rebuilt, after
-
-
-def _gained(new: FidelityReport, old: FidelityReport) -> bool:
-    """Every target still met, every measure at least as good and one better."""
-    pairs = [(new.achieved, old.achieved)]
-    if new.agreement is not None and old.agreement is not None:
-        pairs.append((new.agreement, old.agreement))
-    return new.met and all(a >= b for a, b in pairs) and any(a > b for a, b in pairs)
 
 
 def _better(new: FidelityReport, old: FidelityReport) -> bool:
