@@ -48,13 +48,7 @@ from quanta.graph.prepare import prepare
 from quanta.graph.result import FidelityReport, FloatKind, QuantizeResult
 from quanta.graph.rounding import learned_rounding
 from quanta.graph.rounding_choice import round_where_it_pays
-from quanta.graph.storage import (
-    kept_fp16,
-    kept_room,
-    store_kept_fp16,
-    store_recurrent_fp16,
-    written_bytes,
-)
+from quanta.graph.storage import store_recurrent_fp16
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import Observer
 from quanta.runtime import mean_cosine, run_model
@@ -134,17 +128,10 @@ def quantize_static(
     built = builds.build({})
     report = None
     if target is not None:
-        room = kept_room(float_model.ByteSize(), written_bytes(built[0], config.compact))
         built, report = keep_costly_float(
             builds, built, feeds, reference, target, goal, on_search, notes, where
         )
         report = _counted(report, split, data)
-        if report.kept_float:  # their weights float16 where that reads better (graph/storage.py)
-            scored = report
-            built, report = store_kept_fp16(
-                builds, built, scored, room, notes,
-                lambda b: _rescored(scored, b, feeds, reference, goal, builds.prepared),
-            )  # fmt: skip
         if not report.met:  # int8-stored LSTM/GRU weights may cost it (graph/storage.py)
             scored = report
             built, report = store_recurrent_fp16(
@@ -300,7 +287,6 @@ class _Builds:
         self.weights: WeightCache = {}
         self.fp16_weights: frozenset[str] = frozenset()  # stored float16 (graph/storage.py)
         self.floors = range_floors(prepared)  # no grid points where readers are flat
-        self.kept_budget = 0.0  # bytes for float16 weights of nodes kept for their answers
 
     def build(
         self,
@@ -331,12 +317,10 @@ class _Builds:
         )  # fmt: skip
         if (activation_type or self.activation_type) == "uint8":
             int8_hard_swish(out)  # HardSwish on QLinearAdd + QLinearMul (graph/ops/hard_swish.py)
-        # nodes that compute in float still store int8 weights, those kept for their answers
-        # float16 within the budget (what the search measures ships)
+        # nodes that compute in float still store int8 weights (what the search measures ships)
         compress_float_weights(
             out, per_channel=self.config.per_channel, input_means=cal.input_means,
-            exact=_for_answers({**cal.exclude, **extra}),
-            fp16=self.fp16_weights | kept_fp16(out, _for_answers(extra), self.kept_budget),
+            exact=_for_answers({**cal.exclude, **extra}), fp16=self.fp16_weights,
         )  # fmt: skip
         return out, plan, corrected
 

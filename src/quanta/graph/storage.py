@@ -12,44 +12,23 @@ lac_gru (Baidu LAC: an embedding table of 29.8 MB, two bidirectional GRUs of 2.0
 int8 GRU weights alone change the emission scores by 0.027 RMS, float16 ones by 0.0008; with
 every weight int8 the CRF's tag sequence changes on 16 of 192 evaluation sentences, with the
 GRUs' weights float16 on 10 (and on 13 of all 288 sentences where int8 changes 22), at 3.66x.
-
-A node the fallback search keeps float for its answers (``store_kept_fp16``) was kept to avoid
-its rounding, yet stored int8 its weight keeps the weight's part of it: captcha_crnn's first
-Conv (9,408 values) kept float with int8 weights left the text at 0.901. After the search, such
-nodes store weights of ``EXACT_BELOW`` values or more as float16 (``kept_fp16``), smallest
-first, within the room the fully int8 file (as written, compact) leaves above ``SIZE_FLOOR``
-and at most ``KEPT_GROWTH`` of its bytes, when the target was missed and the missed measures
-read better so. Not while
-the search measures: on MobileNetV2 it then stopped at 11 layers, not 16, and top-1 agreement
-on its evaluation set fell from 91.7 to 89.1 %.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import onnx
 
-from quanta.graph.compact import compact_qdq
 from quanta.graph.planner import StaticPlan
 from quanta.graph.result import FidelityReport, FloatKind
-from quanta.graph.weight_only import EXACT_BELOW, float_weight_slots
-from quanta.opfacts import FACTS
+from quanta.graph.weight_only import float_weight_slots
 
 if TYPE_CHECKING:
     from quanta.graph.static import _Builds as Builds
 
-__all__ = [
-    "KEPT_GROWTH",
-    "RECURRENT",
-    "SIZE_FLOOR",
-    "kept_fp16",
-    "kept_room",
-    "store_kept_fp16",
-    "store_recurrent_fp16",
-    "written_bytes",
-]
+__all__ = ["RECURRENT", "SIZE_FLOOR", "store_recurrent_fp16"]
 
 Build = tuple[onnx.ModelProto, StaticPlan, int]
 
@@ -57,10 +36,6 @@ RECURRENT = ("LSTM", "GRU")
 # the file stays at least this many times smaller than float: int8's four, less what scales,
 # biases and the float leftovers of real models take
 SIZE_FLOOR = 3.5
-# the float16 weights of nodes kept float for their answers grow the file by at most this share:
-# with all the room above SIZE_FLOOR (tried while the search ran), MobileNetV2's late 1x1
-# convolutions (up to 410k values) got float16 weights, and the file went from 3.84x to 3.60x
-KEPT_GROWTH = 1 / 64
 
 
 def store_recurrent_fp16(
@@ -101,74 +76,6 @@ def store_recurrent_fp16(
         f"{len(chosen)} recurrent weight(s) (LSTM/GRU, which compute in float) stored float16, "
         f"not int8, as the fidelity target was missed: {_reading(report)} -> {_reading(after)}; "
         f"the file stays {float_bytes / size:.2f}x smaller than float (at least {SIZE_FLOOR:g}x)"
-    )
-    return rebuilt, after
-
-
-def kept_room(float_bytes: int, written: int) -> float:
-    """Bytes the float16 weights of nodes kept for their answers may add to a fully int8 file
-    of ``written`` bytes: what stays above ``SIZE_FLOOR``, and at most ``KEPT_GROWTH`` of it."""
-    return min(float_bytes / SIZE_FLOOR - written, written * KEPT_GROWTH)
-
-
-def written_bytes(model: onnx.ModelProto, compact: bool) -> int:
-    """The bytes ``model`` takes once written: compact QDQ (``quanta.graph.compact``) shortens
-    every name and shares equal scalars, which on captcha_crnn is 0.4 MB of 5.6 MB."""
-    if not compact:
-        return model.ByteSize()
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    compact_qdq(copy)
-    return copy.ByteSize()
-
-
-def kept_fp16(prepared: onnx.ModelProto, kept: Collection[str], budget: float) -> frozenset[str]:
-    """The weights of ``EXACT_BELOW`` values or more of the nodes ``kept`` float for their
-    answers that are stored float16 rather than int8: smallest first, while the one byte a
-    value more that float16 takes stays within ``budget`` bytes."""
-    if not kept or budget <= 0:
-        return frozenset()
-    sizes = float_weight_slots(prepared, FACTS, kept)
-    chosen = []
-    for name, count in sorted(sizes.items(), key=lambda kv: (kv[1], kv[0])):
-        if count < EXACT_BELOW:
-            continue
-        if count > budget:
-            break
-        chosen.append(name)
-        budget -= count
-    return frozenset(chosen)
-
-
-def store_kept_fp16(
-    builds: Builds,
-    built: Build,
-    report: FidelityReport,
-    room: float,
-    notes: list[str],
-    rescore: Callable[[Build], FidelityReport],
-) -> tuple[Build, FidelityReport]:
-    """Where ``report`` missed its target: ``built`` rebuilt with the nodes the search kept float
-    for their answers storing weights float16 (``kept_fp16`` within ``room`` bytes), if the
-    missed measures read better on the held-out samples (``_better``); else ``built``,
-    ``report``. A met target is left alone: on MobileNetV2 (met at 0.9971 either way) float16
-    moved top-1 agreement on its evaluation set from 91.7 to 90.1 % for a cosine 0.00002 up."""
-    kept = {f.name: f.reason for f in built[1].float_nodes if f.kind is FloatKind.ACCURACY}
-    if report.met or not kept_fp16(builds.prepared, kept, room):
-        return built, report
-    builds.kept_budget = room
-    rebuilt = builds.build(kept)
-    after = rescore(rebuilt)
-    if not _better(after, report):
-        builds.kept_budget = 0.0
-        notes.append(
-            f"weights of nodes kept float for their answers stored float16 measured "
-            f"{_reading(after)}, not better than int8 ({_reading(report)}): kept int8"
-        )
-        return built, report
-    notes.append(
-        f"weights of nodes kept float for their answers stored float16, not int8: "
-        f"{_reading(report)} -> {_reading(after)}"
     )
     return rebuilt, after
 

@@ -85,15 +85,13 @@ def stored_int8(
     return (half_scales(w, q, scale) if half else None) or (q, scale)
 
 
-def float_weight_slots(
-    model: onnx.ModelProto, op_types: Collection[str], nodes: Collection[str] | None = None
-) -> dict[str, int]:
-    """The float constant weights of ``op_types`` nodes (only those named in ``nodes``, if
-    given) that ``compress_float_weights`` would store as int8, name -> element count."""
+def float_weight_slots(model: onnx.ModelProto, op_types: Collection[str]) -> dict[str, int]:
+    """The float constant weights of ``op_types`` nodes that ``compress_float_weights`` would
+    store as int8, name -> element count."""
     index = GraphIndex(model)
     found: dict[str, int] = {}
     for node in model.graph.node:
-        if node.op_type not in op_types or (nodes is not None and node.name not in nodes):
+        if node.op_type not in op_types:
             continue
         for k in _weight_slots(node):
             slot = node.input[k]
