@@ -22,7 +22,11 @@ change when a share ``a`` of positions agree, so ``a >= 1 - 0.05 / T`` (0.9977 f
 On a few held-out samples the count of changed positions is too coarse for that target (one
 flip more or less decides it), so the score is the lower of the counted agreement and the one
 expected from the margins and the measured spread of their changes
-(``quanta.runtime.expected_agreement``): a target is met only when both say so.
+(``quanta.runtime.expected_agreement``): a target is met only when both say so. And the count
+allowed is half a change below the bar (at least half the bar): on captcha_crnn's 24 held-out
+CAPTCHAs of 20 positions the bar is 1.2 changes, and 1 change read "met" while the model kept
+only 0.901 of 192 evaluation texts (1 in 8 evaluation chunks of 24 reads as well); with 0.7
+allowed, a met target needs no change there.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ __all__ = ["SEQUENCES_KEPT", "Measure", "class_sequence_outputs", "sequence_meas
 
 SEQUENCES_KEPT = 0.95  # share of sequences whose arg-max must stay float's (the text bar)
 AGREEMENT = "per-position argmax agreement"
+# a held-out count is allowed half a changed position less than the bar (module docstring)
+NOISE_CHANGES = 0.5
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,14 @@ def _columns(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) -> int 
     return int(dims[-1]) if len(dims) >= 2 else None
 
 
+def noise_allowed_changes(samples: int) -> float:
+    """How many changed positions ``samples`` held-out sequences may show and still read the
+    target met: ``(1 - SEQUENCES_KEPT) · samples`` (the bar, one change per changed sequence)
+    less half a change for the sampling noise of a count this small, but at least half the bar."""
+    allowed = (1.0 - SEQUENCES_KEPT) * samples
+    return max(allowed - NOISE_CHANGES, allowed / 2)
+
+
 def sequence_measure(
     model: onnx.ModelProto, reference: list[np.ndarray], samples: int
 ) -> Measure | None:
@@ -123,8 +137,8 @@ def sequence_measure(
     if not picked or samples <= 0:
         return None
     refs = [np.asarray(reference[k]) for k in picked]
-    positions = sum(r.size // r.shape[-1] for r in refs) / samples  # per sample
-    target = 1.0 - (1.0 - SEQUENCES_KEPT) / max(positions, 1.0)
+    total = sum(r.size // r.shape[-1] for r in refs)  # positions over all samples
+    target = 1.0 - noise_allowed_changes(samples) / max(total, samples)
 
     def score(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
         out, ref = [outputs[k] for k in picked], [reference[k] for k in picked]
