@@ -6,7 +6,7 @@ channels of range 100) keeps 0.904 of float's detections in int8 with 29 layers 
 with its backbone and every depthwise convolution float too, and 0.92 with a grid per channel
 on every convolution input (0.94 with four grids by range; weights float, nothing else
 quantized; measured by hand, not built). Computing in float with int8-stored weights keeps
-0.993 at float's speed (``--mode dynamic``, which stores small weights int8 too: 0.968).
+0.993 at float's speed (``--mode dynamic`` 0.968).
 
 So when the accuracy-aware fallback ends short of the fidelity target, ``prefer_float_compute``
 scores that variant on the same held-out samples, and keeps it when
