@@ -1,5 +1,5 @@
 """Static's last resort for answers (graph/float_compute.py): when int8 misses the fidelity
-target after the fallback and is not measurably faster, every layer computes in float with its
+target after the fallback and is not 20 % faster, every layer computes in float with its
 weights stored int8. Timers are injected (fixed figures: tests never assert on measured speed);
 fidelity is checked against ONNX Runtime running the float model."""
 

@@ -160,7 +160,8 @@ def quantize_static(
     if config.compact:
         compact_qdq(quantized)
     onnx.checker.check_model(quantized)
-    notes[:0] = _calibration_notes(builds, plan, corrected, split, data)
+    # what calibration measured, whichever build was kept (a float-compute one calibrates none)
+    notes[:0] = _calibration_notes(builds, calibration.plan, corrected, split, data)
     return QuantizeResult(quantized, plan.float_nodes, notes, report)
 
 
