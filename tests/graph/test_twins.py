@@ -4,12 +4,14 @@ the accuracy-aware fallback: kept float together, ranked by one model build."""
 from __future__ import annotations
 
 import onnx
+import pytest
 from onnx import helper
+from test_latency import FixedTimer
 from tiny_graphs import make_model, rand
 
-from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
+from quanta.graph import CalibrationData, QuantizeConfig, latency, quantize_static
 from quanta.graph.result import FloatKind
-from quanta.graph.twins import twin_groups
+from quanta.graph.twins import twin_groups, weight_sharers
 
 STEPS = 6
 
@@ -60,3 +62,28 @@ def test_fallback_ranks_and_keeps_twins_as_one() -> None:
     assert any("6 node(s) kept float" in n and "9 evaluations" in n for n in result.notes), (
         result.notes
     )
+
+
+def test_nodes_reading_one_weight_are_kept_float_for_speed_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = _unrolled(shared=True)
+    assert weight_sharers(model, [n.name for n in model.graph.node]) == [
+        [f"gemm{t}" for t in range(STEPS)]
+    ]
+    assert weight_sharers(_unrolled(shared=False), [n.name for n in model.graph.node]) == []
+    config = QuantizeConfig(min_fidelity=None, method="minmax", activation_type="int8")
+    data = CalibrationData({"x": rand(32, 16, seed=3, std=2.0)})
+
+    def speed_kept(int8_ms: dict[str, float], batch1: list[float]) -> set[str]:
+        monkeypatch.setattr(latency, "DEFAULT_TIMER", FixedTimer(int8_ms, batch1=batch1))
+        result = quantize_static(model, data, config)
+        weights = [t for t in result.model.graph.initializer if list(t.dims) == [16, 16]]
+        assert len(weights) == 1  # the shared weight, stored once
+        return {f.name for f in result.float_nodes if f.kind is FloatKind.SPEED}
+
+    # one step's Gemm slow in int8 (3 ms against 1 ms float; the others 0.5): the six steps
+    # together take 5.5 ms against 6 ms, so none is kept float (alone, gemm4 would be)
+    assert speed_kept({"gemm4": 3.0}, [2.0, 1.0]) == set()
+    # 9 ms: together 11.5 ms against 6 ms, so all six are, and the shared weight is stored once
+    assert speed_kept({"gemm4": 9.0}, [2.0, 1.0, 0.8]) == {f"gemm{t}" for t in range(STEPS)}

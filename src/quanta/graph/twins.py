@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 import onnx
 
 from quanta.graph.index import GraphIndex
+from quanta.opfacts import FACTS
 
-__all__ = ["DEPTH", "WEIGHT_SIZE", "Twins", "twin_groups"]
+__all__ = ["DEPTH", "WEIGHT_SIZE", "Twins", "twin_groups", "weight_sharers"]
 
 DEPTH = 4  # producers deep: from a cell's Sigmoid/Tanh/Mul back to the Gemm that feeds it
 WEIGHT_SIZE = 16  # a constant with this many values or more is a weight, named by its tensor
@@ -110,3 +111,19 @@ class Twins:
         if cost is None:
             return None
         return {n: sum(cost.get(m, 0.0) for m in g) for n, g in self.groups.items() if n in cost}
+
+
+def weight_sharers(model: onnx.ModelProto, candidates: Sequence[str]) -> list[list[str]]:
+    """The groups of two or more ``candidates`` that read one weight initializer (at its op's
+    weight input): every step of an unrolled recurrent cell, including the first steps, which
+    are not twins. One of them float and another int8 would store that weight twice."""
+    inits = {t.name for t in model.graph.initializer}
+    wanted = set(candidates)
+    readers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        facts = FACTS.get(node.op_type)
+        if node.name not in wanted or facts is None or facts.weight is None:
+            continue
+        if facts.weight < len(node.input) and node.input[facts.weight] in inits:
+            readers.setdefault(node.input[facts.weight], []).append(node.name)
+    return [names for names in readers.values() if len(names) > 1]
