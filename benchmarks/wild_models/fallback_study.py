@@ -67,7 +67,7 @@ def default_builds(model: Path, calib: Path) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name")
+    parser.add_argument("name", choices=[e.name for e in CORPUS])
     parser.add_argument("--cache", default=str(sources.DEFAULT_CACHE))
     args = parser.parse_args(argv)
     cache = Path(args.cache)
