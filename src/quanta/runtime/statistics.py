@@ -145,14 +145,17 @@ class StatisticsSession:
         self._checks = [
             o.name for o in model.graph.output if o.type.tensor_type.elem_type == TensorProto.FLOAT
         ] if self.pooled else []  # fmt: skip
-        self._averaged = _averaged(self.pooled, self.pooled_means, self._checks)
+        # pooled tensors that get a GlobalAveragePool: those whose channel means are taken,
+        # and every one where the model has no float output to check for NaN
+        self._averaged = {*self.pooled_means, *(() if self._checks else self.pooled)}
         self._pooled_prefix = {
             name: _prefix(self.tensors, list(self.channel_axes), name)
             for name in sorted(self.pooled | self.pooled_means)
         }
         augmented, self._outputs = _augment(model, self.tensors, self.channel_axes, self.sampled,
                                             sample_cap, ranks, self.pooled, self.pooled_means,
-                                            self.nonnegative, self._checks)  # fmt: skip
+                                            self.nonnegative, self._checks,
+                                            self._averaged)  # fmt: skip
         self.session = ort.InferenceSession(
             augmented.SerializeToString(),
             _options(level, threads),
@@ -220,14 +223,6 @@ def _prefix(tensors: list[str], channels: list[str], name: str) -> str:
     return f"{_P}{tensors.index(name)}" if name in tensors else f"{_P}m{channels.index(name)}"
 
 
-def _averaged(
-    pooled: Collection[str], pooled_means: Collection[str], checks: Sequence[str]
-) -> set[str]:
-    """The pooled tensors that get a ``GlobalAveragePool``: those whose channel means are
-    taken, and every one where the model has no float output to check for NaN."""
-    return {*pooled_means, *(() if checks else pooled)}
-
-
 def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
     """Inferred shapes, None for a dimension not known as a positive integer."""
     inferred = onnx.shape_inference.infer_shapes(model)
@@ -252,8 +247,10 @@ def _augment(
     pooled_means: Collection[str] = (),
     nonnegative: Collection[str] = (),
     checks: Sequence[str] = (),
+    averaged: Collection[str] = (),
 ) -> tuple[onnx.ModelProto, list[str]]:
-    """The model with only the statistics as outputs (so nothing else is copied out)."""
+    """The model with only the statistics as outputs (so nothing else is copied out); the
+    ``checks`` outputs summed for the NaN check, the ``averaged`` pooled tensors with means."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
@@ -285,7 +282,6 @@ def _augment(
     start, end = const("start", np.array([0], np.int64)), const("end", np.array([2**62]))
     axis0, one = const("axis0", np.array([0], np.int64)), const("one", np.array([1], np.int64))
     summed: set[str] = set()
-    averaged = _averaged(pooled, pooled_means, checks)
     for name in sorted({*pooled, *pooled_means}):
         prefix = _prefix(tensors, list(channel_axes), name)
         nodes.extend(pooled_nodes(prefix=prefix, name=name, out=out, extremes=name in pooled,
