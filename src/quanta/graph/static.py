@@ -50,6 +50,7 @@ from quanta.graph.result import FidelityReport, FloatKind, QuantizeResult
 from quanta.graph.rounding import learned_rounding
 from quanta.graph.rounding_choice import round_where_it_pays
 from quanta.graph.storage import store_recurrent_fp16
+from quanta.graph.tradeoff import speed_cost_note
 from quanta.graph.weight_only import compress_float_weights
 from quanta.quant import Observer
 from quanta.runtime import mean_cosine, run_model
@@ -126,7 +127,7 @@ def quantize_static(
             target, goal.metric if goal is not None else None,
             further_measures(goal, model, reference, len(next(iter(feeds.values())))), notes,
         )  # fmt: skip
-    built = builds.build({})
+    built = fully_int8 = builds.build({})
     report = None
     if target is not None:
         built, report = keep_costly_float(
@@ -156,6 +157,12 @@ def quantize_static(
         if report is not None and fastest is not built:  # the report scores the model written
             report = _rescored(report, fastest, feeds, reference, goal, builds.prepared)
         built = fastest
+        if report is not None and goal is None:  # say what the answers' fallback cost in speed
+            n_kept = sum(f.kind is FloatKind.ACCURACY for f in built[1].float_nodes)
+            cost = speed_cost_note(
+                float_model, built[0], fully_int8[0], data.head(model, 1), report, n_kept
+            )
+            notes.extend([cost] if cost else [])
     quantized, plan, corrected = built
     if config.compact:
         compact_qdq(quantized)
