@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from quanta._io import check_output_path, write_bytes_atomic
 from quanta.cli.console import add_force, err, out
 from quanta.errors import InputError
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = ["add_parser"]
 
@@ -35,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from quanta.cli.datasets import eval_set
     from quanta.graph import load_model
     from quanta.graph.uint8_input import with_uint8_input
+    from quanta.graph.weight_only import computes_int8, decoded_weights
     from quanta.runtime import feeds_for, make_session
     from quanta.tflite import onnx_to_tflite
     from quanta.tflite.ranges import measure_ranges, recorded_ranges
@@ -47,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if output.suffix != ".tflite":
         raise InputError(f"output {str(output)!r} should end in .tflite")
     model = load_model(args.model)
+    if not computes_int8(model) and decoded_weights(model):
+        return _write_dynamic_range(args, model, output)
     # the float tensors TFLite holds in int8 (outputs, Softmax inputs): measured on
     # --calibration, else the ranges `quanta quantize` recorded in the model
     ranges = recorded_ranges(model)
@@ -62,5 +70,28 @@ def run(args: argparse.Namespace) -> int:
     data_bytes = onnx_to_tflite(model, ranges)
     write_bytes_atomic(output, data_bytes)
     out.print(f"export-tflite: wrote {output} ({len(data_bytes) / 1e6:.2f} MB)")
+    err.print("inputs are NHWC (channels last); outputs keep the ONNX model's layout")
+    return 0
+
+
+def _write_dynamic_range(args: argparse.Namespace, model: onnx.ModelProto, output: Path) -> int:
+    """A model whose every layer computes in float with int8-stored weights (what static mode
+    writes where int8 compute buys no speed or loses the answers, and dynamic mode for a Conv
+    model): its TFLite counterpart is LiteRT's dynamic-range form, int8 weights and float
+    activations, run by LiteRT's hybrid kernels."""
+    from quanta.tflite.float_convert import float_onnx_to_tflite
+
+    if args.input_uint8:
+        raise InputError(
+            f"--input-uint8 needs a model that quantizes its input; every layer of {args.model} "
+            "computes in float (its weights are stored int8)"
+        )
+    data_bytes = float_onnx_to_tflite(model, "dynamic")
+    write_bytes_atomic(output, data_bytes)
+    out.print(f"export-tflite: wrote {output} ({len(data_bytes) / 1e6:.2f} MB)")
+    err.print(
+        f"every layer of {args.model} computes in float with int8-stored weights, so the file is "
+        "LiteRT's dynamic-range form: int8 weights, float activations (hybrid kernels)"
+    )
     err.print("inputs are NHWC (channels last); outputs keep the ONNX model's layout")
     return 0

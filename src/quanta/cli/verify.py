@@ -84,9 +84,18 @@ _INTEGER_OPS = frozenset(
 
 def _check_quantized(path: str, model: onnx.ModelProto) -> None:
     """A model with no int8 op has nothing to verify: say so instead of comparing floats."""
+    from quanta.graph.weight_only import decoded_weights
+
     if not any(
         n.op_type in _INTEGER_OPS or n.op_type.startswith("QLinear") for n in model.graph.node
     ):
+        if decoded := decoded_weights(model):
+            raise InputError(
+                f"{path} computes every layer in float: its {decoded} int8-stored weight(s) "
+                "are decoded to float when the session starts, so no int8 arithmetic is left "
+                f"to verify; quanta bench {path} --reference FLOAT.onnx --data DATA measures "
+                "it against float"
+            )
         raise InputError(
             f"{path} has no int8 ops (QuantizeLinear/DequantizeLinear or QLinear*): it is a "
             "float model; pass a quantized one (e.g. from quanta quantize)"

@@ -28,6 +28,7 @@ from quanta.graph.compact import expand_qdq
 from quanta.graph.prepare import prepare
 from quanta.graph.qdq import qdq_pair
 from quanta.graph.rewrite import Names
+from quanta.graph.weight_only import computes_int8, decoded_weights
 from quanta.quant import QParams, dequantize
 from quanta.runtime import mean_cosine, run_model, session_with_outputs
 from quanta.runtime.batching import SessionLike, run_batched
@@ -243,6 +244,13 @@ def inspect_layers(
     }
     plain = expand_qdq(quantized)
     sites = _sites(plain, float_names)
+    if not sites and not computes_int8(quantized) and decoded_weights(quantized):
+        raise ModelError(
+            "no quantized activation in this model to inspect: every layer computes in float, "
+            f"its {decoded_weights(quantized)} int8-stored weight(s) decoded when the session "
+            "starts; quanta bench MODEL --reference FLOAT.onnx --data DATA measures it against "
+            "float"
+        )
     if not sites:
         raise ModelError(
             "no quantized tensor of this model matches a tensor of the reference model; "

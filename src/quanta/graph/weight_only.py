@@ -22,7 +22,14 @@ from quanta.graph.ops import get_attr
 from quanta.graph.rewrite import Names, int8_decoder, quantize_weight, remove_unused
 from quanta.opfacts import FACTS, Backend, weight_axis
 
-__all__ = ["compress_float_weights", "float_weight_slots", "saves_bytes", "stored_int8"]
+__all__ = [
+    "compress_float_weights",
+    "computes_int8",
+    "decoded_weights",
+    "float_weight_slots",
+    "saves_bytes",
+    "stored_int8",
+]
 
 # NOTE: the decoder costs bytes of its own: a Cast and a Mul node, two initializer headers, and
 # a name each (short ones after compact QDQ). A weight is stored int8 only where its 3 bytes a
@@ -101,6 +108,28 @@ def float_weight_slots(model: onnx.ModelProto, op_types: Collection[str]) -> dic
                 if axis is not None and saves_bytes(w, stored_int8(node, w, axis)[1]):
                     found[slot] = int(w.size)
     return found
+
+
+def decoded_weights(model: onnx.ModelProto) -> int:
+    """How many int8 initializers a ``Cast`` to float decodes (weights stored int8 for nodes
+    that compute in float; ``quanta.graph.rewrite.int8_decoder``)."""
+    int8 = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    return sum(
+        n.op_type == "Cast" and n.input[0] in int8 and get_attr(n, "to") == onnx.TensorProto.FLOAT
+        for n in model.graph.node
+    )
+
+
+def computes_int8(model: onnx.ModelProto) -> bool:
+    """Whether any tensor computed at run time is quantized, or any integer op runs (else every
+    layer computes in float, whatever its weights are stored as)."""
+    inits = {t.name for t in model.graph.initializer}
+    return any(
+        (n.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") and n.input[0] not in inits)
+        or n.op_type.startswith("QLinear")
+        or n.op_type in ("ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul")
+        for n in model.graph.node
+    )
 
 
 def _fp16_decoder(
