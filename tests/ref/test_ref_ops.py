@@ -196,6 +196,14 @@ def test_concat_requantizes_inputs_onto_the_output_grid() -> None:
         ("Gather", {"idx": np.array([2, 0], np.int64)}, {"axis": 2}, lambda x: x[:, :, [2, 0]]),
         ("Slice", {"st": np.array([1], np.int64), "en": np.array([4], np.int64),
                    "ax": np.array([2], np.int64)}, {}, lambda x: x[:, :, 1:4]),
+        # reversed, as an exported bidirectional LSTM reverses its backward outputs: the end
+        # is -INT64_MAX (before the first element), which must not read as "the last one"
+        ("Slice", {"st": np.array([-1], np.int64), "en": np.array([-(2**63 - 1)], np.int64),
+                   "ax": np.array([0], np.int64), "sp": np.array([-1], np.int64)}, {},
+         lambda x: x[::-1]),
+        ("Slice", {"st": np.array([2], np.int64), "en": np.array([0], np.int64),
+                   "ax": np.array([2], np.int64), "sp": np.array([-2], np.int64)}, {},
+         lambda x: x[:, :, 2:0:-2]),
         ("Unsqueeze", {"ax": np.array([0], np.int64)}, {}, lambda x: x[None]),
     ],
 )  # fmt: skip

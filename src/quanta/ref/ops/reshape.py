@@ -101,11 +101,11 @@ def slice_(ctx: OpContext, inputs: list[QTensor | None]) -> list[QTensor]:
     )
     steps = [1] * len(starts) if given_steps is None else [int(s) for s in given_steps]
     index = [slice(None)] * x.q.ndim
+    # ONNX clamps starts and ends as Python's slices do (a negative index counts from the end;
+    # with a negative step an end before the first element stops after it), so the slice is
+    # Python's own: its .indices() would turn such an end into -1, which reads as "the last"
     for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
-        size = x.q.shape[axis]
-        index[axis] = slice(
-            *slice(int(start), int(np.clip(end, -(2**62), 2**62)), step).indices(size)
-        )
+        index[axis] = slice(int(start), int(np.clip(end, -(2**62), 2**62)), step)
     return [QTensor(x.q[tuple(index)], x.qp)]
 
 
