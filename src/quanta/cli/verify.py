@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import TYPE_CHECKING
 
 from quanta._io import check_output_path, write_text_atomic
@@ -17,8 +18,14 @@ if TYPE_CHECKING:  # the CLI imports the library when a command runs, to start f
     from rich.table import Table
 
     from quanta.ref import VerifyReport
+    from quanta.ref.verify import OutputAgreement
 
 __all__ = ["add_parser"]
+
+# Quantized tensors listed without --verbose (the least equal ones; a count says the rest).
+SHOWN = 16
+# Tensor names listed in a sentence without --verbose.
+FEW = 8
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,6 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--inputs", required=True, help="X.npz (one array per model input), or mnist")
     p.add_argument("--samples", type=int, help="use the first N samples (default: all)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument(
+        "-v", "--verbose", action="store_true",
+        help=f"list every quantized tensor (default: the outputs and the {SHOWN} least equal) "
+        "and every op run in float (default: one line per reason, with a count)",
+    )  # fmt: skip
     p.add_argument(
         "--emulate-avx2", action="store_true",
         help="also run Conv/Gemm/MatMul as an AVX2 CPU without VNNI does (u8 x s8 products "
@@ -57,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
     n = len(next(iter(feeds.values())))
     with err.status(f"running {n:,} samples in the reference executor and ONNX Runtime"):
         report = verify(model, feeds, rounding=args.rounding, emulate_avx2=args.emulate_avx2)
-    out.print(_table(report, f"{args.model}: integer reference vs ONNX Runtime, {n:,} samples"))
-    _print_ops(report)
+    title = f"{args.model}: integer reference vs ONNX Runtime, {n:,} samples"
+    out.print(_table(report, title, None if args.verbose else SHOWN))
+    _print_ops(report, args.verbose)
     if args.emulate_avx2:
         _print_saturation(report)
     out.print(
@@ -119,11 +132,26 @@ def _steps(value: int | None) -> str:
     return "—" if value is None else str(value)
 
 
-def _table(report: VerifyReport, title: str) -> Table:
-    """One row per output, then one per quantized tensor."""
+def _table(report: VerifyReport, title: str, shown: int | None) -> Table:
+    """One row per output, then one per quantized tensor: with ``shown``, only that many, the
+    least equal ones op by op (in graph order), and a caption for the rest."""
     from rich.table import Table
 
-    table = Table(title=title)
+    tensors = list(report.tensors.items())
+    rest: list[tuple[str, OutputAgreement]] = []
+    if shown is not None and len(tensors) > shown:
+        worst = set(sorted(range(len(tensors)), key=lambda i: tensors[i][1].equal_fraction)[:shown])
+        rest = [t for i, t in enumerate(tensors) if i not in worst]
+        tensors = [t for i, t in enumerate(tensors) if i in worst]
+    caption = None
+    if rest:
+        low = min(t.equal_fraction for _, t in rest)
+        steps = max((t.max_diff_steps or 0) for _, t in rest)
+        caption = (
+            f"{len(rest)} more quantized tensor(s), each at least {low:.4%} equal op by op and "
+            f"at most {steps} step(s) apart (--verbose lists every one)"
+        )
+    table = Table(title=title, caption=caption)
     for column in (
         "tensor",
         "grid",
@@ -132,6 +160,7 @@ def _table(report: VerifyReport, title: str) -> Table:
         "max steps",
         "equal (end to end)",
         "max steps (e2e)",
+        "cosine (e2e)",
     ):
         table.add_column(column, justify="left" if column in ("tensor", "grid") else "right")
     for name, o in report.outputs.items():
@@ -142,7 +171,7 @@ def _table(report: VerifyReport, title: str) -> Table:
             f"{e2e.equal_fraction:.4%}" if e2e else "", _steps(e2e.max_diff_steps) if e2e else "",
             f"{e2e.cosine:.6f}" if e2e else "",
         )  # fmt: skip
-    for name, t in report.tensors.items():
+    for name, t in tensors:
         table.add_row(
             name, t.grid, f"{t.op_by_op.values:,}", f"{t.equal_fraction:.4%}",
             _steps(t.max_diff_steps), "", "", "",
@@ -150,12 +179,17 @@ def _table(report: VerifyReport, title: str) -> Table:
     return table
 
 
-def _print_ops(report: VerifyReport) -> None:
-    """Which ops ran in integers, and why any ran in float."""
+def _print_ops(report: VerifyReport, verbose: bool) -> None:
+    """Which ops ran in integers, and why any ran in float: one line per reason with a count
+    and an example node, or with ``verbose`` one per node."""
     if report.from_float:
+        names = report.from_float if verbose else report.from_float[:FEW]
+        more = len(report.from_float) - len(names)
         out.print(
             f"{len(report.from_float)} tensor(s) are quantized from the output of a float op "
-            "(no integer kernel to compare): " + ", ".join(report.from_float)
+            "(no integer kernel to compare): "
+            + ", ".join(names)
+            + (f" and {more} more (--verbose lists them)" if more else "")
         )
     ops = ", ".join(f"{k}×{v}" for k, v in sorted(report.integer_ops.items()))
     if report.integer_only:
@@ -163,8 +197,18 @@ def _print_ops(report: VerifyReport) -> None:
     else:
         floats = ", ".join(f"{k}×{v}" for k, v in sorted(report.float_ops.items()))
         out.print(f"integer-only: no — float ops: {floats}; integer kernels: {ops}")
-        for node, why in report.float_reasons.items():
-            out.print(f"  {node}: {why}")
+        if verbose:
+            for node, why in report.float_reasons.items():
+                out.print(f"  {node}: {why}")
+            return
+        groups: dict[str, list[str]] = {}
+        for node, why in report.float_reasons.items():  # a tensor's name is the example's
+            general = re.sub(r"'[^']*'", "…", re.sub(r"input '[^']*'", "an input", why))
+            groups.setdefault(general, []).append(node)
+        for why, nodes in groups.items():
+            out.print(f"  {len(nodes)} op(s): {why} (e.g. {nodes[0]!r})")
+        if len(groups) < len(report.float_reasons):
+            out.print("  (--verbose names every op)")
 
 
 def _print_saturation(report: VerifyReport) -> None:
