@@ -110,8 +110,9 @@ def test_sample_strides_keep_the_sampled_values(monkeypatch: pytest.MonkeyPatch)
     sizes = {"big": 1 << 20, "mid": 677_376, "small": 9000}
     assert sample_strides(sizes, 19) == {"big": 1, "mid": 1, "small": 1}  # as before
     strides = sample_strides(sizes, 224)
-    assert strides == {"big": 12, "mid": 6, "small": 1}  # 14, 9, 0 -> divisors of 12
-    assert sample_strides({"big": 1 << 20, "mid": 677_376}, 13 * 16) == {"big": 12, "mid": 6}
+    assert strides == {"big": 12, "mid": 9, "small": 1}  # 14, 9, 0 -> 2^a * 3^b at most
+    assert sample_strides({"big": 1 << 20, "mid": 677_376}, 13 * 16) == {"big": 12, "mid": 8}
+    assert sample_strides({"big": 1 << 20, "mid": 400_000}, 224) == {"big": 12, "mid": 4}
     for name, k in strides.items():  # every k-th of 224 batches: at least 2^24 values
         assert len(range(0, 224, k)) * sizes[name] >= min(224 * sizes[name], 1 << 24)
 

@@ -43,14 +43,12 @@ Summary = tuple[dict[str, TensorSummary], dict[str, ChannelSums]]
 def sample_strides(sample_sizes: Mapping[str, int], total: int) -> dict[str, int]:
     """Per tensor, sample every ``k``-th of ``total`` batches: the largest ``k`` that still gives
     ``SAMPLED_VALUES`` values at ``sample_sizes`` per batch (1: every batch), taken among the
-    divisors of one ``2^a * 3^b``, so a batch's sampled set depends on its index's common
-    divisor with that and a few sessions serve the whole run."""
+    numbers ``2^a * 3^b``, so a batch's sampled set depends only on the powers of 2 and 3 in its
+    index (capped) and a few sessions serve the whole run."""
     raw = {name: max(1, total * size // SAMPLED_VALUES) for name, size in sample_sizes.items()}
     most = max(raw.values(), default=1)
     smooth = [2**a * 3**b for a in range(most.bit_length()) for b in range(most.bit_length())]
-    base = max(n for n in smooth if n <= most)
-    divisors = [d for d in range(1, base + 1) if base % d == 0]
-    return {name: max(d for d in divisors if d <= k) for name, k in raw.items()}
+    return {name: max(n for n in smooth if n <= k) for name, k in raw.items()}
 
 
 def nonnegative_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> frozenset[str]:
