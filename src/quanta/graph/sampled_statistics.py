@@ -24,6 +24,7 @@ import onnx
 from quanta.graph.index import GraphIndex
 from quanta.opfacts import OpKind, facts_of
 from quanta.runtime.statistics import (
+    SAMPLE_CAP,
     ChannelSums,
     StatisticsSession,
     TensorSummary,
@@ -103,21 +104,27 @@ class InGraphStatistics:
         self.strides: dict[str, int] | None = None
         self.model = model
         self.shapes: dict[str, tuple[int | None, ...]] | None = None  # inferred once, on use
-        self.sessions: dict[frozenset[str], StatisticsSession] = {}
+        self.sessions: dict[tuple[frozenset[str], bool], StatisticsSession] = {}
+        self.steps: dict[str, int] = {}  # a long run's spatial_steps, after its first batch
         self._session(self.tensors if samples else frozenset())  # raises StatisticsUnavailable
 
     def _session(self, sampled: frozenset[str]) -> StatisticsSession:
-        if sampled not in self.sessions:
-            if sampled == self.tensors:  # the statistics as before pooling
-                self.sessions[sampled] = self.make(samples=True)
+        # the statistics as before pooling: every tensor sampled, but for a long run's batches
+        # after its first (sampled inside the blocked layout, spatial_steps)
+        full = sampled == self.tensors and not self.steps
+        key = (sampled, full)
+        if key not in self.sessions:
+            if full:
+                self.sessions[key] = self.make(samples=True)
             else:
                 skip = self.means - sampled if self.samples else frozenset()
                 if self.shapes is None:
                     self.shapes = tensor_shapes(self.model)
-                self.sessions[sampled] = self.make(samples=sampled, pooled=True,
-                                                   nonnegative=self.nonnegative,
-                                                   skip_means=skip, shapes=self.shapes)  # fmt: skip
-        return self.sessions[sampled]
+                self.sessions[key] = self.make(samples=sampled, pooled=True,
+                                               nonnegative=self.nonnegative, skip_means=skip,
+                                               shapes=self.shapes,
+                                               spatial_steps=self.steps)  # fmt: skip
+        return self.sessions[key]
 
     def run(self, feeds: Mapping[str, np.ndarray], i: int) -> Summary | None:
         """Batch ``i``'s summaries, or None where it holds a NaN or Inf."""
@@ -128,6 +135,28 @@ class InGraphStatistics:
             if result is not None:  # the sample sizes of a whole batch
                 sizes = {n: s.sample.size for n, s in result[0].items() if s.sample is not None}
                 self.strides = sample_strides(sizes, self.total)
+                if max(self.strides.values(), default=1) > 1:  # a long run
+                    if self.shapes is None:
+                        self.shapes = tensor_shapes(self.model)
+                    self.steps = spatial_steps(result[0], self.shapes)
             return result
         sampled = frozenset(n for n, k in self.strides.items() if i % k == 0)
         return self._session(sampled).run(feeds)
+
+
+def spatial_steps(
+    summaries: Mapping[str, TensorSummary], shapes: Mapping[str, tuple[int | None, ...]]
+) -> dict[str, int]:
+    """Per 4-D tensor of a known height and width: the smallest step in both that leaves at
+    most ``SAMPLE_CAP`` values of a batch of ``summaries``' size (every channel kept)."""
+    steps = {}
+    for name, s in summaries.items():
+        shape = shapes.get(name, ())
+        if len(shape) != 4 or shape[2] is None or shape[3] is None:
+            continue
+        h, w = shape[2], shape[3]
+        rest, step = s.size // (h * w), 1
+        while rest * -(-h // step) * -(-w // step) > SAMPLE_CAP:
+            step += 1
+        steps[name] = step
+    return steps
