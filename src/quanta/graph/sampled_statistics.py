@@ -11,7 +11,9 @@ Bias correction's channel means of an observed tensor are taken on its sampled b
 least ``SAMPLED_VALUES`` values: the pooled batches then need no ``GlobalAveragePool``, and
 their NaN check is the graph outputs', ``quanta.runtime.statistics``).
 A run whose tensors' samples add up to less than twice ``SAMPLED_VALUES`` samples every batch,
-as before.
+as before. In a longer one, the sampled batches after the first take a 4-D tensor's sample
+inside the blocked layout too (``spatial_steps``: every ``s``-th row and column, all channels),
+with the pooled extremes, so only the first batch pays the copy to NCHW.
 """
 
 from __future__ import annotations

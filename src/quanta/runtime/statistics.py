@@ -26,7 +26,9 @@ a NaN in a convolution's output), so that batch could narrow a range the whole-t
 would not. Calibration inputs are finite (``quanta.data`` refuses NaN and Inf), so a NaN inside
 needs an op that makes one (0/0, Inf - Inf, Log or Sqrt of a negative) and a later op that
 drops it before every output; Relu, Clip and Max(x, 0) (fused into a Conv or not) and the pools
-were measured to keep it. The sampled batches of every tensor keep the exact check.
+were measured to keep it. A run that samples every batch, and a long run's first batch, keep
+the exact check; a long run's later sampled batches (``spatial_steps``) add the sum of each
+blocked-layout sample, which a NaN in its rows and columns makes NaN.
 """
 
 from __future__ import annotations
