@@ -361,3 +361,20 @@ def test_a_batch_without_a_sample_still_reaches_minmax() -> None:
     obs.update_summary(-2.5, 4.0, 1000, None)
     assert obs.range_for("minmax") == (-2.5, 4.0)
     assert obs.counts.sum() == pytest.approx(x.size + 2)
+
+
+def test_a_sample_binned_in_chunks_gets_the_one_shot_counts() -> None:
+    from quanta.quant.histogram import _CHUNK
+
+    # 2.5 chunks; the top value (past the last edge once rounded) in every chunk, and values
+    # on bin edges across the chunk boundaries
+    x = np.random.default_rng(5).standard_normal(5 * _CHUNK // 2).astype(np.float32)
+    top = float(x.max())
+    x[[0, _CHUNK - 1, _CHUNK, 2 * _CHUNK + 3]] = top
+    obs = HistogramObserver(bins=64)
+    obs.update_summary(float(x.min()), top, x.size, x)
+    edges = (obs.hist_min + obs.bin_width * np.arange(1, 64)).astype(np.float32)
+    x[_CHUNK - 40 : _CHUNK + 23] = edges[:63]
+    counts = obs._sample_counts(x)
+    assert np.array_equal(counts, exact_counts(obs, x))
+    assert counts.sum() == x.size and counts[-1] >= 4

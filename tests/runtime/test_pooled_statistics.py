@@ -110,8 +110,9 @@ def test_sample_strides_keep_the_sampled_values(monkeypatch: pytest.MonkeyPatch)
     sizes = {"big": 1 << 20, "mid": 677_376, "small": 9000}
     assert sample_strides(sizes, 19) == {"big": 1, "mid": 1, "small": 1}  # as before
     strides = sample_strides(sizes, 224)
-    assert strides == {"big": 12, "mid": 6, "small": 1}  # 14, 9, 0 -> divisors of 12
-    assert sample_strides({"big": 1 << 20, "mid": 677_376}, 13 * 16) == {"big": 12, "mid": 6}
+    assert strides == {"big": 12, "mid": 9, "small": 1}  # 14, 9, 0 -> 2^a * 3^b at most
+    assert sample_strides({"big": 1 << 20, "mid": 677_376}, 13 * 16) == {"big": 12, "mid": 8}
+    assert sample_strides({"big": 1 << 20, "mid": 400_000}, 224) == {"big": 12, "mid": 4}
     for name, k in strides.items():  # every k-th of 224 batches: at least 2^24 values
         assert len(range(0, 224, k)) * sizes[name] >= min(224 * sizes[name], 1 << 24)
 
@@ -239,3 +240,29 @@ def test_a_pooled_batch_with_nan_or_inf_is_read_whole(monkeypatch: pytest.Monkey
     assert ranges["x"].range() == (x[np.isfinite(x)].min(), x[np.isfinite(x)].max())
     assert ranges["x"].nonfinite == 2  # the whole-tensor path counted them
     assert ranges["y"].range()[0] == min((np.maximum(b, 0) * -2).min() for b in finite)
+
+
+def test_a_long_runs_sample_inside_the_blocked_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every 2nd row and column, all channels: the values NumPy's slicing gives, exact extremes
+    x = _batch(30, n=3)
+    session = StatisticsSession(_net(), ["x", "r", "y", "f"], {"r": 1}, samples={"r", "y", "f"},
+                                pooled=True, nonnegative={"r"},
+                                spatial_steps={"r": 2, "y": 3})  # fmt: skip
+    summaries, sums = session.run({"x": x})
+    v = _values(x)
+    for name, step in [("r", 2), ("y", 3)]:
+        s = summaries[name]
+        expected = v[name][:, :, ::step, ::step]
+        assert np.array_equal(np.sort(s.sample.ravel()), np.sort(expected.ravel())), name
+        assert (s.size, s.maximum) == (v[name].size, v[name].max())
+    assert summaries["y"].minimum == v["y"].min() and summaries["r"].minimum == 0.0
+    assert summaries["f"].sample.size == v["f"].size  # 2-D: the flat sample, as before
+    assert summaries["x"].sample is None  # not sampled: pooled only
+    np.testing.assert_allclose(sums["r"].sums, v["r"].sum(axis=(0, 2, 3)), rtol=1e-5)
+    x[0, 1, 2, 2] = np.nan  # in r's sample (row 2, column 2)
+    assert session.run({"x": x}) is None
+    # the step: the smallest that leaves at most SAMPLE_CAP values of the batch
+    shapes = {"r": (None, 3, 4, 5), "f": (3, 60)}  # r: 9 values per pixel (3 samples, 3 channels)
+    for cap, step in [(180, 1), (179, 2), (54, 2), (53, 3), (18, 4)]:  # 180, 54, 36, 18 values
+        monkeypatch.setattr(sampled_statistics, "SAMPLE_CAP", cap)
+        assert sampled_statistics.spatial_steps(summaries, shapes) == {"r": step}, cap

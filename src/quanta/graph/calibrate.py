@@ -220,7 +220,8 @@ def collect_statistics(
     observer needs a sample, a 4-D tensor is summarized by layout-aware pooling
     (``quanta.runtime.pooled_statistics``: exact maxima and minima; a tensor >= 0 by
     construction gets 0 as its minimum, which every range includes); a tensor sampled every
-    k-th batch has its channel means taken on those batches only. A batch holding NaN or Inf
+    k-th batch has its channel means taken on those batches only and, after the first, its
+    sample inside the blocked layout (every s-th row and column). A batch holding NaN or Inf
     (on a pooled batch: a non-finite graph output or extreme, ``quanta.runtime.statistics``),
     and observers that need whole tensors, get every tensor as a graph output instead, so
     ONNX Runtime keeps it. One batch at a time flows through, so memory holds one batch of

@@ -11,7 +11,9 @@ Bias correction's channel means of an observed tensor are taken on its sampled b
 least ``SAMPLED_VALUES`` values: the pooled batches then need no ``GlobalAveragePool``, and
 their NaN check is the graph outputs', ``quanta.runtime.statistics``).
 A run whose tensors' samples add up to less than twice ``SAMPLED_VALUES`` samples every batch,
-as before.
+as before. In a longer one, the sampled batches after the first take a 4-D tensor's sample
+inside the blocked layout too (``spatial_steps``: every ``s``-th row and column, all channels),
+with the pooled extremes, so only the first batch pays the copy to NCHW.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import onnx
 from quanta.graph.index import GraphIndex
 from quanta.opfacts import OpKind, facts_of
 from quanta.runtime.statistics import (
+    SAMPLE_CAP,
     ChannelSums,
     StatisticsSession,
     TensorSummary,
@@ -43,14 +46,12 @@ Summary = tuple[dict[str, TensorSummary], dict[str, ChannelSums]]
 def sample_strides(sample_sizes: Mapping[str, int], total: int) -> dict[str, int]:
     """Per tensor, sample every ``k``-th of ``total`` batches: the largest ``k`` that still gives
     ``SAMPLED_VALUES`` values at ``sample_sizes`` per batch (1: every batch), taken among the
-    divisors of one ``2^a * 3^b``, so a batch's sampled set depends on its index's common
-    divisor with that and a few sessions serve the whole run."""
+    numbers ``2^a * 3^b``, so a batch's sampled set depends only on the powers of 2 and 3 in its
+    index (capped) and a few sessions serve the whole run."""
     raw = {name: max(1, total * size // SAMPLED_VALUES) for name, size in sample_sizes.items()}
     most = max(raw.values(), default=1)
     smooth = [2**a * 3**b for a in range(most.bit_length()) for b in range(most.bit_length())]
-    base = max(n for n in smooth if n <= most)
-    divisors = [d for d in range(1, base + 1) if base % d == 0]
-    return {name: max(d for d in divisors if d <= k) for name, k in raw.items()}
+    return {name: max(n for n in smooth if n <= k) for name, k in raw.items()}
 
 
 def nonnegative_tensors(model: onnx.ModelProto, tensors: Sequence[str]) -> frozenset[str]:
@@ -105,21 +106,27 @@ class InGraphStatistics:
         self.strides: dict[str, int] | None = None
         self.model = model
         self.shapes: dict[str, tuple[int | None, ...]] | None = None  # inferred once, on use
-        self.sessions: dict[frozenset[str], StatisticsSession] = {}
+        self.sessions: dict[tuple[frozenset[str], bool], StatisticsSession] = {}
+        self.steps: dict[str, int] = {}  # a long run's spatial_steps, after its first batch
         self._session(self.tensors if samples else frozenset())  # raises StatisticsUnavailable
 
     def _session(self, sampled: frozenset[str]) -> StatisticsSession:
-        if sampled not in self.sessions:
-            if sampled == self.tensors:  # the statistics as before pooling
-                self.sessions[sampled] = self.make(samples=True)
+        # the statistics as before pooling: every tensor sampled, but for a long run's batches
+        # after its first (sampled inside the blocked layout, spatial_steps)
+        full = sampled == self.tensors and not self.steps
+        key = (sampled, full)
+        if key not in self.sessions:
+            if full:
+                self.sessions[key] = self.make(samples=True)
             else:
                 skip = self.means - sampled if self.samples else frozenset()
                 if self.shapes is None:
                     self.shapes = tensor_shapes(self.model)
-                self.sessions[sampled] = self.make(samples=sampled, pooled=True,
-                                                   nonnegative=self.nonnegative,
-                                                   skip_means=skip, shapes=self.shapes)  # fmt: skip
-        return self.sessions[sampled]
+                self.sessions[key] = self.make(samples=sampled, pooled=True,
+                                               nonnegative=self.nonnegative, skip_means=skip,
+                                               shapes=self.shapes,
+                                               spatial_steps=self.steps)  # fmt: skip
+        return self.sessions[key]
 
     def run(self, feeds: Mapping[str, np.ndarray], i: int) -> Summary | None:
         """Batch ``i``'s summaries, or None where it holds a NaN or Inf."""
@@ -130,6 +137,28 @@ class InGraphStatistics:
             if result is not None:  # the sample sizes of a whole batch
                 sizes = {n: s.sample.size for n, s in result[0].items() if s.sample is not None}
                 self.strides = sample_strides(sizes, self.total)
+                if max(self.strides.values(), default=1) > 1:  # a long run
+                    if self.shapes is None:
+                        self.shapes = tensor_shapes(self.model)
+                    self.steps = spatial_steps(result[0], self.shapes)
             return result
         sampled = frozenset(n for n, k in self.strides.items() if i % k == 0)
         return self._session(sampled).run(feeds)
+
+
+def spatial_steps(
+    summaries: Mapping[str, TensorSummary], shapes: Mapping[str, tuple[int | None, ...]]
+) -> dict[str, int]:
+    """Per 4-D tensor of a known height and width: the smallest step in both that leaves at
+    most ``SAMPLE_CAP`` values of a batch of ``summaries``' size (every channel kept)."""
+    steps = {}
+    for name, s in summaries.items():
+        shape = shapes.get(name, ())
+        if len(shape) != 4 or shape[2] is None or shape[3] is None:
+            continue
+        h, w = shape[2], shape[3]
+        rest, step = s.size // (h * w), 1
+        while rest * -(-h // step) * -(-w // step) > SAMPLE_CAP:
+            step += 1
+        steps[name] = step
+    return steps

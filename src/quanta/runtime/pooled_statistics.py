@@ -41,10 +41,19 @@ def pooled_nodes(
     extremes: bool,
     nonnegative: bool,
     means: bool,
+    step: int = 0,
 ) -> list[onnx.NodeProto]:
     """The nodes for tensor ``name`` (``extremes``: its max and, unless ``nonnegative``, its
-    min; ``means``: its channel means); ``out(name, elem_type)`` declares each graph output."""
+    min; ``means``: its channel means; ``step``: a sample of every ``step``-th row and column,
+    all channels, and its sum); ``out(name, elem_type)`` declares each graph output."""
     nodes = []
+    if step:
+        nodes.append(helper.make_node("MaxPool", [name], [f"{prefix}_sample"],
+                                      kernel_shape=[1, 1], strides=[step, step]))  # fmt: skip
+        nodes.append(helper.make_node("ReduceSum", [f"{prefix}_sample"], [f"{prefix}_ssum"],
+                                      keepdims=0))  # fmt: skip
+        out(f"{prefix}_sample", TensorProto.FLOAT)
+        out(f"{prefix}_ssum", TensorProto.FLOAT)
     if means:
         nodes.append(helper.make_node("GlobalAveragePool", [name], [f"{prefix}_gavg"]))
         out(f"{prefix}_gavg", TensorProto.FLOAT)
@@ -71,6 +80,7 @@ class PooledSummary:
         nonnegative: bool,
         means: bool,
     ) -> None:
+        self.sample = values.get(f"{prefix}_sample")  # where a step was asked for
         pooled = values[f"{prefix}_gavg"] if means else values[f"{prefix}_gmax"]  # (N, C, 1, 1)
         self.size = int(pooled.size) * spatial
         self.minimum, self.maximum = 0.0, 0.0
@@ -81,6 +91,8 @@ class PooledSummary:
         self.finite = math.isfinite(self.minimum) and math.isfinite(self.maximum)
         self.channel_count = int(pooled.shape[0]) * spatial
         self.channel_sums = np.zeros(0)  # (C,) where means were asked for
+        if self.sample is not None:  # NaN anywhere in the sample makes its sum NaN
+            self.finite = self.finite and bool(np.isfinite(values[f"{prefix}_ssum"]))
         if means:
             self.finite = self.finite and bool(np.isfinite(pooled).all())
             # per-channel (axis 1) sums from the means: mean times the values per channel

@@ -26,7 +26,9 @@ a NaN in a convolution's output), so that batch could narrow a range the whole-t
 would not. Calibration inputs are finite (``quanta.data`` refuses NaN and Inf), so a NaN inside
 needs an op that makes one (0/0, Inf - Inf, Log or Sqrt of a negative) and a later op that
 drops it before every output; Relu, Clip and Max(x, 0) (fused into a Conv or not) and the pools
-were measured to keep it. The sampled batches of every tensor keep the exact check.
+were measured to keep it. A run that samples every batch, and a long run's first batch, keep
+the exact check; a long run's later sampled batches (``spatial_steps``) add the sum of each
+blocked-layout sample, which a NaN in its rows and columns makes NaN.
 """
 
 from __future__ import annotations
@@ -96,6 +98,9 @@ class StatisticsSession:
             correction's means come from a long run's sampled batches only).
         shapes: ``tensor_shapes(model)`` where the caller has them (several sessions on one
             model infer them once).
+        spatial_steps: pooled, the sampled 4-D tensors sampled inside the blocked layout
+            instead (every ``step``-th row and column, all channels: no copy to NCHW) and
+            summarized by pooling; for a long run's sampled batches after its first.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class StatisticsSession:
         nonnegative: Collection[str] = (),
         skip_means: Collection[str] = (),
         shapes: Mapping[str, tuple[int | None, ...]] | None = None,
+        spatial_steps: Mapping[str, int] | None = None,
     ) -> None:
         self.tensors = list(tensors)
         self.channel_axes = {n: a for n, a in channel_axes.items() if n not in skip_means}
@@ -122,6 +128,7 @@ class StatisticsSession:
         if shapes is None:
             shapes = tensor_shapes(model) if channel_axes or pooled else {}
         ranks = {name: len(shape) for name, shape in shapes.items()}
+        steps = spatial_steps or {}
         # NOTE: pooled: 4-D tensors of a known height and width (a Shape node would cost the
         # same copy to NCHW that pooling avoids), observed ones (extremes) and those whose
         # channel-1 means are asked for
@@ -129,12 +136,13 @@ class StatisticsSession:
             name: shape[2] * shape[3]
             for name, shape in shapes.items()
             if pooled
-            and name not in self.sampled
+            and (name not in self.sampled or name in steps)
             and len(shape) == 4
             and shape[2] is not None
             and shape[3] is not None
         }
         self.pooled = {name for name in self.tensors if name in self._spatial}
+        self._steps = {n: k for n, k in steps.items() if n in self.pooled and n in self.sampled}
         self.pooled_means = {
             name
             for name, axis in self.channel_axes.items()
@@ -155,11 +163,17 @@ class StatisticsSession:
         augmented, self._outputs = _augment(model, self.tensors, self.channel_axes, self.sampled,
                                             sample_cap, ranks, self.pooled, self.pooled_means,
                                             self.nonnegative, self._checks,
-                                            self._averaged)  # fmt: skip
+                                            self._averaged, self._steps)  # fmt: skip
+        # NOTE: no memory pattern: a long run uses several sessions, and with it each one's
+        # first two runs on MobileNetV2 took about 145 ms against 60 ms after (the pattern
+        # traced, then its memory first touched); without, the first run only. The same
+        # kernels, so the same values. Without the arena as well, every run took 100 ms.
+        options = _options(level, threads)
+        options.enable_mem_pattern = False
+        if _shared_arena():
+            options.add_session_config_entry("session.use_env_allocators", "1")
         self.session = ort.InferenceSession(
-            augmented.SerializeToString(),
-            _options(level, threads),
-            providers=["CPUExecutionProvider"],
+            augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
 
     def run(
@@ -188,7 +202,7 @@ class StatisticsSession:
         for i, name in enumerate(self.tensors):
             if name in self.pooled:
                 p = pooled[name]
-                summaries[name] = TensorSummary(p.minimum, p.maximum, p.size, None)
+                summaries[name] = TensorSummary(p.minimum, p.maximum, p.size, p.sample)
                 continue
             check = values.get(f"{_P}{i}_sum")
             if check is not None and not np.isfinite(check).all():
@@ -215,6 +229,23 @@ class StatisticsSession:
 
 
 _P = "__quanta_stat"
+_ARENA: list[bool] = []  # whether the process-wide CPU arena is registered (tried once)
+
+
+def _shared_arena() -> bool:
+    """One CPU memory arena for every statistics session of the process, registered on first
+    use: a long run's later sessions then find their memory already touched (MobileNetV2, a
+    session's first run 67-82 ms against 125-164 ms with its own arena, 65 ms after). It stays
+    allocated, at the largest batch's size, until the process ends."""
+    if not _ARENA:
+        try:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                     ort.OrtMemType.DEFAULT)  # fmt: skip
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+            _ARENA.append(True)
+        except Exception:  # noqa: BLE001 - an ONNX Runtime without it: one arena per session
+            _ARENA.append(False)
+    return _ARENA[0]
 
 
 def _prefix(tensors: list[str], channels: list[str], name: str) -> str:
@@ -248,6 +279,7 @@ def _augment(
     nonnegative: Collection[str] = (),
     checks: Sequence[str] = (),
     averaged: Collection[str] = (),
+    steps: Mapping[str, int] | None = None,
 ) -> tuple[onnx.ModelProto, list[str]]:
     """The model with only the statistics as outputs (so nothing else is copied out); the
     ``checks`` outputs summed for the NaN check, the ``averaged`` pooled tensors with means."""
@@ -286,7 +318,8 @@ def _augment(
         prefix = _prefix(tensors, list(channel_axes), name)
         nodes.extend(pooled_nodes(prefix=prefix, name=name, out=out, extremes=name in pooled,
                                   nonnegative=name in nonnegative,
-                                  means=name in averaged))  # fmt: skip
+                                  means=name in averaged,
+                                  step=(steps or {}).get(name, 0)))  # fmt: skip
     for k, name in enumerate(checks):
         reduce_sum(name, f"{_P}o{k}_sum", None)
         out(f"{_P}o{k}_sum")
