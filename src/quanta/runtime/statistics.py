@@ -170,8 +170,6 @@ class StatisticsSession:
         # kernels, so the same values. Without the arena as well, every run took 100 ms.
         options = _options(level, threads)
         options.enable_mem_pattern = False
-        if _shared_arena():
-            options.add_session_config_entry("session.use_env_allocators", "1")
         self.session = ort.InferenceSession(
             augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
@@ -229,23 +227,6 @@ class StatisticsSession:
 
 
 _P = "__quanta_stat"
-_ARENA: list[bool] = []  # whether the process-wide CPU arena is registered (tried once)
-
-
-def _shared_arena() -> bool:
-    """One CPU memory arena for every statistics session of the process, registered on first
-    use: a long run's later sessions then find their memory already touched (MobileNetV2, a
-    session's first run 67-82 ms against 125-164 ms with its own arena, 65 ms after). It stays
-    allocated, at the largest batch's size, until the process ends."""
-    if not _ARENA:
-        try:
-            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
-                                     ort.OrtMemType.DEFAULT)  # fmt: skip
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
-            _ARENA.append(True)
-        except Exception:  # noqa: BLE001 - an ONNX Runtime without it: one arena per session
-            _ARENA.append(False)
-    return _ARENA[0]
 
 
 def _prefix(tensors: list[str], channels: list[str], name: str) -> str:
