@@ -244,10 +244,10 @@ def inspect_layers(
     }
     plain = expand_qdq(quantized)
     sites = _sites(plain, float_names)
-    if not sites and not computes_int8(quantized) and decoded_weights(quantized):
+    if not sites and not computes_int8(quantized) and (decoded := decoded_weights(quantized)):
         raise ModelError(
             "no quantized activation in this model to inspect: every layer computes in float, "
-            f"its {decoded_weights(quantized)} int8-stored weight(s) decoded when the session "
+            f"its {decoded} int8-stored weight(s) decoded when the session "
             "starts; quanta bench MODEL --reference FLOAT.onnx --data DATA measures it against "
             "float"
         )

@@ -120,13 +120,17 @@ class InGraphStatistics:
                 self.sessions[key] = self.make(samples=True)
             else:
                 skip = self.means - sampled if self.samples else frozenset()
-                if self.shapes is None:
-                    self.shapes = tensor_shapes(self.model)
                 self.sessions[key] = self.make(samples=sampled, pooled=True,
                                                nonnegative=self.nonnegative, skip_means=skip,
-                                               shapes=self.shapes,
+                                               shapes=self._shapes(),
                                                spatial_steps=self.steps)  # fmt: skip
         return self.sessions[key]
+
+    def _shapes(self) -> dict[str, tuple[int | None, ...]]:
+        """The model's tensor shapes, inferred on first use and kept."""
+        if self.shapes is None:
+            self.shapes = tensor_shapes(self.model)
+        return self.shapes
 
     def run(self, feeds: Mapping[str, np.ndarray], i: int) -> Summary | None:
         """Batch ``i``'s summaries, or None where it holds a NaN or Inf."""
@@ -138,9 +142,7 @@ class InGraphStatistics:
                 sizes = {n: s.sample.size for n, s in result[0].items() if s.sample is not None}
                 self.strides = sample_strides(sizes, self.total)
                 if max(self.strides.values(), default=1) > 1:  # a long run
-                    if self.shapes is None:
-                        self.shapes = tensor_shapes(self.model)
-                    self.steps = spatial_steps(result[0], self.shapes)
+                    self.steps = spatial_steps(result[0], self._shapes())
             return result
         sampled = frozenset(n for n, k in self.strides.items() if i % k == 0)
         return self._session(sampled).run(feeds)

@@ -140,28 +140,25 @@ def quantize_static(
                 builds, built, scored, float_model.ByteSize(), notes,
                 lambda b: _rescored(scored, b, feeds, reference, goal, builds.prepared),
             )  # fmt: skip
-    timed = False
+    timed, one = False, data.head(model, 1)  # one sample, for the batch-1 timings
     if report is not None and goal is None and config.latency_check:  # last resort for answers
         scored = report
         variant = prefer_float_compute(
-            builds.build, built, scored, list(built[1].plans), float_model, data.head(model, 1),
+            builds.build, built, scored, list(built[1].plans), float_model, one,
             lambda b: _rescored(scored, b, feeds, reference, goal, builds.prepared), notes,
         )  # fmt: skip
         if variant is not None:
             (built, report), timed = variant, True
     if config.latency_check and not timed:  # never slower than float at batch 1 (graph/latency)
         fastest = keep_slower_float(
-            float_model, model, builds.build, built, list(built[1].plans), data.head(model, 1),
-            notes,
-        )  # fmt: skip
+            float_model, model, builds.build, built, list(built[1].plans), one, notes
+        )
         if report is not None and fastest is not built:  # the report scores the model written
             report = _rescored(report, fastest, feeds, reference, goal, builds.prepared)
         built = fastest
         if report is not None and goal is None:  # say what the answers' fallback cost in speed
             n_kept = sum(f.kind is FloatKind.ACCURACY for f in built[1].float_nodes)
-            cost = speed_cost_note(
-                float_model, built[0], fully_int8[0], data.head(model, 1), report, n_kept
-            )
+            cost = speed_cost_note(float_model, built[0], fully_int8[0], one, report, n_kept)
             notes.extend([cost] if cost else [])
     quantized, plan, corrected = built
     if config.compact:
