@@ -6,6 +6,7 @@ import onnx
 
 from quanta.errors import ModelError
 from quanta.graph.canonicalize import canonicalize
+from quanta.graph.fold_affine import fold_channel_affine
 from quanta.graph.fold_bn import fold_batchnorm
 from quanta.graph.normalize import normalize
 
@@ -38,7 +39,7 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
       sub-graphs are folded, unused opset imports are dropped, so that weights are initializers;
     - gives every node a unique name (handlers, warnings and reports refer to nodes by name);
     - runs ONNX shape inference so that passes know each tensor's element type and rank;
-    - folds BatchNormalization into the Conv before it;
+    - folds BatchNormalization, and a per-channel Mul/Add of constants, into the Conv before it;
     - rewrites op spellings into the ones with int8 kernels (``quanta.graph.canonicalize``).
     """
     found = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
@@ -62,7 +63,7 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
         node.name = name
         seen.add(name)
     prepared = _infer(prepared)
-    if fold_batchnorm(prepared) + canonicalize(prepared):
+    if fold_batchnorm(prepared) + fold_channel_affine(prepared) + canonicalize(prepared):
         del prepared.graph.value_info[:]
         prepared = _infer(prepared)
     return prepared
