@@ -281,6 +281,18 @@ CASES: dict[str, tuple[Case, str]] = {
         ],
         "--weight-rounding gptq is only used with --mode static or auto",
     ),  # fmt: skip
+    "equalize outside static and auto": (
+        lambda t: [
+            "quantize",
+            str(_model(t)),
+            "-o",
+            str(t / "out.onnx"),
+            "--mode",
+            "fp16",
+            "--equalize",
+        ],
+        "--equalize is only used with --mode static or auto, not --mode fp16",
+    ),  # fmt: skip
     "unknown weight rounding": (
         lambda t: [
             "quantize",

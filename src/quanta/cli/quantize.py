@@ -107,6 +107,12 @@ def _add_fallback_flags(p: argparse.ArgumentParser) -> None:
         "model misses its fidelity target with nearest rounding and GPTQ comes closer",
     )  # fmt: skip
     p.add_argument(
+        "--equalize", action="store_true",
+        help="static: cross-layer equalization first: consecutive convolutions joined by "
+        "Relu/LeakyRelu/PRelu get equal per-channel weight ranges, the float function unchanged "
+        "(helps per-tensor weights; measured no gain with the default per-channel ones)",
+    )  # fmt: skip
+    p.add_argument(
         "--no-latency-check", action="store_true",
         help="static: do not profile float and int8 at batch 1 on this machine, nor keep float "
         "the layers whose int8 kernel runs slower (quantizes faster)",
@@ -222,6 +228,7 @@ def _config(args: argparse.Namespace) -> QuantizeConfig:
         workers=args.workers,
         latency_check=not args.no_latency_check,
         weight_rounding=args.weight_rounding,
+        equalize=args.equalize,
     )
 
 
@@ -241,6 +248,10 @@ def _check_flags(args: argparse.Namespace, config: QuantizeConfig) -> None:
         raise InputError(
             f"--weight-rounding {config.weight_rounding} is only used with --mode static or "
             f"auto, not --mode {config.mode}"
+        )
+    if config.equalize and config.mode not in ("static", "auto"):
+        raise InputError(
+            f"--equalize is only used with --mode static or auto, not --mode {config.mode}"
         )
     if config.mode == "auto" and not args.eval:
         raise InputError("--mode auto needs --eval EVAL.npz (or mnist) to measure accuracy on")

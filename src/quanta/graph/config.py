@@ -62,6 +62,9 @@ class QuantizeConfig:
         latency_check: static mode: profile the float and int8 models at batch 1 on this
             machine and keep float the layers whose int8 kernel runs slower
             (``quanta.graph.latency``); False skips the measuring (quantizes faster).
+        equalize: static mode: cross-layer equalization before calibrating: consecutive
+            convolutions joined by Relu/LeakyRelu/PRelu (or nothing) get equal per-channel
+            weight ranges, the float function unchanged (``quanta.graph.equalize``).
     """
 
     mode: Literal["static", "dynamic", "fp16", "auto"] = "static"
@@ -80,6 +83,7 @@ class QuantizeConfig:
     workers: int = 1
     latency_check: bool = True
     weight_rounding: Literal["auto", "nearest", "gptq"] = "nearest"
+    equalize: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

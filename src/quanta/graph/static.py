@@ -39,6 +39,7 @@ from quanta.graph.compact import compact_qdq
 from quanta.graph.concats import mismatched_concats, readers_of
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.dead_zone import floored_grids, range_floors
+from quanta.graph.equalize import equalize_layers
 from quanta.graph.fidelity_search import FidelityGoal, further_measures, judged, keep_costly_float
 from quanta.graph.float_compute import prefer_float_compute
 from quanta.graph.holdout import HeldOut, hold_out
@@ -98,6 +99,7 @@ def quantize_static(
     """
     config = config or QuantizeConfig()
     float_model, model = model, prepare(model)
+    equalized = equalize_layers(model) if config.equalize else 0
     keep_float = dict(keep_float or {})
     target = goal.target if goal is not None else config.min_fidelity
     # fidelity is judged on samples calibration never saw: the goal's, or held-out ones
@@ -111,6 +113,8 @@ def quantize_static(
     )
     builds = _Builds(model, calibration, config)
     notes = _weight_range_notes(config, builds.reduced)
+    if equalized:
+        notes.append(f"cross-layer equalization: {equalized} convolution pair(s) equalized")
     calibrated = split.calibration if split else data
     if config.weight_rounding == "gptq":
         _learn_rounding(builds, calibrated, notes)
