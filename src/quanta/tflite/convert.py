@@ -119,10 +119,27 @@ def _runs_int8(ctx: Context, node: onnx.NodeProto) -> bool:
             and weight is not None
             and (weight.op_type == "DequantizeLinear" and weight.input[0] in ctx.consts)
         )
+    if node.op_type in _FLOAT_WITH_CONSTANT and any(
+        _float_constant(ctx, n) for n in node.input if n
+    ):
+        return False  # ONNX computes it in float: an int8 operand is a DequantizeLinear's
     data = [n for n in node.input if n and n not in ctx.consts]
     # an op without an int8 handler: judged by its first two data inputs, for the error below
     count = entry.data_inputs if entry is not None else 2
     return all(n in ctx.acts for n in (data if count is None else data[:count]))
+
+
+# Elementwise ops that compute in float in the ONNX model when one operand is a float constant
+# (quanta keeps them float beside their float neighbour): no int8 form reads such an operand.
+_FLOAT_WITH_CONSTANT = frozenset({"Add", "Mul", "Sub", "Div", "Concat"})
+
+
+def _float_constant(ctx: Context, name: str) -> bool:
+    """A floating-point constant that no DequantizeLinear writes (not an int8 value's grid)."""
+    if name not in ctx.consts or not np.issubdtype(np.asarray(ctx.consts[name]).dtype, np.floating):
+        return False
+    producer = ctx.index.producer.get(name)
+    return producer is None or producer.op_type != "DequantizeLinear"
 
 
 def _float_only_readers(ctx: Context, node: onnx.NodeProto) -> bool:

@@ -37,7 +37,6 @@ from quanta.tflite.ops.elementwise import elementwise
 from quanta.tflite.ops.float_layers import (
     FUSED_ACTIVATIONS,
     float_activation,
-    float_add,
     float_conv,
     quantize_float,
 )
@@ -97,7 +96,7 @@ HANDLERS: dict[str, Int8Op] = {
 
 FLOAT_HANDLERS: dict[str, Handler] = {
     "Conv": float_conv,
-    "Add": float_add,
+    "Add": FLOAT_OPS["Add"],
     "Relu": float_activation,
     "Clip": float_activation,
     "Transpose": float_transpose,
@@ -105,9 +104,13 @@ FLOAT_HANDLERS: dict[str, Handler] = {
     "Pad": FLOAT_OPS["Pad"],
     "Resize": FLOAT_OPS["Resize"],
     "HardSwish": FLOAT_OPS["HardSwish"],
+    "HardSigmoid": FLOAT_OPS["HardSigmoid"],
     "Tanh": FLOAT_OPS["Tanh"],
+    "Mul": FLOAT_OPS["Mul"],
     "Sub": FLOAT_OPS["Sub"],
     "Div": FLOAT_OPS["Div"],
+    "Sigmoid": FLOAT_OPS["Sigmoid"],
+    "LeakyRelu": FLOAT_OPS["LeakyRelu"],
     "GlobalAveragePool": FLOAT_OPS["GlobalAveragePool"],
     "Concat": FLOAT_OPS["Concat"],
     "MaxPool": float_pool,

@@ -16,7 +16,7 @@ from quanta.errors import ModelError
 from quanta.tflite.context import Act, Context
 from quanta.tflite.ops.conv import conv_shape, emit_conv, nhwc_weight
 from quanta.tflite.ops.layout import window_padding
-from quanta.tflite.writer import TensorSpec, options
+from quanta.tflite.writer import TensorSpec
 
 B = tflite.BuiltinOperator
 # A Relu or Clip(0, 6) that alone reads a float Conv/Add is fused into it (its fused activation)
@@ -119,13 +119,6 @@ def float_conv(ctx: Context, node: onnx.NodeProto) -> None:
     b_index = ctx.constant(f"{node.name}_bias", bias.astype(np.float32))
     y, activation = _float_out(ctx, node, ctx.nhwc_shape(node.output[0]), True)
     emit_conv(ctx, node, [x.index, w_index, b_index], y, depthwise, multiplier, padding, activation)
-
-
-def float_add(ctx: Context, node: onnx.NodeProto) -> None:
-    a, b = _float_of(ctx, node.input[0]), _float_of(ctx, node.input[1])
-    y, activation = _float_out(ctx, node, ctx.shape_of(a), a.nhwc)
-    builder = options("AddOptions", FusedActivationFunction=activation)
-    ctx.emit(B.ADD, [a.index, b.index], [y], builder)
 
 
 def float_activation(ctx: Context, node: onnx.NodeProto) -> None:

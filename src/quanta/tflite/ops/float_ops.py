@@ -1,8 +1,9 @@
 """Float handlers for the ops real float ``.tflite`` models use beyond ``float_model``'s: PAD,
-CONCATENATION, MEAN (GlobalAveragePool), MUL/SUB/DIV, PRELU, the pointwise activations and
-RESIZE_*. Each reads float tensors and writes a float tensor; they serve both the whole-float
-writer (``quanta.tflite.float_convert``: fp16 and dynamic variants) and the int8 writer's layers
-kept float (an int8 input gets a DEQUANTIZE, the QuantizeLinear after writes QUANTIZE).
+CONCATENATION, MEAN (GlobalAveragePool), ADD/MUL/SUB/DIV (constant operands too), PRELU, the
+pointwise activations (HardSigmoid as MUL, ADD + RELU6, MUL) and RESIZE_*. Each reads float
+tensors and writes a float tensor; they serve both the whole-float writer
+(``quanta.tflite.float_convert``: fp16 and dynamic variants) and the int8 writer's layers kept
+float (an int8 input gets a DEQUANTIZE, the QuantizeLinear after writes QUANTIZE).
 
 Layout: an ``Act`` may hold an ONNX NCHW tensor as NHWC (``Act.nhwc``); axes, pads and constant
 operands are mapped onto the TFLite tensor's axes (``held``).
@@ -23,6 +24,8 @@ from quanta.tflite.writer import OptionsBuilder, TensorSpec, options
 __all__ = ["FLOAT_OPS", "held", "operand", "pad_paddings", "resize_operator"]
 
 B = tflite.BuiltinOperator
+NO_ACTIVATION = tflite.ActivationFunctionType.NONE
+RELU6 = tflite.ActivationFunctionType.RELU6
 
 
 def held(act: Act, rank: int) -> list[int]:
@@ -50,11 +53,17 @@ def _simple_out(ctx: Context, node: onnx.NodeProto, shape: list[int], nhwc: bool
     return y
 
 
-_BINARY = {"Mul": (B.MUL, "MulOptions"), "Sub": (B.SUB, "SubOptions"), "Div": (B.DIV, "DivOptions")}
+_BINARY = {
+    "Add": (B.ADD, "AddOptions"),
+    "Mul": (B.MUL, "MulOptions"),
+    "Sub": (B.SUB, "SubOptions"),
+    "Div": (B.DIV, "DivOptions"),
+}
 
 
 def binary(ctx: Context, node: onnx.NodeProto) -> None:
-    """Mul, Sub, Div as MUL / SUB / DIV (a following Relu or ReLU6 fused)."""
+    """Add, Mul, Sub, Div as ADD / MUL / SUB / DIV, either operand computed, int8 (behind a
+    DEQUANTIZE) or a constant (a following Relu or ReLU6 fused)."""
     lead_name = next((n for n in node.input if n not in ctx.consts), node.input[0])
     lead = operand(ctx, lead_name)
     a, b = (operand(ctx, n, lead) for n in node.input)
@@ -83,6 +92,30 @@ def unary(ctx: Context, node: onnx.NodeProto) -> None:
         ctx.emit(B.LEAKY_RELU, [x.index], [y], options("LeakyReluOptions", Alpha=alpha))
     else:
         ctx.emit(_UNARY[node.op_type], [x.index], [y])
+
+
+def hard_sigmoid(ctx: Context, node: onnx.NodeProto) -> None:
+    """HardSigmoid, ``clip(alpha * x + beta, 0, 1)``, which TFLite has no operator for, as
+    ``relu6(6 alpha * x + 6 beta) / 6``: MUL, ADD with RELU6 fused, MUL."""
+    x = operand(ctx, node.input[0])
+    alpha = float(attr(node, "alpha", 0.2))  # type: ignore[arg-type]
+    beta = float(attr(node, "beta", 0.5))  # type: ignore[arg-type]
+    shape, out = ctx.shape_of(x), node.output[0]
+    steps = [
+        (B.MUL, "MulOptions", 6 * alpha, NO_ACTIVATION, f"{out}_scaled"),
+        (B.ADD, "AddOptions", 6 * beta, RELU6, f"{out}_six"),
+        (B.MUL, "MulOptions", 1 / 6, NO_ACTIVATION, None),
+    ]
+    source = x.index
+    for i, (code, table, value, activation, name) in enumerate(steps):
+        k = ctx.constant(f"{out}_k{i}", np.array([value], np.float32))
+        y = (
+            ctx.add(TensorSpec(name, shape, np.dtype(np.float32)))
+            if name is not None
+            else _simple_out(ctx, node, shape, x.nhwc)
+        )
+        ctx.emit(code, [source, k], [y], options(table, FusedActivationFunction=activation))
+        source = y
 
 
 def pad_paddings(ctx: Context, node: onnx.NodeProto, x: Act) -> tuple[np.ndarray, list[int]]:
@@ -169,6 +202,7 @@ def resize(ctx: Context, node: onnx.NodeProto) -> None:
 
 
 FLOAT_OPS = {
+    "Add": binary,
     "Mul": binary,
     "Sub": binary,
     "Div": binary,
@@ -176,6 +210,7 @@ FLOAT_OPS = {
     "Sigmoid": unary,
     "Tanh": unary,
     "HardSwish": unary,
+    "HardSigmoid": hard_sigmoid,
     "LeakyRelu": unary,
     "Pad": pad,
     "Concat": concat,

@@ -1,0 +1,95 @@
+"""TFLite export of the float arithmetic quanta leaves between int8 layers: a Mul and an Add of
+a per-channel constant (input normalization, as Paddle2ONNX and PyTorch exports write it) and
+HardSigmoid (no int8 kernel in ONNX Runtime, no TFLite operator). LiteRT must compute what the
+ONNX graph computes as written (``onnx.reference``), within the output's int8 steps.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
+from quanta.tflite import onnx_to_tflite
+
+litert = pytest.importorskip(
+    "ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert) not installed"
+)
+
+CONFIG = QuantizeConfig(
+    min_fidelity=None, method="minmax", activation_type="int8", latency_check=False
+)
+
+
+def _model() -> onnx.ModelProto:
+    """x (N, 3, 8, 8) -> Mul(scale) -> Add(shift) -> Conv 3x3 (6) -> HardSigmoid -> Conv 1x1 (4)
+    -> GlobalAveragePool -> Flatten -> y (N, 4)."""
+    rng = np.random.default_rng(4)
+    inits = {
+        "scale": rng.uniform(0.5, 2.0, (1, 3, 1, 1)),
+        "shift": rng.normal(0.0, 0.5, (1, 3, 1, 1)),
+        "w1": rng.normal(0.0, 0.3, (6, 3, 3, 3)),
+        "b1": rng.normal(0.0, 0.1, 6),
+        "w2": rng.normal(0.0, 0.3, (4, 6, 1, 1)),
+        "b2": rng.normal(0.0, 0.1, 4),
+    }
+    nodes = [
+        helper.make_node("Mul", ["x", "scale"], ["m"], name="norm_mul"),
+        helper.make_node("Add", ["m", "shift"], ["a"], name="norm_add"),
+        helper.make_node("Conv", ["a", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("HardSigmoid", ["c1"], ["h"], name="hsig", alpha=0.25, beta=0.4),
+        helper.make_node("Conv", ["h", "w2", "b2"], ["c2"], name="conv2", kernel_shape=[1, 1]),
+        helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["y"], name="flat"),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "float_arith",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    return model
+
+
+def _run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
+    interpreter = litert.Interpreter(model_content=data, num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    ys = []
+    for i in range(len(x)):
+        interpreter.set_tensor(inp["index"], x[i : i + 1].transpose(0, 2, 3, 1))
+        interpreter.invoke()
+        ys.append(interpreter.get_tensor(out["index"]).copy())
+    return np.concatenate(ys)
+
+
+def test_float_mul_add_and_hard_sigmoid_match_the_onnx_graph() -> None:
+    from quanta.runtime.litert import tflite_kernels
+
+    x = np.random.default_rng(5).normal(0, 1, (96, 3, 8, 8)).astype(np.float32)
+    model = quantize_static(_model(), CalibrationData({"x": x[:64]}), CONFIG).model
+    written = {n.name: n.op_type for n in model.graph.node}
+    # ONNX keeps them float: a constant operand, and no int8 HardSigmoid kernel
+    assert {"norm_mul", "norm_add", "hsig"} <= set(written)
+    reference = ReferenceEvaluator(model)
+    ref = reference.run(None, {"x": x[:64]})[0]
+    lo, hi = float(ref.min()), float(ref.max())
+    data = onnx_to_tflite(model, {"y": (lo, hi)})
+    path = Path(tempfile.mkdtemp()) / "m.tflite"
+    path.write_bytes(data)
+    ops = tflite_kernels(path).all
+    # Mul, Add of constants; HardSigmoid as MUL, ADD (RELU6 fused), MUL
+    assert ops["MUL"] == 3 and ops["ADD"] == 2 and ops["CONV_2D"] == 2
+    got = _run_tflite(data, x[64:])
+    want = reference.run(None, {"x": x[64:]})[0]
+    steps = np.abs(got - want) / ((hi - lo) / 255)
+    assert steps.max() <= 1.0  # measured: 0 steps apart
