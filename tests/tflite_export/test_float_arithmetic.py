@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
+from onnx import helper
 from onnx.reference import ReferenceEvaluator
+from test_tflite_export import _float_model, _run_tflite
 
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
 from quanta.tflite import onnx_to_tflite
 
-litert = pytest.importorskip(
-    "ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert) not installed"
-)
+pytest.importorskip("ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert) not installed")
 
 CONFIG = QuantizeConfig(
     min_fidelity=None, method="minmax", activation_type="int8", latency_check=False
@@ -49,27 +48,7 @@ def _model() -> onnx.ModelProto:
         helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="pool"),
         helper.make_node("Flatten", ["p"], ["y"], name="flat"),
     ]  # fmt: skip
-    graph = helper.make_graph(
-        nodes, "float_arith",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
-    )  # fmt: skip
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    model.ir_version = 10
-    return model
-
-
-def _run_tflite(data: bytes, x: np.ndarray) -> np.ndarray:
-    interpreter = litert.Interpreter(model_content=data, num_threads=1)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    ys = []
-    for i in range(len(x)):
-        interpreter.set_tensor(inp["index"], x[i : i + 1].transpose(0, 2, 3, 1))
-        interpreter.invoke()
-        ys.append(interpreter.get_tensor(out["index"]).copy())
-    return np.concatenate(ys)
+    return _float_model(nodes, inits, ["N", 3, 8, 8], ["N", 4])
 
 
 def test_float_mul_add_and_hard_sigmoid_match_the_onnx_graph() -> None:
