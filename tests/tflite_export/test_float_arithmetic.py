@@ -27,7 +27,7 @@ CONFIG = QuantizeConfig(
 
 
 def _model() -> onnx.ModelProto:
-    """x (N, 3, 8, 8) -> Mul(scale) -> Add(shift) -> Conv 3x3 (6) -> HardSigmoid -> Conv 1x1 (4)
+    """x (N, 3, 8, 8) -> Mul(scale) -> Add(shift) -> Identity -> Conv 3x3 (6) -> HardSigmoid -> Conv 1x1 (4)
     -> GlobalAveragePool -> Flatten -> y (N, 4)."""
     rng = np.random.default_rng(4)
     inits = {
@@ -41,7 +41,8 @@ def _model() -> onnx.ModelProto:
     nodes = [
         helper.make_node("Mul", ["x", "scale"], ["m"], name="norm_mul"),
         helper.make_node("Add", ["m", "shift"], ["a"], name="norm_add"),
-        helper.make_node("Conv", ["a", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3],
+        helper.make_node("Identity", ["a"], ["a_id"], name="same"),
+        helper.make_node("Conv", ["a_id", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3],
                          pads=[1, 1, 1, 1]),
         helper.make_node("HardSigmoid", ["c1"], ["h"], name="hsig", alpha=0.25, beta=0.4),
         helper.make_node("Conv", ["h", "w2", "b2"], ["c2"], name="conv2", kernel_shape=[1, 1]),
@@ -58,7 +59,7 @@ def test_float_mul_add_and_hard_sigmoid_match_the_onnx_graph() -> None:
     model = quantize_static(_model(), CalibrationData({"x": x[:64]}), CONFIG).model
     written = {n.name: n.op_type for n in model.graph.node}
     # ONNX keeps them float: a constant operand, and no int8 HardSigmoid kernel
-    assert {"norm_mul", "norm_add", "hsig"} <= set(written)
+    assert {"norm_mul", "norm_add", "same", "hsig"} <= set(written)
     reference = ReferenceEvaluator(model)
     ref = reference.run(None, {"x": x[:64]})[0]
     lo, hi = float(ref.min()), float(ref.max())
@@ -68,6 +69,48 @@ def test_float_mul_add_and_hard_sigmoid_match_the_onnx_graph() -> None:
     ops = tflite_kernels(path).all
     # Mul, Add of constants; HardSigmoid as MUL, ADD (RELU6 fused), MUL
     assert ops["MUL"] == 3 and ops["ADD"] == 2 and ops["CONV_2D"] == 2
+    got = _run_tflite(data, x[64:])
+    want = reference.run(None, {"x": x[64:]})[0]
+    steps = np.abs(got - want) / ((hi - lo) / 255)
+    assert steps.max() <= 1.0  # measured: 0 steps apart
+
+
+def test_hard_swish_rewritten_onto_int8_add_and_mul_exports_its_constant() -> None:
+    # with uint8 activations quanta writes HardSwish as x * clip(x + 3, 0, 6) / 6 on int8 Add
+    # and Mul, the 3 a DequantizeLinear of a uint8 constant: TFLite gets it as an int8 constant
+    from quanta.runtime.litert import tflite_kernels
+
+    rng = np.random.default_rng(6)
+    inits = {
+        "w1": rng.normal(0.0, 0.5, (6, 3, 3, 3)),
+        "b1": rng.normal(0.0, 0.5, 6),
+        "w2": rng.normal(0.0, 0.3, (4, 6, 1, 1)),
+        "b2": rng.normal(0.0, 0.1, 4),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("HardSwish", ["c1"], ["h"], name="hswish"),
+        helper.make_node("Conv", ["h", "w2", "b2"], ["c2"], name="conv2", kernel_shape=[1, 1]),
+        helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["y"], name="flat"),
+    ]  # fmt: skip
+    x = rng.normal(0, 1, (96, 3, 8, 8)).astype(np.float32)
+    config = QuantizeConfig(
+        min_fidelity=None, method="minmax", activation_type="uint8", latency_check=False
+    )
+    float_model = _float_model(nodes, inits, ["N", 3, 8, 8], ["N", 4])
+    model = quantize_static(float_model, CalibrationData({"x": x[:64]}), config).model
+    assert "HardSwish" not in {n.op_type for n in model.graph.node}  # rewritten
+    reference = ReferenceEvaluator(model)
+    ref = reference.run(None, {"x": x[:64]})[0]
+    lo, hi = float(ref.min()), float(ref.max())
+    data = onnx_to_tflite(model, {"y": (lo, hi)})
+    path = Path(tempfile.mkdtemp()) / "m.tflite"
+    path.write_bytes(data)
+    ops = tflite_kernels(path).all
+    # x + 3, the gate read back on 1/6 of its scale (MUL by 1), x * gate
+    assert ops["ADD"] == 1 and ops["MUL"] == 2 and ops["CONV_2D"] == 2
     got = _run_tflite(data, x[64:])
     want = reference.run(None, {"x": x[64:]})[0]
     steps = np.abs(got - want) / ((hi - lo) / 255)

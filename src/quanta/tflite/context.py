@@ -25,7 +25,7 @@ from quanta.errors import ModelError
 from quanta.graph.compact import expand_qdq
 from quanta.graph.index import GraphIndex
 from quanta.quant import choose_qparams
-from quanta.tflite.writer import OpSpec, OptionsBuilder, TensorSpec, TFLiteModel
+from quanta.tflite.writer import OpSpec, OptionsBuilder, TensorSpec, TFLiteModel, options
 
 __all__ = ["PROBABILITY_GRID", "PROBABILITY_OPS", "Act", "Context", "attr"]
 
@@ -164,11 +164,33 @@ class Context:
         return float(scale), z
 
     def bind(self, q_output: str, act: Act) -> None:
-        """``act`` stands for a QuantizeLinear's output and for each DequantizeLinear of it."""
+        """``act`` stands for a QuantizeLinear's output and for each DequantizeLinear of it on
+        its grid. A DequantizeLinear that reads the integers on another scale (same zero point)
+        stands for ``act`` times the ratio of the scales: quanta's int8 HardSwish quantizes
+        ``x + 3`` onto steps of 6/255 (saturation clips it to [0, 6]) and reads it back on
+        steps of 1/255, dividing by 6; TFLite gets an int8 MUL by a constant 1 on that ratio's
+        scale, exact on the output grid. Other zero points are left unbound (an error names
+        the tensor when it is read)."""
         self.acts[q_output] = act
+        grid = self.grid_of(act.index)
         for dq in self.index.consumers.get(q_output, []):
-            if dq.op_type == "DequantizeLinear":
+            if dq.op_type != "DequantizeLinear":
+                continue
+            other = self.grid(dq)
+            if other == grid:
                 self.acts[dq.output[0]] = act
+            elif other[1] == grid[1] and other[0] > 0 and grid[0] > 0:
+                one = self.add(
+                    TensorSpec(f"{dq.output[0]}_ratio", [], np.dtype(np.int8),
+                               data=np.array(1, np.int8), scale=[other[0] / grid[0]],
+                               zero_point=[0])
+                )  # fmt: skip
+                y = self.int8(dq.output[0], self.shape_of(act), other)
+                self.emit(
+                    tflite.BuiltinOperator.MUL, [act.index, one], [y],
+                    options("MulOptions"), 2,
+                )  # fmt: skip
+                self.acts[dq.output[0]] = Act(y, act.nhwc)
 
     def nhwc_shape(self, name: str, batch: int = 1) -> list[int]:
         dims = self.shapes.get(name)
@@ -177,8 +199,28 @@ class Context:
         full = [batch if d is None else d for d in dims]
         return [full[0], full[2], full[3], full[1]] if len(full) == 4 else full
 
+    def int8_constant(self, name: str) -> bool:
+        """Whether ``name`` is a DequantizeLinear of a per-tensor 8-bit constant (an operand
+        of an int8 op, such as the 3 of a HardSwish rewritten onto int8 Add and Mul)."""
+        dq = self.index.producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in self.consts:
+            return False
+        value, scale = self.consts[dq.input[0]], self.consts.get(dq.input[1])
+        return value.dtype in (np.int8, np.uint8) and scale is not None and scale.ndim == 0
+
     def act_of(self, name: str) -> Act:
         act = self.acts.get(name)
+        if act is None and self.int8_constant(name):
+            dq = self.index.producer[name]
+            value = self.consts[dq.input[0]]
+            shift = 128 if value.dtype == np.uint8 else 0  # a uint8 grid as the same reals in int8
+            scale, zero_point = self.grid(dq)
+            data = (value.astype(np.int16) - shift).astype(np.int8)
+            index = self.add(
+                TensorSpec(f"{name}_int8", list(data.shape), np.dtype(np.int8), data=data,
+                           scale=[scale], zero_point=[zero_point])
+            )  # fmt: skip
+            act = self.acts[name] = Act(index, False)
         if act is None:
             raise ModelError(
                 f"tensor {name!r} is float in this model, written by an op quanta's TFLite "

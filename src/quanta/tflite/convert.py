@@ -123,7 +123,7 @@ def _runs_int8(ctx: Context, node: onnx.NodeProto) -> bool:
         _float_constant(ctx, n) for n in node.input if n
     ):
         return False  # ONNX computes it in float: an int8 operand is a DequantizeLinear's
-    data = [n for n in node.input if n and n not in ctx.consts]
+    data = [n for n in node.input if n and n not in ctx.consts and not ctx.int8_constant(n)]
     # an op without an int8 handler: judged by its first two data inputs, for the error below
     count = entry.data_inputs if entry is not None else 2
     return all(n in ctx.acts for n in (data if count is None else data[:count]))

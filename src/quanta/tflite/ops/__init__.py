@@ -101,6 +101,7 @@ FLOAT_HANDLERS: dict[str, Handler] = {
     "Clip": float_activation,
     "Transpose": float_transpose,
     "PRelu": FLOAT_OPS["PRelu"],
+    "Identity": FLOAT_OPS["Identity"],
     "Pad": FLOAT_OPS["Pad"],
     "Resize": FLOAT_OPS["Resize"],
     "HardSwish": FLOAT_OPS["HardSwish"],

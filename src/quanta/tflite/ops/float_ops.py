@@ -73,6 +73,11 @@ def binary(ctx: Context, node: onnx.NodeProto) -> None:
     ctx.emit(code, [a.index, b.index], [y], options(table, FusedActivationFunction=activation))
 
 
+def identity(ctx: Context, node: onnx.NodeProto) -> None:
+    """Identity writes nothing: its output is its input's tensor."""
+    ctx.floats[node.output[0]] = operand(ctx, node.input[0])
+
+
 def prelu(ctx: Context, node: onnx.NodeProto) -> None:
     x = operand(ctx, node.input[0])
     slope = operand(ctx, node.input[1], x)
@@ -207,6 +212,7 @@ FLOAT_OPS = {
     "Sub": binary,
     "Div": binary,
     "PRelu": prelu,
+    "Identity": identity,
     "Sigmoid": unary,
     "Tanh": unary,
     "HardSwish": unary,
