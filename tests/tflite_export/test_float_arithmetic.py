@@ -27,8 +27,8 @@ CONFIG = QuantizeConfig(
 
 
 def _model() -> onnx.ModelProto:
-    """x (N, 3, 8, 8) -> Mul(scale) -> Add(shift) -> Identity -> Conv 3x3 (6) -> HardSigmoid -> Conv 1x1 (4)
-    -> GlobalAveragePool -> Flatten -> y (N, 4)."""
+    """x (N, 3, 8, 8) -> Mul(scale) -> Add(shift) -> Identity -> Conv 3x3 (6) -> HardSigmoid
+    -> Conv 1x1 (4) -> GlobalAveragePool -> Flatten -> y (N, 4)."""
     rng = np.random.default_rng(4)
     inits = {
         "scale": rng.uniform(0.5, 2.0, (1, 3, 1, 1)),
@@ -115,3 +115,57 @@ def test_hard_swish_rewritten_onto_int8_add_and_mul_exports_its_constant() -> No
     want = reference.run(None, {"x": x[64:]})[0]
     steps = np.abs(got - want) / ((hi - lo) / 255)
     assert steps.max() <= 1.0  # measured: 0 steps apart
+
+
+def test_shape_arithmetic_float_head_and_float_output() -> None:
+    # Shape -> Gather -> Unsqueeze -> Concat -> Reshape (a batch-flexible flatten, as PyTorch
+    # and Paddle2ONNX export it) becomes constants for batch 1; a MatMul head kept float is a
+    # float FULLY_CONNECTED; the Softmax quanta keeps float is SOFTMAX, the float output itself
+    from quanta.graph.result import FloatKind, FloatReason
+    from quanta.runtime.litert import tflite_kernels
+
+    rng = np.random.default_rng(7)
+    inits = {
+        "w1": rng.normal(0.0, 0.5, (6, 3, 3, 3)),
+        "b1": rng.normal(0.0, 0.5, 6),
+        "wf": rng.normal(0.0, 0.5, (6, 4)),
+        "zero": np.array(0, np.int64),
+        "minus_one": np.array([-1], np.int64),
+        "axes": np.array([0], np.int64),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c1"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+        helper.make_node("Shape", ["p"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], name="batch"),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"], name="batch1"),
+        helper.make_node("Concat", ["n1", "minus_one"], ["to"], name="to", axis=0),
+        helper.make_node("Reshape", ["p", "to"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "wf"], ["logits"], name="fc"),
+        helper.make_node("Softmax", ["logits"], ["y"], name="softmax", axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "shape_head",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])],
+        [
+            onnx.numpy_helper.from_array(v if v.dtype == np.int64 else v.astype(np.float32), k)
+            for k, v in inits.items()
+        ],
+    )  # fmt: skip
+    float_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    float_model.ir_version = 10
+    x = rng.normal(0, 1, (72, 3, 8, 8)).astype(np.float32)
+    keep = {"fc": FloatReason("test: kept float for speed", FloatKind.SPEED)}
+    result = quantize_static(float_model, CalibrationData({"x": x[:64]}), CONFIG, keep_float=keep)
+    model = result.model
+    assert {"shape", "fc", "softmax"} <= {n.name for n in model.graph.node}
+    data = onnx_to_tflite(model, {})
+    path = Path(tempfile.mkdtemp()) / "m.tflite"
+    path.write_bytes(data)
+    ops = tflite_kernels(path).all
+    assert ops["FULLY_CONNECTED"] == 1 and ops["SOFTMAX"] == 1 and "SHAPE" not in ops
+    got = _run_tflite(data, x[64:])
+    want = ReferenceEvaluator(model).run(None, {"x": x[64:]})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)

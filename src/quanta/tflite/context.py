@@ -84,6 +84,10 @@ class Context:
         float) once: the TFLite file stores their float result."""
         opsets = {o.domain: o.version for o in self.plain.opset_import}
         for node in self.plain.graph.node:
+            if node.op_type == "Shape" and self._static_shape(node) is not None:
+                self.consts[node.output[0]] = self._static_shape(node)  # type: ignore[assignment]
+                self.constant_nodes.add(node.name)
+                continue
             if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.input:
                 continue
             if all(not n or n in self.consts for n in node.input):
@@ -93,6 +97,17 @@ class Context:
                 for name, value in zip(node.output, values, strict=False):
                     self.consts[name] = np.asarray(value)
                 self.constant_nodes.add(node.name)
+
+    def _static_shape(self, node: onnx.NodeProto) -> np.ndarray | None:
+        """A Shape node's value where its input's dimensions are known but the batch (the
+        file is written for batch 1, so shape arithmetic becomes constants); else None."""
+        dims = self.shapes.get(node.input[0])
+        if dims is None or any(d is None for d in dims[1:]):
+            return None
+        full = np.array([1 if d is None else d for d in dims], np.int64)
+        start = int(next((a.i for a in node.attribute if a.name == "start"), 0))
+        end = next((a.i for a in node.attribute if a.name == "end"), None)
+        return full[start:end]
 
     def _shapes(self) -> dict[str, list[int | None]]:
         inferred = onnx.shape_inference.infer_shapes(self.plain)

@@ -217,7 +217,14 @@ def _write_input(ctx: Context, value: onnx.ValueInfoProto) -> None:
 
 
 def _write_output(ctx: Context, name: str) -> None:
-    """A DEQUANTIZE to the float output, after a TRANSPOSE back to NCHW for an NHWC tensor."""
+    """A DEQUANTIZE to the float output, after a TRANSPOSE back to NCHW for an NHWC tensor; a
+    float layer's output (a Softmax kept float) is the output itself."""
+    if name not in ctx.acts and name in ctx.floats:
+        act = ctx.floats[name]
+        if act.nhwc and len(ctx.shape_of(act)) == 4:
+            raise ModelError(f"output {name!r}: a float NHWC output has no NCHW form here")
+        ctx.out.outputs.append(act.index)
+        return
     act = ctx.act_of(name)
     source = to_nchw(ctx, act, name) if act.nhwc else act.index
     shape = ctx.out.tensors[source].shape

@@ -38,6 +38,7 @@ from quanta.tflite.ops.float_layers import (
     FUSED_ACTIVATIONS,
     float_activation,
     float_conv,
+    float_fully_connected,
     quantize_float,
 )
 from quanta.tflite.ops.float_model import pool as float_pool
@@ -96,12 +97,15 @@ HANDLERS: dict[str, Int8Op] = {
 
 FLOAT_HANDLERS: dict[str, Handler] = {
     "Conv": float_conv,
+    "Gemm": float_fully_connected,
+    "MatMul": float_fully_connected,
     "Add": FLOAT_OPS["Add"],
     "Relu": float_activation,
     "Clip": float_activation,
     "Transpose": float_transpose,
     "PRelu": FLOAT_OPS["PRelu"],
     "Identity": FLOAT_OPS["Identity"],
+    "Softmax": FLOAT_OPS["Softmax"],
     "Pad": FLOAT_OPS["Pad"],
     "Resize": FLOAT_OPS["Resize"],
     "HardSwish": FLOAT_OPS["HardSwish"],

@@ -15,8 +15,9 @@ import tflite
 from quanta.errors import ModelError
 from quanta.tflite.context import Act, Context
 from quanta.tflite.ops.conv import conv_shape, emit_conv, nhwc_weight
+from quanta.tflite.ops.fully_connected import fc_weight
 from quanta.tflite.ops.layout import window_padding
-from quanta.tflite.writer import TensorSpec
+from quanta.tflite.writer import TensorSpec, options
 
 B = tflite.BuiltinOperator
 # A Relu or Clip(0, 6) that alone reads a float Conv/Add is fused into it (its fused activation)
@@ -119,6 +120,29 @@ def float_conv(ctx: Context, node: onnx.NodeProto) -> None:
     b_index = ctx.constant(f"{node.name}_bias", bias.astype(np.float32))
     y, activation = _float_out(ctx, node, ctx.nhwc_shape(node.output[0]), True)
     emit_conv(ctx, node, [x.index, w_index, b_index], y, depthwise, multiplier, padding, activation)
+
+
+def float_fully_connected(ctx: Context, node: onnx.NodeProto) -> None:
+    """A Gemm or MatMul kept float (a classifier head kept float for speed) as a float
+    FULLY_CONNECTED; its weight as decoded (an int8-stored one whose scales run along the
+    output axis of a MatMul's (K, N) weight is written float32)."""
+    x = _float_of(ctx, node.input[0])
+    w = ctx.consts.get(node.input[1])
+    if w is None or len(ctx.shape_of(x)) != 2 or w.ndim != 2:
+        raise ModelError(
+            f"{node.op_type} {node.name!r} kept float: only a constant 2-D weight on a 2-D input "
+            "has a FULLY_CONNECTED form"
+        )
+    w = fc_weight(ctx, node, w)
+    n = w.shape[0]
+    bias = ctx.consts.get(node.input[2]) if node.op_type == "Gemm" and len(node.input) > 2 else None
+    w_index = ctx.constant(f"{node.input[1]}_tfl", w.astype(np.float32))
+    b_index = ctx.constant(
+        f"{node.name}_bias", np.broadcast_to(0.0 if bias is None else bias, (n,)).astype("f")
+    )
+    y, activation = _float_out(ctx, node, [ctx.shape_of(x)[0], n], False)
+    builder = options("FullyConnectedOptions", FusedActivationFunction=activation)
+    ctx.emit(B.FULLY_CONNECTED, [x.index, w_index, b_index], [y], builder, 5)
 
 
 def float_activation(ctx: Context, node: onnx.NodeProto) -> None:

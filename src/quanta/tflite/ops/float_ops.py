@@ -73,6 +73,16 @@ def binary(ctx: Context, node: onnx.NodeProto) -> None:
     ctx.emit(code, [a.index, b.index], [y], options(table, FusedActivationFunction=activation))
 
 
+def softmax(ctx: Context, node: onnx.NodeProto) -> None:
+    """Softmax over the last axis as SOFTMAX (TFLite normalizes over the last axis only)."""
+    x = operand(ctx, node.input[0])
+    shape = ctx.shape_of(x)
+    if ctx.tflite_axis(node, len(shape), x.nhwc) != len(shape) - 1:
+        raise ModelError(f"Softmax {node.name!r}: TFLite normalizes over the last axis only")
+    y = _simple_out(ctx, node, shape, x.nhwc)
+    ctx.emit(B.SOFTMAX, [x.index], [y], options("SoftmaxOptions", Beta=1.0))
+
+
 def identity(ctx: Context, node: onnx.NodeProto) -> None:
     """Identity writes nothing: its output is its input's tensor."""
     ctx.floats[node.output[0]] = operand(ctx, node.input[0])
@@ -213,6 +223,7 @@ FLOAT_OPS = {
     "Div": binary,
     "PRelu": prelu,
     "Identity": identity,
+    "Softmax": softmax,
     "Sigmoid": unary,
     "Tanh": unary,
     "HardSwish": unary,
