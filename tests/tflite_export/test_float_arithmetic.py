@@ -169,3 +169,40 @@ def test_shape_arithmetic_float_head_and_float_output() -> None:
     got = _run_tflite(data, x[64:])
     want = ReferenceEvaluator(model).run(None, {"x": x[64:]})[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_int8_head_whose_float_logits_feed_a_float_bias_add() -> None:
+    # tf2onnx writes MatMul -> Add(bias) -> Softmax (opennsfw): quanta's int8 MatMul writes float
+    # logits that only float layers read, which TFLite cannot hold in int8 without a range; it
+    # is written as the ONNX graph computes it: float, on its dequantized input and weight
+    from quanta.runtime.litert import tflite_kernels
+
+    rng = np.random.default_rng(8)
+    inits = {
+        "w1": rng.normal(0.0, 0.5, (6, 3, 3, 3)),
+        "wf": rng.normal(0.0, 0.5, (6, 4)),
+        "bf": rng.normal(0.0, 0.5, 4),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c1"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "wf"], ["logits"], name="fc"),
+        helper.make_node("Add", ["logits", "bf"], ["biased"], name="bias"),
+        helper.make_node("Softmax", ["biased"], ["y"], name="softmax", axis=-1),
+    ]
+    x = rng.normal(0, 1, (72, 3, 8, 8)).astype(np.float32)
+    float_model = _float_model(nodes, inits, ["N", 3, 8, 8], ["N", 4])
+    model = quantize_static(float_model, CalibrationData({"x": x[:64]}), CONFIG).model
+    dq_weights = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    fc = next(n for n in model.graph.node if n.name == "fc")
+    assert fc.input[1] in dq_weights  # an int8 MatMul in ONNX
+    data = onnx_to_tflite(model, {})
+    path = Path(tempfile.mkdtemp()) / "m.tflite"
+    path.write_bytes(data)
+    ops = tflite_kernels(path).all
+    assert ops["FULLY_CONNECTED"] == 1 and ops["ADD"] == 1 and ops["SOFTMAX"] == 1
+    got = _run_tflite(data, x[64:])
+    want = ReferenceEvaluator(model).run(None, {"x": x[64:]})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)

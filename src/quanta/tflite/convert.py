@@ -118,6 +118,7 @@ def _runs_int8(ctx: Context, node: onnx.NodeProto) -> bool:
             node.input[0] in ctx.acts
             and weight is not None
             and (weight.op_type == "DequantizeLinear" and weight.input[0] in ctx.consts)
+            and _int8_output(ctx, node)
         )
     if node.op_type in _FLOAT_WITH_CONSTANT and any(
         _float_constant(ctx, n) for n in node.input if n
@@ -127,6 +128,19 @@ def _runs_int8(ctx: Context, node: onnx.NodeProto) -> bool:
     # an op without an int8 handler: judged by its first two data inputs, for the error below
     count = entry.data_inputs if entry is not None else 2
     return all(n in ctx.acts for n in (data if count is None else data[:count]))
+
+
+def _int8_output(ctx: Context, node: onnx.NodeProto) -> bool:
+    """Whether TFLite holds ``node``'s output in int8: a QuantizeLinear reads it, or it is a
+    float graph output or a Softmax/Sigmoid input (on a recorded range). Else (float logits
+    read by a float bias Add) the layer is written float on its dequantized input and weight,
+    which is what the ONNX graph computes."""
+    out = node.output[0]
+    users = ctx.index.consumers.get(out, [])
+    if len(users) == 1 and users[0].op_type == "QuantizeLinear":
+        return True
+    probability = bool(users) and all(u.op_type in PROBABILITY_OPS for u in users)
+    return out in ctx.index.graph_outputs or probability  # (their range: ``output_act``)
 
 
 # Elementwise ops that compute in float in the ONNX model when one operand is a float constant

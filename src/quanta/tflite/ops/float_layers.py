@@ -93,6 +93,25 @@ def _int8_storage(ctx: Context, name: str) -> tuple[np.ndarray, np.ndarray] | No
     return q, np.broadcast_to(scale.reshape(-1), (q.shape[0],))
 
 
+def float_weight(ctx: Context, name: str) -> np.ndarray | None:
+    """A weight's float value: a constant, or an int8 one behind a DequantizeLinear (an int8
+    layer written float because TFLite cannot hold its float output in int8)."""
+    if name in ctx.consts:
+        return ctx.consts[name]
+    dq = ctx.index.producer.get(name)
+    if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in ctx.consts:
+        return None
+    q, scale = ctx.weight(name)
+    zero = ctx.consts[dq.input[2]] if len(dq.input) > 2 and dq.input[2] else np.zeros(1)
+    axis = int(next((a.i for a in dq.attribute if a.name == "axis"), 1)) % max(q.ndim, 1)
+    shape = [1] * q.ndim
+    if scale.size > 1:
+        shape[axis] = scale.size
+    step = scale.astype(np.float32).reshape(shape)
+    offset = np.asarray(zero, np.float32).reshape(shape if np.size(zero) > 1 else [1] * q.ndim)
+    return (q.astype(np.float32) - offset) * step
+
+
 def _conv_weight(ctx: Context, name: str, w: np.ndarray, depthwise: bool) -> int:
     """The float weight tensor: a constant, or a DEQUANTIZE of the int8 values quanta stored."""
     stored = _int8_storage(ctx, name)
@@ -108,7 +127,7 @@ def _conv_weight(ctx: Context, name: str, w: np.ndarray, depthwise: bool) -> int
 
 def float_conv(ctx: Context, node: onnx.NodeProto) -> None:
     x = _float_of(ctx, node.input[0])
-    w = ctx.consts.get(node.input[1])
+    w = float_weight(ctx, node.input[1])
     if w is None:
         raise ModelError(f"Conv {node.name!r}: its weight is not a constant")
     m, _, kh, kw = w.shape
@@ -127,7 +146,7 @@ def float_fully_connected(ctx: Context, node: onnx.NodeProto) -> None:
     FULLY_CONNECTED; its weight as decoded (an int8-stored one whose scales run along the
     output axis of a MatMul's (K, N) weight is written float32)."""
     x = _float_of(ctx, node.input[0])
-    w = ctx.consts.get(node.input[1])
+    w = float_weight(ctx, node.input[1])
     if w is None or len(ctx.shape_of(x)) != 2 or w.ndim != 2:
         raise ModelError(
             f"{node.op_type} {node.name!r} kept float: only a constant 2-D weight on a 2-D input "
