@@ -26,6 +26,27 @@ CONFIG = QuantizeConfig(
 )
 
 
+def _litert_and_reference(
+    model: onnx.ModelProto, x: np.ndarray, *, output_range: bool
+) -> tuple[dict[str, int], np.ndarray, np.ndarray, float]:
+    """Export ``model`` (with the output's range on ``x[:64]`` when ``output_range``), and run
+    it in LiteRT and in ``onnx.reference`` on ``x[64:]``: (TFLite operator counts, LiteRT's
+    output, the reference output, one step of the output's int8 grid or 0)."""
+    from quanta.runtime.litert import tflite_kernels
+
+    reference = ReferenceEvaluator(model)
+    ranges, step = {}, 0.0
+    if output_range:
+        ref = reference.run(None, {"x": x[:64]})[0]
+        ranges = {"y": (float(ref.min()), float(ref.max()))}
+        step = (float(ref.max()) - float(ref.min())) / 255
+    data = onnx_to_tflite(model, ranges)
+    path = Path(tempfile.mkdtemp()) / "m.tflite"
+    path.write_bytes(data)
+    ops = dict(tflite_kernels(path).all)
+    return ops, _run_tflite(data, x[64:]), reference.run(None, {"x": x[64:]})[0], step
+
+
 def _model() -> onnx.ModelProto:
     """x (N, 3, 8, 8) -> Mul(scale) -> Add(shift) -> Identity -> Conv 3x3 (6) -> HardSigmoid
     -> Conv 1x1 (4) -> GlobalAveragePool -> Flatten -> y (N, 4)."""
@@ -53,33 +74,20 @@ def _model() -> onnx.ModelProto:
 
 
 def test_float_mul_add_and_hard_sigmoid_match_the_onnx_graph() -> None:
-    from quanta.runtime.litert import tflite_kernels
-
     x = np.random.default_rng(5).normal(0, 1, (96, 3, 8, 8)).astype(np.float32)
     model = quantize_static(_model(), CalibrationData({"x": x[:64]}), CONFIG).model
     written = {n.name: n.op_type for n in model.graph.node}
     # ONNX keeps them float: a constant operand, and no int8 HardSigmoid kernel
     assert {"norm_mul", "norm_add", "same", "hsig"} <= set(written)
-    reference = ReferenceEvaluator(model)
-    ref = reference.run(None, {"x": x[:64]})[0]
-    lo, hi = float(ref.min()), float(ref.max())
-    data = onnx_to_tflite(model, {"y": (lo, hi)})
-    path = Path(tempfile.mkdtemp()) / "m.tflite"
-    path.write_bytes(data)
-    ops = tflite_kernels(path).all
+    ops, got, want, step = _litert_and_reference(model, x, output_range=True)
     # Mul, Add of constants; HardSigmoid as MUL, ADD (RELU6 fused), MUL
     assert ops["MUL"] == 3 and ops["ADD"] == 2 and ops["CONV_2D"] == 2
-    got = _run_tflite(data, x[64:])
-    want = reference.run(None, {"x": x[64:]})[0]
-    steps = np.abs(got - want) / ((hi - lo) / 255)
-    assert steps.max() <= 1.0  # measured: 0 steps apart
+    assert np.abs(got - want).max() <= step  # measured: 0 steps apart
 
 
 def test_hard_swish_rewritten_onto_int8_add_and_mul_exports_its_constant() -> None:
     # with uint8 activations quanta writes HardSwish as x * clip(x + 3, 0, 6) / 6 on int8 Add
     # and Mul, the 3 a DequantizeLinear of a uint8 constant: TFLite gets it as an int8 constant
-    from quanta.runtime.litert import tflite_kernels
-
     rng = np.random.default_rng(6)
     inits = {
         "w1": rng.normal(0.0, 0.5, (6, 3, 3, 3)),
@@ -102,19 +110,10 @@ def test_hard_swish_rewritten_onto_int8_add_and_mul_exports_its_constant() -> No
     float_model = _float_model(nodes, inits, ["N", 3, 8, 8], ["N", 4])
     model = quantize_static(float_model, CalibrationData({"x": x[:64]}), config).model
     assert "HardSwish" not in {n.op_type for n in model.graph.node}  # rewritten
-    reference = ReferenceEvaluator(model)
-    ref = reference.run(None, {"x": x[:64]})[0]
-    lo, hi = float(ref.min()), float(ref.max())
-    data = onnx_to_tflite(model, {"y": (lo, hi)})
-    path = Path(tempfile.mkdtemp()) / "m.tflite"
-    path.write_bytes(data)
-    ops = tflite_kernels(path).all
+    ops, got, want, step = _litert_and_reference(model, x, output_range=True)
     # x + 3, the gate read back on 1/6 of its scale (MUL by 1), x * gate
     assert ops["ADD"] == 1 and ops["MUL"] == 2 and ops["CONV_2D"] == 2
-    got = _run_tflite(data, x[64:])
-    want = reference.run(None, {"x": x[64:]})[0]
-    steps = np.abs(got - want) / ((hi - lo) / 255)
-    assert steps.max() <= 1.0  # measured: 0 steps apart
+    assert np.abs(got - want).max() <= step  # measured: 0 steps apart
 
 
 def test_shape_arithmetic_float_head_and_float_output() -> None:
@@ -122,7 +121,6 @@ def test_shape_arithmetic_float_head_and_float_output() -> None:
     # and Paddle2ONNX export it) becomes constants for batch 1; a MatMul head kept float is a
     # float FULLY_CONNECTED; the Softmax quanta keeps float is SOFTMAX, the float output itself
     from quanta.graph.result import FloatKind, FloatReason
-    from quanta.runtime.litert import tflite_kernels
 
     rng = np.random.default_rng(7)
     inits = {
@@ -161,13 +159,8 @@ def test_shape_arithmetic_float_head_and_float_output() -> None:
     result = quantize_static(float_model, CalibrationData({"x": x[:64]}), CONFIG, keep_float=keep)
     model = result.model
     assert {"shape", "fc", "softmax"} <= {n.name for n in model.graph.node}
-    data = onnx_to_tflite(model, {})
-    path = Path(tempfile.mkdtemp()) / "m.tflite"
-    path.write_bytes(data)
-    ops = tflite_kernels(path).all
+    ops, got, want, _ = _litert_and_reference(model, x, output_range=False)
     assert ops["FULLY_CONNECTED"] == 1 and ops["SOFTMAX"] == 1 and "SHAPE" not in ops
-    got = _run_tflite(data, x[64:])
-    want = ReferenceEvaluator(model).run(None, {"x": x[64:]})[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -175,8 +168,6 @@ def test_int8_head_whose_float_logits_feed_a_float_bias_add() -> None:
     # tf2onnx writes MatMul -> Add(bias) -> Softmax (opennsfw): quanta's int8 MatMul writes float
     # logits that only float layers read, which TFLite cannot hold in int8 without a range; it
     # is written as the ONNX graph computes it: float, on its dequantized input and weight
-    from quanta.runtime.litert import tflite_kernels
-
     rng = np.random.default_rng(8)
     inits = {
         "w1": rng.normal(0.0, 0.5, (6, 3, 3, 3)),
@@ -198,11 +189,6 @@ def test_int8_head_whose_float_logits_feed_a_float_bias_add() -> None:
     dq_weights = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     fc = next(n for n in model.graph.node if n.name == "fc")
     assert fc.input[1] in dq_weights  # an int8 MatMul in ONNX
-    data = onnx_to_tflite(model, {})
-    path = Path(tempfile.mkdtemp()) / "m.tflite"
-    path.write_bytes(data)
-    ops = tflite_kernels(path).all
+    ops, got, want, _ = _litert_and_reference(model, x, output_range=False)
     assert ops["FULLY_CONNECTED"] == 1 and ops["ADD"] == 1 and ops["SOFTMAX"] == 1
-    got = _run_tflite(data, x[64:])
-    want = ReferenceEvaluator(model).run(None, {"x": x[64:]})[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
