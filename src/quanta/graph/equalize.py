@@ -44,12 +44,7 @@ class _Pair:
 
 def _pairs(model: onnx.ModelProto) -> list[_Pair]:
     index = GraphIndex(model)
-    readers = index.consumers
-
-    def own_constant(node: onnx.NodeProto, k: int) -> bool:
-        name = node.input[k] if len(node.input) > k else ""
-        return bool(name) and name in index.initializers and len(readers[name]) == 1
-
+    own_constant = index.owns_initializer
     pairs = []
     for first in model.graph.node:
         if first.op_type != "Conv" or not own_constant(first, 1):

@@ -64,11 +64,6 @@ def _fold_one(
     return user, "shift", value if user.op_type == "Add" else -value
 
 
-def _own_constant(index: GraphIndex, node: onnx.NodeProto, k: int) -> bool:
-    name = node.input[k] if len(node.input) > k else ""
-    return bool(name) and name in index.initializers and len(index.consumers[name]) == 1
-
-
 def fold_channel_affine(model: onnx.ModelProto) -> int:
     """Fold every per-channel Mul/Div/Add/Sub of a constant after a Conv into it, in place
     (module docstring); return how many nodes were removed."""
@@ -79,12 +74,12 @@ def fold_channel_affine(model: onnx.ModelProto) -> int:
         step = 0
         removed: set[int] = set()
         for conv in model.graph.node:
-            if conv.op_type != "Conv" or not _own_constant(index, conv, 1):
+            if conv.op_type != "Conv" or not index.owns_initializer(conv, 1):
                 continue
             if index.initializers[conv.input[1]].data_type != onnx.TensorProto.FLOAT:
                 continue
             has_bias = len(conv.input) > 2 and bool(conv.input[2])
-            if has_bias and not _own_constant(index, conv, 2):
+            if has_bias and not index.owns_initializer(conv, 2):
                 continue
             found = _fold_one(conv, index)
             if found is None:

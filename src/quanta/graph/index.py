@@ -58,6 +58,12 @@ class GraphIndex:
     def is_float(self, name: str) -> bool:
         return self.elem_type.get(name) == onnx.TensorProto.FLOAT
 
+    def owns_initializer(self, node: onnx.NodeProto, k: int) -> bool:
+        """Whether ``node``'s input ``k`` is an initializer that no other node reads (a pass may
+        rewrite it in place)."""
+        name = node.input[k] if len(node.input) > k else ""
+        return bool(name) and name in self.initializers and len(self.consumers[name]) == 1
+
     def sole_consumer(self, name: str) -> onnx.NodeProto | None:
         users = self.consumers.get(name, [])
         if len(users) == 1 and name not in self.graph_outputs:

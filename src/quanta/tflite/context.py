@@ -82,21 +82,26 @@ class Context:
     def _fold_constants(self) -> None:
         """Evaluate constant subgraphs (an int8 weight decoded by Cast and Mul for a layer kept
         float) once: the TFLite file stores their float result."""
-        opsets = {o.domain: o.version for o in self.plain.opset_import}
         for node in self.plain.graph.node:
-            if node.op_type == "Shape" and self._static_shape(node) is not None:
-                self.consts[node.output[0]] = self._static_shape(node)  # type: ignore[assignment]
+            shape = self._static_shape(node) if node.op_type == "Shape" else None
+            if shape is not None:
+                self.consts[node.output[0]] = shape
                 self.constant_nodes.add(node.name)
                 continue
             if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.input:
                 continue
             if all(not n or n in self.consts for n in node.input):
-                values = ReferenceEvaluator(node, opsets=opsets).run(
-                    None, {n: self.consts[n] for n in node.input if n}
-                )
-                for name, value in zip(node.output, values, strict=False):
-                    self.consts[name] = np.asarray(value)
+                for name, value in zip(node.output, self.evaluate(node), strict=False):
+                    self.consts[name] = value
                 self.constant_nodes.add(node.name)
+
+    def evaluate(self, node: onnx.NodeProto) -> list[np.ndarray]:
+        """``node``'s outputs on its constant inputs, as ONNX defines them (``onnx.reference``)."""
+        opsets = {o.domain: o.version for o in self.plain.opset_import}
+        values = ReferenceEvaluator(node, opsets=opsets).run(
+            None, {n: self.consts[n] for n in node.input if n}
+        )
+        return [np.asarray(v) for v in values]
 
     def _static_shape(self, node: onnx.NodeProto) -> np.ndarray | None:
         """A Shape node's value where its input's dimensions are known but the batch (the

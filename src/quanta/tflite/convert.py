@@ -131,16 +131,10 @@ def _runs_int8(ctx: Context, node: onnx.NodeProto) -> bool:
 
 
 def _int8_output(ctx: Context, node: onnx.NodeProto) -> bool:
-    """Whether TFLite holds ``node``'s output in int8: a QuantizeLinear reads it, or it is a
-    float graph output or a Softmax/Sigmoid input (on a recorded range). Else (float logits
-    read by a float bias Add) the layer is written float on its dequantized input and weight,
-    which is what the ONNX graph computes."""
-    out = node.output[0]
-    users = ctx.index.consumers.get(out, [])
-    if len(users) == 1 and users[0].op_type == "QuantizeLinear":
-        return True
-    probability = bool(users) and all(u.op_type in PROBABILITY_OPS for u in users)
-    return out in ctx.index.graph_outputs or probability  # (their range: ``output_act``)
+    """Whether TFLite holds ``node``'s output in int8. Not where only float layers read it
+    (float logits read by a float bias Add): the layer is then written float on its
+    dequantized input and weight, which is what the ONNX graph computes."""
+    return not _only_float_reads(ctx, node.output[0])
 
 
 # Elementwise ops that compute in float in the ONNX model when one operand is a float constant
@@ -157,11 +151,13 @@ def _float_constant(ctx: Context, name: str) -> bool:
 
 
 def _float_only_readers(ctx: Context, node: onnx.NodeProto) -> bool:
-    """Whether an unweighted node's output is read, and only by float layers (no QuantizeLinear
-    after it, not a graph output, not a Softmax/Sigmoid input that TFLite holds in int8)."""
-    if HANDLERS[node.op_type].weighted:
-        return False
-    out = node.output[0]
+    """Whether an unweighted node's output is read, and only by float layers."""
+    return not HANDLERS[node.op_type].weighted and _only_float_reads(ctx, node.output[0])
+
+
+def _only_float_reads(ctx: Context, out: str) -> bool:
+    """Whether ``out`` is read, and only by float layers: no QuantizeLinear after it, not a
+    graph output, not a Softmax/Sigmoid input that TFLite holds in int8."""
     users = ctx.index.consumers.get(out, [])
     return (
         bool(users)

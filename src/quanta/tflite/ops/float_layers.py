@@ -101,15 +101,7 @@ def float_weight(ctx: Context, name: str) -> np.ndarray | None:
     dq = ctx.index.producer.get(name)
     if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in ctx.consts:
         return None
-    q, scale = ctx.weight(name)
-    zero = ctx.consts[dq.input[2]] if len(dq.input) > 2 and dq.input[2] else np.zeros(1)
-    axis = int(next((a.i for a in dq.attribute if a.name == "axis"), 1)) % max(q.ndim, 1)
-    shape = [1] * q.ndim
-    if scale.size > 1:
-        shape[axis] = scale.size
-    step = scale.astype(np.float32).reshape(shape)
-    offset = np.asarray(zero, np.float32).reshape(shape if np.size(zero) > 1 else [1] * q.ndim)
-    return (q.astype(np.float32) - offset) * step
+    return ctx.evaluate(dq)[0]
 
 
 def _conv_weight(ctx: Context, name: str, w: np.ndarray, depthwise: bool) -> int:
