@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import helper
+from onnx.reference import ReferenceEvaluator
 from tiny_graphs import make_model
 
 from quanta.graph import CalibrationData, QuantizeConfig, prepare, quantize_static
 from quanta.graph.planner import UNREAD, plan_static
+from quanta.runtime import make_session
 
 # Fixed choices: no "auto" search and no fallback, so only the planner decides.
 PLAIN = QuantizeConfig(method="minmax", activation_type="int8", min_fidelity=None)
@@ -213,3 +215,64 @@ def test_add_read_by_a_pool_that_feeds_int8_stays_int8() -> None:
     plan = plan_static(prepare(model))
     assert {"residual", "gap"} <= set(plan.plans)
     assert not any(f.name == "residual" for f in plan.float_nodes)
+
+
+# --- a mover between the logits and the graph output -------------------------------------------
+
+
+def logits_then(mover: str) -> onnx.ModelProto:
+    """A CTC reader's head: x (6, 8) -> Gemm fc -> l (6, 5) -> Reshape | Transpose -> y."""
+    inits = {"w": rand(5, 8), "b": rand(5, seed=1)}
+    if mover == "Reshape":
+        inits["shape"] = np.array([6, 1, 5], np.int64)
+        last = helper.make_node("Reshape", ["l", "shape"], ["y"], name="move")
+        out = [6, 1, 5]
+    else:
+        last = helper.make_node("Transpose", ["l"], ["y"], name="move", perm=[1, 0])
+        out = [5, 6]
+    return make_model(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["l"], name="fc", transB=1), last],
+        {"x": [6, 8]},
+        {"y": out},
+        inits,
+    )
+
+
+def test_mover_before_the_graph_output_is_unread_so_the_logits_stay_float32() -> None:
+    """Rounding the logits to 8 bits flips the arg-max wherever two classes are closer than a
+    step (ddddocr's 8210-class reader lost 2.9 % of its positions so)."""
+    for mover in ("Reshape", "Transpose"):
+        plan = plan_static(prepare(logits_then(mover)))
+        assert {f.name: f.reason for f in plan.float_nodes} == {"move": UNREAD}, mover
+        assert set(plan.plans) == {"fc"}, mover
+        assert plan.source == {"x": "x"}, mover  # fc writes float32
+
+
+def test_logits_behind_a_mover_are_not_requantized() -> None:
+    x = rand(6, 8, seed=7)
+    q = quantize_static(logits_then("Reshape"), CalibrationData({"x": x}), PLAIN).model
+    assert producer(q, "y").op_type == "Reshape"
+    assert producer(q, producer(q, "y").input[0]).op_type == "Gemm"
+    assert quantized_tensors(q) == {"x"}
+    # ONNX Runtime's integer Gemm against onnx.reference's float math on the dequantized
+    # operands: the same float32 logits, with no 8-bit step (up to 0.2 here) in between.
+    y = make_session(q.SerializeToString()).run(None, {"x": x})[0]
+    y_ref = ReferenceEvaluator(q).run(None, {"x": x})[0]
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_mover_read_by_an_int8_op_stays_int8() -> None:
+    model = make_model(
+        [
+            helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
+            helper.make_node("Transpose", ["h"], ["t"], name="move", perm=[1, 0]),
+            helper.make_node("Gemm", ["t", "w2", "b2"], ["y"], name="fc2", transB=1),
+        ],
+        {"x": [6, 8]},
+        {"y": [5, 3]},
+        {"w1": rand(5, 8), "b1": rand(5, seed=1), "w2": rand(3, 6, seed=2), "b2": rand(3)},
+    )
+    plan = plan_static(prepare(model))
+    assert plan.float_nodes == []
+    assert set(plan.plans) == {"fc1", "move", "fc2"}
+    assert plan.source["t"] == plan.source["h"] == "h"

@@ -77,7 +77,10 @@ def plan_static(
     a Gemm/MatMul whose output no int8 node reads writes float32 (the logits, or a projection
     followed by a float bias add and LayerNorm in a transformer), and an Add/Mul/Concat/pool
     whose output no int8 node reads stays float altogether (a residual add before a LayerNorm
-    would otherwise squeeze a wide-range sum onto 8 bits for no speed gain).
+    would otherwise squeeze a wide-range sum onto 8 bits for no speed gain). So does a mover
+    (Reshape, Transpose, ...) whose output no int8 node reads: a CTC reader's logits reshaped
+    into the graph output are then written float32 by their Gemm, not rounded to 8 bits, where
+    two close classes would swap.
 
     Args:
         exclude: names of nodes to keep float (a dict maps each to the reason shown).
@@ -108,7 +111,9 @@ def plan_static(
             if node.op_type in FLOAT_OUTPUT_OK:
                 floats.update(outs)
                 changed = True
-            elif node.op_type in USEFUL_ONLY_IF_READ and name not in reasons:
+            elif (
+                node.op_type in USEFUL_ONLY_IF_READ or plan.plans[name].output == "shared"
+            ) and name not in reasons:
                 reasons[name] = UNREAD
                 changed = True
         if not changed:

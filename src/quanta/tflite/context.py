@@ -141,6 +141,17 @@ class Context:
         """Append a builtin operator (``code``: a ``tflite.BuiltinOperator``)."""
         self.out.ops.append(OpSpec(code, inputs, outputs, options, version))
 
+    def float_of(self, name: str) -> Act:
+        """The float32 TFLite tensor of an ONNX tensor: computed float, or an int8 one behind
+        a DEQUANTIZE (written once)."""
+        if name in self.floats:
+            return self.floats[name]
+        act = self.act_of(name)
+        y = self.add(TensorSpec(f"{name}_float", self.shape_of(act), np.dtype(np.float32)))
+        self.emit(tflite.BuiltinOperator.DEQUANTIZE, [act.index], [y], None, 2)
+        self.floats[name] = Act(y, act.nhwc)
+        return self.floats[name]
+
     def constant(self, name: str, data: np.ndarray) -> int:
         """A constant tensor holding ``data`` (its shape and dtype)."""
         return self.add(TensorSpec(name, list(data.shape), data.dtype, data=data))

@@ -30,17 +30,6 @@ NONE, RELU, RELU6 = (
 )
 
 
-def _float_of(ctx: Context, name: str) -> Act:
-    """The float32 TFLite tensor of an ONNX tensor (an int8 one gets a DEQUANTIZE)."""
-    if name in ctx.floats:
-        return ctx.floats[name]
-    act = ctx.act_of(name)
-    y = ctx.add(TensorSpec(f"{name}_float", ctx.shape_of(act), np.dtype(np.float32)))
-    ctx.emit(B.DEQUANTIZE, [act.index], [y], None, 2)
-    ctx.floats[name] = Act(y, act.nhwc)
-    return ctx.floats[name]
-
-
 def _activation(ctx: Context, node: onnx.NodeProto) -> int | None:
     """The TFLite activation of a Relu (RELU) or Clip(0, 6) (RELU6) node; None for any other."""
     if node.op_type not in FUSED_ACTIVATIONS:
@@ -118,7 +107,7 @@ def _conv_weight(ctx: Context, name: str, w: np.ndarray, depthwise: bool) -> int
 
 
 def float_conv(ctx: Context, node: onnx.NodeProto) -> None:
-    x = _float_of(ctx, node.input[0])
+    x = ctx.float_of(node.input[0])
     w = float_weight(ctx, node.input[1])
     if w is None:
         raise ModelError(f"Conv {node.name!r}: its weight is not a constant")
@@ -137,7 +126,7 @@ def float_fully_connected(ctx: Context, node: onnx.NodeProto) -> None:
     """A Gemm or MatMul kept float (a classifier head kept float for speed) as a float
     FULLY_CONNECTED; its weight as decoded (an int8-stored one whose scales run along the
     output axis of a MatMul's (K, N) weight is written float32)."""
-    x = _float_of(ctx, node.input[0])
+    x = ctx.float_of(node.input[0])
     w = float_weight(ctx, node.input[1])
     if w is None or len(ctx.shape_of(x)) != 2 or w.ndim != 2:
         raise ModelError(
@@ -158,7 +147,7 @@ def float_fully_connected(ctx: Context, node: onnx.NodeProto) -> None:
 
 def float_activation(ctx: Context, node: onnx.NodeProto) -> None:
     """Relu as RELU, Clip(0, 6) as RELU6, where no float op before it could fuse it."""
-    x = _float_of(ctx, node.input[0])
+    x = ctx.float_of(node.input[0])
     activation = _activation(ctx, node)
     if activation is None:
         raise ModelError(f"Clip {node.name!r}: only Relu and Clip(0, 6) have TFLite forms here")

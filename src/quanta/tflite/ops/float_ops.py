@@ -17,7 +17,7 @@ import tflite
 
 from quanta.errors import ModelError
 from quanta.tflite.context import Act, Context, attr
-from quanta.tflite.ops.float_layers import _float_of, _float_out
+from quanta.tflite.ops.float_layers import _float_out
 from quanta.tflite.ops.layout import NCHW_TO_NHWC
 from quanta.tflite.writer import OptionsBuilder, TensorSpec, options
 
@@ -44,7 +44,7 @@ def operand(ctx: Context, name: str, like: Act | None = None) -> Act:
             value = value.reshape((1,) * (4 - value.ndim) + value.shape).transpose(NCHW_TO_NHWC)
         nhwc = like is not None and like.nhwc and value.ndim == 4
         return Act(ctx.constant(f"{name}_tfl", value), nhwc)
-    return _float_of(ctx, name)
+    return ctx.float_of(name)
 
 
 def _simple_out(ctx: Context, node: onnx.NodeProto, shape: list[int], nhwc: bool) -> int:

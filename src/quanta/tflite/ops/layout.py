@@ -18,7 +18,6 @@ import numpy as np
 import onnx
 import tflite
 
-from quanta.errors import ModelError
 from quanta.tflite.context import Act, Context, attr
 from quanta.tflite.writer import TensorSpec, int_vector, options
 
@@ -177,9 +176,11 @@ def transpose(ctx: Context, node: onnx.NodeProto) -> None:
 
 def float_transpose(ctx: Context, node: onnx.NodeProto) -> None:
     """A float Transpose (the layout Transpose on a float input): an alias, else TRANSPOSE."""
-    x = ctx.floats.get(node.input[0])
-    if x is None:
-        x = ctx.floats[node.input[0]] = _float_constant(ctx, node.input[0])
+    name = node.input[0]
+    if name in ctx.consts and name not in ctx.floats:
+        value = ctx.consts[name].astype(np.float32)
+        ctx.floats[name] = Act(ctx.constant(name, value), False)
+    x = ctx.float_of(name)  # computed float, a constant, or int8 behind a DEQUANTIZE
     nhwc, perm = _transposed(ctx, node, x)
     if nhwc is None:
         shape = [ctx.shape_of(x)[p] for p in perm]
@@ -188,12 +189,6 @@ def float_transpose(ctx: Context, node: onnx.NodeProto) -> None:
         ctx.floats[node.output[0]] = Act(y, False)
     else:
         ctx.floats[node.output[0]] = Act(x.index, nhwc)
-
-
-def _float_constant(ctx: Context, name: str) -> Act:
-    if name not in ctx.consts:
-        raise ModelError(f"tensor {name!r} has no float TFLite tensor; is its producer supported?")
-    return Act(ctx.constant(name, ctx.consts[name].astype(np.float32)), False)
 
 
 def input_layout(ctx: Context, value: onnx.ValueInfoProto) -> tuple[list[int], bool]:
