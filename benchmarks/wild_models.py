@@ -44,6 +44,7 @@ HERE = Path(__file__).resolve().parent / "wild_models"
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 import bars  # noqa: E402
+import scoring  # noqa: E402
 import sources  # noqa: E402
 from corpus import CORPUS, WildModel  # noqa: E402
 from prepare import run_per_sample  # noqa: E402
@@ -136,12 +137,16 @@ def measure_model(
         ev = dict(e)
     ref = run_per_sample(model, ev)
     scorer = entry.scorer(cache, model)
+    truth = entry.truth(cache, model) if entry.truth else None
     timed = []
     for v, result in row["variants"].items():
         if result["status"] != "ok":
             continue
         try:
-            result["score"] = scorer(ref, run_per_sample(outs[v], ev))
+            out = run_per_sample(outs[v], ev)
+            result["score"] = scorer(ref, out)
+            if truth:
+                result["truth"] = scoring.against_truth(*truth, ref, out)
             timed.append(v)
         except Exception as exc:  # noqa: BLE001  (a model ORT cannot run is a result)
             result.update(status="error", message=f"ONNX Runtime cannot run it: {_one_line(exc)}")
@@ -188,6 +193,7 @@ def write_results(out: Path, doc: dict[str, Any]) -> None:
         "",
         *bars.markdown(rows, variants),
         "",
+        *bars.truth_markdown(rows, variants),
         "Share of float weight bytes feeding matmul-like ops (decides the size bar): "
         + ", ".join(f"{r['name']} {r['heavy_share']:.2f}" for r in rows),
         "",

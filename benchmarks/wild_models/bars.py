@@ -154,5 +154,28 @@ def markdown(rows: Sequence[Row], variants: Sequence[str]) -> list[str]:
     return lines
 
 
+def truth_markdown(rows: Sequence[Row], variants: Sequence[str]) -> list[str]:
+    """For the models whose inputs are drawn from known texts: float's and each variant's
+    exact-match accuracy against the true text, and the share of float's right readings each
+    variant keeps. Empty when no model has such inputs."""
+    labelled = [r for r in rows if any("truth" in v for v in r["variants"].values())]
+    if not labelled:
+        return []
+    lines = [
+        "Against the true text (inputs drawn from known strings; exact match). The text bar "
+        "compares int8 with float, so where float misreads most inputs its near-tie guesses "
+        "decide it; here each cell is accuracy / share of float's right readings kept.",
+        "",
+        "| model | float | " + " | ".join(LABELS[v] for v in variants) + " |",
+        "|---|---|" + "---|" * len(variants),
+    ]
+    for row in labelled:
+        results = [row["variants"].get(v, {}).get("truth") for v in variants]
+        first = next(t for t in results if t)
+        cells = ["-" if t is None else f"{t['int8']:.4f} / {_f(t['kept'], '.4f')}" for t in results]
+        lines.append(f"| {row['name']} | {first['float']:.4f} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "/").replace("\n", " ")[:300]

@@ -23,6 +23,8 @@ import sources
 
 Build = Callable[[Path, Path, str], dict[str, np.ndarray]]
 MakeScorer = Callable[[Path, Path], scoring.Scorer]
+# (cache, model) -> (the package's decoding, the true text of each evaluation sample)
+MakeTruth = Callable[[Path, Path], tuple[scoring.Decode, list[str]]]
 METRICS = ("top1", "text", "detections", "mask_iou", "cosine")
 
 
@@ -41,6 +43,8 @@ class WildModel:
         build: ``build(cache, model_path, split) -> {input name: array}``, split calib/eval.
         scorer: ``scorer(cache, model_path) -> score(ref, out)``, see ``scoring``.
         note: anything a reader of the results should know.
+        truth: for inputs drawn from known texts, the decoding and the evaluation set's true
+            texts, to score float and int8 against the truth as well (``scoring.against_truth``).
     """
 
     name: str
@@ -53,6 +57,7 @@ class WildModel:
     build: Build
     scorer: MakeScorer
     note: str = ""
+    truth: MakeTruth | None = None
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -65,20 +70,30 @@ def _fixed(score: scoring.Scorer) -> MakeScorer:
     return lambda cache, model: score
 
 
-def _rapidocr_text(cache: Path, model: Path) -> scoring.Scorer:
+def _rapidocr_decode(cache: Path, model: Path) -> scoring.Decode:
     """CTCLabelDecode: the model's 'character' metadata, with blank first and ' ' last."""
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
     charset = ["blank", *meta["character"].splitlines(), " "]
-    return scoring.text(scoring.ctc_greedy(charset, blank=0, time_axis=0))
+    return scoring.ctc_greedy(charset, blank=0, time_axis=0)
 
 
-def _ddddocr_text(cache: Path, model: Path) -> scoring.Scorer:
+def _ddddocr_decode(cache: Path, model: Path) -> scoring.Decode:
     """OCREngine beta: CHARSET_BETA, blank 0; output (T, 1, C)."""
     wheel = sources.fetch("ddddocr==1.6.1", cache)
     charset = scoring.ddddocr_charset(sources.read_member(wheel, "ddddocr/charsets.py").decode())
-    return scoring.text(scoring.ctc_greedy(charset, blank=0, time_axis=0))
+    return scoring.ctc_greedy(charset, blank=0, time_axis=0)
+
+
+def _text(decode: Callable[[Path, Path], scoring.Decode]) -> MakeScorer:
+    return lambda cache, model: scoring.text(decode(cache, model))
+
+
+def _truth(
+    decode: Callable[[Path, Path], scoring.Decode], texts: Callable[[str], list[str]]
+) -> MakeTruth:
+    return lambda cache, model: (decode(cache, model), texts("eval"))
 
 
 def _lac_tags(cache: Path, model: Path) -> scoring.Scorer:
@@ -118,7 +133,8 @@ CORPUS: tuple[WildModel, ...] = (
         metric="text",
         licence="Apache-2.0",
         build=inputs.rapidocr_rec,
-        scorer=_rapidocr_text,
+        scorer=_text(_rapidocr_decode),
+        truth=_truth(_rapidocr_decode, inputs.rapidocr_rec_texts),
         note="weights are Constant nodes; ends in Softmax",
     ),
     WildModel(
@@ -167,7 +183,8 @@ CORPUS: tuple[WildModel, ...] = (
         metric="text",
         licence="MIT",
         build=inputs.ddddocr_ocr,
-        scorer=_ddddocr_text,
+        scorer=_text(_ddddocr_decode),
+        truth=_truth(_ddddocr_decode, inputs.ddddocr_ocr_texts),
         note="fixed batch 1; width 170 (64-high CAPTCHAs)",
     ),
     WildModel(
@@ -192,6 +209,10 @@ CORPUS: tuple[WildModel, ...] = (
         licence="MIT",
         build=inputs.captcha_whisperer,
         scorer=_fixed(scoring.text(scoring.captcha_whisperer_decode)),
+        truth=lambda cache, model: (
+            scoring.captcha_whisperer_decode,
+            inputs.captcha_whisperer_texts("eval"),
+        ),
         note="the LSTM is exported as 20 LSTMCell steps per direction (Gemm, Sigmoid, Tanh)",
     ),
     WildModel(

@@ -44,6 +44,11 @@ def _ppocr_resize_norm(img: np.ndarray, shape: tuple[int, int, int]) -> np.ndarr
     return out
 
 
+def rapidocr_rec_texts(split: str) -> list[str]:
+    """The strings ``rapidocr_rec`` renders, in order (its ground truth)."""
+    return render.fragments(sources.sentences(split), _rng(split, 1), COUNT[split])
+
+
 def rapidocr_rec(cache: Path, model: Path, split: str) -> dict[str, np.ndarray]:
     rng = _rng(split, 1)
     texts = render.fragments(sources.sentences(split), rng, COUNT[split])
@@ -99,9 +104,20 @@ def _captcha_texts(split: str, count: int, alphabet: str) -> list[str]:
 _UPPER_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+def captcha_whisperer_texts(split: str) -> list[str]:
+    """The strings ``captcha_whisperer`` draws, in order (its ground truth)."""
+    return _captcha_texts(split, COUNT[split], _UPPER_DIGITS)
+
+
+def ddddocr_ocr_texts(split: str) -> list[str]:
+    """The strings ``ddddocr_ocr`` draws, in order (its ground truth); lower-case only where
+    the shape differs from the capital."""
+    return _captcha_texts(split, {"calib": 64, "eval": 128}[split], _UPPER_DIGITS + "abdefhknt")
+
+
 def captcha_whisperer(cache: Path, model: Path, split: str) -> dict[str, np.ndarray]:
     """preprocess_bytes: PNG decode, RGB, resize 160x60 bilinear, BGR, 0..255, (3, 60, 160)."""
-    texts = _captcha_texts(split, COUNT[split], _UPPER_DIGITS)
+    texts = captcha_whisperer_texts(split)
     out = []
     for img in sources.captcha_images(cache, texts, seed=SEED[split]):
         buf = io.BytesIO()
@@ -115,7 +131,7 @@ def captcha_whisperer(cache: Path, model: Path, split: str) -> dict[str, np.ndar
 
 def ddddocr_ocr(cache: Path, model: Path, split: str) -> dict[str, np.ndarray]:
     """OCREngine._preprocess_image: height 64 (Lanczos), grayscale, /255, (1, 64, W)."""
-    texts = _captcha_texts(split, {"calib": 64, "eval": 128}[split], _UPPER_DIGITS + "abdefhknt")
+    texts = ddddocr_ocr_texts(split)
     out = []
     for img in sources.captcha_images(cache, texts, seed=SEED[split] + 1):
         w, h = img.size  # type: ignore[attr-defined]

@@ -81,6 +81,25 @@ def text(decode: Callable[[np.ndarray], str], output: int = 0) -> Scorer:
     return score
 
 
+Decode = Callable[[np.ndarray], str]
+
+
+def against_truth(
+    decode: Decode, truth: Sequence[str], ref: Outputs, out: Outputs, output: int = 0
+) -> dict[str, float]:
+    """Exact-match accuracy against the true texts of float (``float``) and of a candidate
+    (``int8``), and ``kept``: of the texts float reads right, the share the candidate reads
+    right too (what a user of a working reader loses)."""
+    f = [decode(r[output]) == t for r, t in zip(ref, truth, strict=True)]
+    q = [decode(o[output]) == t for o, t in zip(out, truth, strict=True)]
+    right = [b for a, b in zip(f, q, strict=True) if a]
+    return {
+        "float": float(np.mean(f)),
+        "int8": float(np.mean(q)),
+        "kept": float(np.mean(right)) if right else float("nan"),
+    }
+
+
 def ctc_greedy(charset: Sequence[str], blank: int = 0, time_axis: int = 0) -> Callable:
     """PaddleOCR's and ddddocr's CTC decoding: arg-max per step, merge repeats, drop ``blank``."""
 
