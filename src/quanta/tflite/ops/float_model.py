@@ -147,8 +147,6 @@ def pool(ctx: Context, node: onnx.NodeProto) -> None:
     x = operand(ctx, node.input[0])
     kernel = list(attr(node, "kernel_shape", []))  # type: ignore[call-overload]
     strides = list(attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
-    if attr(node, "ceil_mode", 0):
-        raise ModelError(f"{node.op_type} {node.name!r}: ceil_mode has no TFLite form")
     padding, x = window_padding(ctx, node, x, kernel)
     shape = ctx.nhwc_shape(node.output[0], ctx.shape_of(x)[0])
     y, activation = _float_out(ctx, node, shape, True)

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import tflite
 
+from quanta.errors import ModelError
 from quanta.tflite.context import Act, Context, attr
 from quanta.tflite.writer import TensorSpec, int_vector, options
 
@@ -36,31 +37,62 @@ def to_nchw(ctx: Context, act: Act, prefix: str) -> int:
 def window_padding(
     ctx: Context, node: onnx.NodeProto, x: Act, kernel: list[int]
 ) -> tuple[int, Act]:
-    """TFLite padding mode of a Conv/pool; explicit pads that are not VALID or SAME become a
-    PAD op, whose output is returned in place of ``x``."""
+    """TFLite padding mode of a Conv/pool, and the tensor the window op reads.
+
+    TFLite's SAME is ONNX's centred pads, and its pools leave that padding out: a max over real
+    values, an average over the real count (ONNX's ``count_include_pad=0``). Other pads become
+    a PAD before a VALID window, filled with zeros (the zero point) for a Conv and for an
+    AveragePool that counts its padding, and with the lowest value of the tensor's type for a
+    MaxPool, which then never takes a pad for the max. A MaxPool's ``ceil_mode`` pads the end
+    the same way, so its last, partial window exists. An AveragePool that leaves non-centred
+    pads out of its count, or rounds its output size up, has no TFLite form."""
     pads = list(attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
     strides = list(attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
+    t = ctx.out.tensors[x.index]  # N, H, W, C
+    maximum = node.op_type == "MaxPool"
+    average = node.op_type == "AveragePool"
+    counts_pads = average and bool(attr(node, "count_include_pad", 0))
+    if attr(node, "ceil_mode", 0):
+        if not maximum:
+            raise ModelError(f"{node.op_type} {node.name!r}: ceil_mode has no TFLite form")
+        out = ctx.nhwc_shape(node.output[0], t.shape[0])
+        for axis, (size, k, s) in enumerate(zip(t.shape[1:3], kernel, strides, strict=True)):
+            pads[axis + 2] += max(
+                (out[axis + 1] - 1) * s + k - size - pads[axis] - pads[axis + 2], 0
+            )
     if not any(pads):
         return tflite.Padding.VALID, x
-    t = ctx.out.tensors[x.index]  # N, H, W, C
     same = True
     for axis, (size, k, s) in enumerate(zip(t.shape[1:3], kernel, strides, strict=True)):
         total = max((-(-size // s) - 1) * s + k - size, 0)
         if [pads[axis], pads[axis + 2]] != [total // 2, total - total // 2]:
             same = False
-    if same:
+    if same and not counts_pads:
         return tflite.Padding.SAME, x
+    if average and not counts_pads:
+        raise ModelError(
+            f"AveragePool {node.name!r}: pads {pads} left out of the average have no TFLite "
+            "form (TFLite leaves out only centred pads)"
+        )
     n, h, w, c = t.shape
     padded_shape = [n, h + pads[0] + pads[2], w + pads[1] + pads[3], c]
     paddings = np.array([[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], np.int32)
-    p_index = ctx.constant(f"{node.name}_paddings", paddings)
-    # same type and grid as the input: int8 pads with its zero point (real 0), float with 0
+    inputs = [x.index, ctx.constant(f"{node.name}_paddings", paddings)]
+    # same type and grid as the input
     y = ctx.add(
         TensorSpec(
             f"{node.name}_padded", padded_shape, t.dtype, scale=t.scale, zero_point=t.zero_point
         )
     )
-    ctx.emit(B.PAD, [x.index, p_index], [y], options("PadOptions"))
+    if not maximum:  # zeros: int8 pads with its zero point (real 0), float with 0
+        ctx.emit(B.PAD, inputs, [y], options("PadOptions"))
+        return tflite.Padding.VALID, Act(y, True)
+    low = np.iinfo(t.dtype).min if np.issubdtype(t.dtype, np.integer) else np.finfo(t.dtype).min
+    fill = TensorSpec(
+        f"{node.name}_pad_value", [1], t.dtype, data=np.array([low], t.dtype),
+        scale=t.scale, zero_point=t.zero_point,
+    )  # fmt: skip
+    ctx.emit(B.PADV2, [*inputs, ctx.add(fill)], [y], options("PadV2Options"))
     return tflite.Padding.VALID, Act(y, True)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import onnx
 import tflite
 
-from quanta.errors import ModelError
 from quanta.tflite.context import Context, attr
 from quanta.tflite.ops.layout import window_padding
 from quanta.tflite.writer import options
@@ -24,8 +23,6 @@ def pool(ctx: Context, node: onnx.NodeProto) -> None:
     batch = ctx.shape_of(x)[0]
     kernel = list(attr(node, "kernel_shape", []))  # type: ignore[call-overload]
     strides = list(attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
-    if attr(node, "ceil_mode", 0):
-        raise ModelError(f"{node.op_type} {node.name!r}: ceil_mode has no TFLite form")
     padding, x = window_padding(ctx, node, x, kernel)
     shape = ctx.nhwc_shape(node.output[0], batch)
     y = ctx.output_act(node, shape, True)
