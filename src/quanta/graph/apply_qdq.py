@@ -10,6 +10,9 @@ Three steps, in this order because the names they hand out must come out the sam
    readers moved to ``T_dq``;
 3. each other quantized activation ``T``: the producer writes ``T_pre``, the pair writes ``T``,
    so consumers and graph outputs keep their names.
+
+Then a node the plan keeps float reads its int8 inputs through DequantizeLinears of its own,
+or ONNX Runtime would fuse it back into an integer kernel (``quanta.graph.float_readers``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from quanta.graph.bias_correction import MEAN_AXIS, bias_shift
+from quanta.graph.float_readers import float_inputs_apart
 from quanta.graph.index import GraphIndex
 from quanta.graph.ops import OpPlan
 from quanta.graph.planner import StaticPlan
@@ -113,9 +117,20 @@ def apply_qdq(
     del graph.node[:]
     graph.node.extend(add.head + body)
     graph.initializer.extend(add.inits)
+    float_inputs_apart(model, plan, _dims(graph), add.names)  # kept float in ONNX Runtime too
     del graph.value_info[:]
     remove_unused(model)
     return corrected
+
+
+def _dims(graph: onnx.GraphProto) -> dict[str, list[int | None]]:
+    """Each tensor's dimensions as shape inference left them (None: unknown)."""
+    return {
+        v.name: [d.dim_value if d.HasField("dim_value") else None
+                 for d in v.type.tensor_type.shape.dim]
+        for v in (*graph.input, *graph.value_info, *graph.output)
+        if v.type.tensor_type.HasField("shape")
+    }  # fmt: skip
 
 
 def _quantize_constants(

@@ -2,7 +2,8 @@
 
 A quantized Concat writes one grid for all its inputs (ONNX Runtime's QLinearConcat); when the
 inputs' calibrated ranges differ by more than ``MAX_RANGE_RATIO``, that grid erases the narrow
-ones, so the Concat is kept float, and so are the int8 nodes that read it (see ``readers_of``).
+ones, so the Concat is kept float, and so are the int8 nodes that read it
+(``quanta.graph.float_readers``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from quanta.graph.planner import StaticPlan
 from quanta.graph.result import FloatKind, FloatReason
 from quanta.quant import Observer
 
-__all__ = ["mismatched_concats", "readers_of"]
+__all__ = ["mismatched_concats"]
 
 
 def mismatched_concats(
@@ -38,30 +39,3 @@ def mismatched_concats(
                 FloatKind.RANGES,
             )
     return out
-
-
-def readers_of(model: onnx.ModelProto, plan: StaticPlan, concats: dict[str, str]) -> dict[str, str]:
-    """The int8 nodes that read a kept-float Concat's output: they must stay float too, or the
-    QuantizeLinear they put on it recreates the single shared scale (ONNX Runtime would even fuse
-    the Concat back into QLinearConcat)."""
-    outputs = {
-        o: name
-        for n in model.graph.node
-        if n.name in concats
-        for o, name in [(n.output[0], n.name)]
-    }
-    readers: dict[str, str] = {}
-    for node in model.graph.node:
-        op_plan = plan.plans.get(node.name)
-        if op_plan is None or node.name in concats:
-            continue
-        read = [node.input[i] for i in op_plan.activations]
-        if op_plan.output == "shared":
-            read.append(node.input[0])
-        for name in read:
-            if name in outputs:
-                readers[node.name] = FloatReason(
-                    f"kept float: it reads {outputs[name]!r}, a Concat kept float",
-                    FloatKind.RANGES,
-                )
-    return readers

@@ -36,12 +36,13 @@ from quanta.graph.choices import (
     observer_factory,
 )
 from quanta.graph.compact import compact_qdq
-from quanta.graph.concats import mismatched_concats, readers_of
+from quanta.graph.concats import mismatched_concats
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.dead_zone import floored_grids, range_floors
 from quanta.graph.equalize import equalize_layers
 from quanta.graph.fidelity_search import FidelityGoal, further_measures, judged, keep_costly_float
 from quanta.graph.float_compute import prefer_float_compute
+from quanta.graph.float_readers import readers_of
 from quanta.graph.holdout import HeldOut, hold_out
 from quanta.graph.latency import keep_slower_float
 from quanta.graph.ops.hard_swish import int8_hard_swish
@@ -319,9 +320,8 @@ class _Builds:
         cal = self.calibration
         out = onnx.ModelProto()
         out.CopyFrom(self.prepared)
-        plan = (
-            plan_static(out, exclude={**cal.exclude, **extra}) if extra or cal.exclude else cal.plan
-        )
+        kept = {**cal.exclude, **extra}
+        plan = plan_static(out, exclude=kept) if extra else cal.plan
         qp = {
             t: activation_qparams(
                 cal.ranges[src], activation_type or self.activation_type, method or self.method,
@@ -339,7 +339,7 @@ class _Builds:
         # nodes that compute in float still store int8 weights (what the search measures ships)
         compress_float_weights(
             out, per_channel=self.config.per_channel, input_means=cal.input_means,
-            exact=_for_answers({**cal.exclude, **extra}), fp16=self.fp16_weights,
+            exact=_for_answers(kept), fp16=self.fp16_weights,
         )  # fmt: skip
         return out, plan, corrected
 

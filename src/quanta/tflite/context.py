@@ -186,13 +186,16 @@ class Context:
     # --- ONNX tensors as int8 TFLite tensors ---------------------------------------------------
 
     def grid(self, q_node: onnx.NodeProto) -> tuple[float, int]:
-        """(scale, int8 zero point) of a QuantizeLinear/DequantizeLinear's per-tensor grid."""
-        scale = self.consts[q_node.input[1]]
-        zp = self.consts[q_node.input[2]] if len(q_node.input) > 2 else np.uint8(0)
-        if scale.ndim != 0:
+        """(scale, int8 zero point) of a QuantizeLinear/DequantizeLinear's per-tensor grid, or
+        of a per-channel one whose scales and zero points are all equal (quanta's DequantizeLinear
+        of a layer kept float, ``quanta.graph.float_readers``)."""
+        scale = np.asarray(self.consts[q_node.input[1]])
+        zp = np.asarray(self.consts[q_node.input[2]] if len(q_node.input) > 2 else np.uint8(0))
+        if scale.ndim > 1 or np.ptp(scale) != 0 or np.ptp(zp) != 0:
             raise ModelError(f"{q_node.name}: per-axis activation grids have no TFLite form")
-        z = int(zp) - 128 if zp.dtype == np.uint8 else int(zp)
-        return float(scale), z
+        first = zp.reshape(-1)[0]
+        z = int(first) - 128 if zp.dtype == np.uint8 else int(first)
+        return float(scale.reshape(-1)[0]), z
 
     def bind(self, q_output: str, act: Act) -> None:
         """``act`` stands for a QuantizeLinear's output and for each DequantizeLinear of it on
