@@ -77,8 +77,8 @@ def readers_of(
 def float_inputs_apart(model: onnx.ModelProto, plan: StaticPlan, dims: Dims, names: Names) -> int:
     """Give each node of ``model`` (QDQ, in place) that ``plan`` keeps float, of an op type
     ONNX Runtime could fuse into an integer kernel, its own per-channel DequantizeLinear of
-    each int8 activation it reads (module doc). A tensor whose channel count is unknown is
-    left shared. Returns how many DequantizeLinears were added."""
+    each uint8 activation it reads (module doc). A tensor whose channel count is unknown, and
+    an int8 one, is left shared. Returns how many DequantizeLinears were added."""
     index = GraphIndex(model)
     inits = {t.name: t for t in model.graph.initializer}
     added: list[tuple[int, onnx.NodeProto]] = []
