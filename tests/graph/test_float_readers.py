@@ -18,7 +18,7 @@ from onnx import helper
 from onnx.reference import ReferenceEvaluator
 from tiny_graphs import make_model
 
-from quanta.graph import CalibrationData, QuantizeConfig, prepare, quantize_static
+from quanta.graph import CalibrationData, QuantizeConfig, prepare
 from quanta.graph.result import FloatKind, FloatReason
 from quanta.graph.static import _Builds, _calibrate
 from quanta.runtime import count_kernels, make_session
@@ -109,15 +109,21 @@ def test_a_relu_after_the_kept_node_does_not_let_it_fuse() -> None:
     _runs_as_written(data)
 
 
-def test_an_op_without_an_int8_form_keeps_the_shared_dequantize() -> None:
-    """ONNX Runtime has no integer Tanh to fuse a Tanh into: no per-channel copy is made."""
-    q = quantize_static(three_convs("Tanh"), CalibrationData({"x": _x()}), PLAIN).model
+@pytest.mark.parametrize("op", ["Tanh", "Sigmoid", "LeakyRelu"])
+def test_other_ops_kept_float_keep_the_shared_dequantize(op: str) -> None:
+    """No per-channel copy for other ops: ONNX Runtime has no integer Tanh, and it fuses a
+    Sigmoid or LeakyRelu with a per-channel DequantizeLinear all the same, then fails to load
+    ("X_scale must be a scalar"). The model written loads and runs as the graph says."""
+    data, floats = _build(three_convs(op))
+    assert floats == {"c1"}
+    q = onnx.load_from_string(data)
     weights = {i.name for i in q.graph.initializer}
     activation_dqs = [
         n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] not in weights
     ]
     assert not any(a.name == "axis" for n in activation_dqs for a in n.attribute)
-    assert count_kernels(q.SerializeToString()).int8["QLinearConv"] == 2
+    assert count_kernels(data).int8["QLinearConv"] == 2
+    make_session(data).run(None, {"x": _x(2)})
 
 
 def test_int8_activations_keep_the_shared_dequantize() -> None:

@@ -1,29 +1,31 @@
-"""Nodes kept float between int8 neighbours, kept float in ONNX Runtime too.
+"""Convolutions and Gemms kept float between int8 neighbours, kept float in ONNX Runtime too.
 
-Keeping a node float in the QDQ graph is not enough for ONNX Runtime to run it in float. When
-it reads a DequantizeLinear and an int8 node reads its output (so a QuantizeLinear follows
-it), it sits in the pattern of ONNX Runtime's QDQ fusions and is fused back into an integer
-kernel (1.32, measured):
+Keeping a node float in the QDQ graph is not enough for ONNX Runtime to run it in float. A
+float Conv or Gemm that reads a DequantizeLinear, and whose output an int8 node reads (so a
+QuantizeLinear follows it), is fused back into QLinearConv / QGemm (1.32, measured):
+``WeightBiasQuantization`` first quantizes its float weight per tensor, coarser than quanta's
+per-channel grid. A Relu or Clip after it does not stop that: it is dropped before the
+QuantizeLinear. On MobileNetV2 one of the 16 layers the fidelity search kept float ran so.
 
-- a Conv or Gemm with float weights becomes QLinearConv / QGemm: ``WeightBiasQuantization``
-  first quantizes the float weight per tensor, coarser than quanta's per-channel grid;
-- Sigmoid, Softmax, LeakyRelu and AveragePool become QLinear kernels, a Concat QLinearConcat;
-- a Relu or Clip after the node does not stop it: it is dropped before the QuantizeLinear.
+Those fusions take only a DequantizeLinear with one scale for the whole tensor. So a Conv or
+Gemm kept float reads its uint8 inputs through a DequantizeLinear of its own, with one scale per
+channel, all equal (``float_inputs_apart``): the same values, no fusion, and its int8 readers
+stay int8.
 
-Those fusions take only a DequantizeLinear with one scale for the whole tensor. So a node kept
-float reads its uint8 inputs through a DequantizeLinear of its own, with one scale per channel,
-all equal (``float_inputs_apart``): the same values, no fusion, and its int8 readers stay int8.
-Ops that only move values on their input's grid (MaxPool, Reshape, ...) are left as they are:
-fused back, they move the same values.
+NOTE: only Conv and Gemm get the copy, and only of uint8 activations; measured on ONNX Runtime
+1.32 with a QuantizeLinear after the op:
 
-NOTE: int8 activations are left shared. On x86, ONNX Runtime runs int8 QDQ pairs as uint8
-(``QDQS8ToU8Transformer``), and it does not convert a pair one of whose DequantizeLinears is
-per channel: the int8 layer before the kept node then lost its integer kernel (measured on a
-three-Conv graph: two QLinearConv became one). quanta picks uint8 activations wherever ONNX
-Runtime leaves fewer layers float with them, which is the common case on x86.
+- Sigmoid, LeakyRelu and GlobalAveragePool are fused all the same, and the integer kernel then
+  fails on the per-channel scale ("X_scale must be a scalar"): those keep the shared one, and
+  are fused back as before when an int8 node reads them;
+- on x86 ONNX Runtime runs int8 QDQ pairs as uint8 (``QDQS8ToU8Transformer``) and does not
+  convert a pair one of whose DequantizeLinears is per channel: the int8 layer before the kept
+  node lost its integer kernel (a three-Conv graph: two QLinearConv became one). quanta picks
+  uint8 activations wherever ONNX Runtime leaves fewer layers float with them, the common case
+  on x86.
 
-A Concat kept float because its inputs' ranges differ (``quanta.graph.concats``) needs more:
-an int8 reader would still put its output on one grid. Its int8 readers are kept float with it
+A Concat kept float because its inputs' ranges differ (``quanta.graph.concats``) needs more: an
+int8 reader would still put its output on one grid. Its int8 readers are kept float with it
 (``readers_of``).
 """
 
@@ -36,7 +38,6 @@ import onnx
 from onnx import helper, numpy_helper
 
 from quanta.graph.index import GraphIndex
-from quanta.graph.ops import REGISTRY
 from quanta.graph.planner import StaticPlan
 from quanta.graph.result import FloatKind, FloatReason
 from quanta.graph.rewrite import Names
@@ -44,6 +45,8 @@ from quanta.graph.rewrite import Names
 __all__ = ["float_inputs_apart", "readers_of"]
 
 Dims = Mapping[str, list[int | None]]  # tensor -> its dimensions (None: unknown)
+# float ops ONNX Runtime fuses back, and which a per-channel DequantizeLinear keeps float
+FUSED_BACK = frozenset({"Conv", "Gemm"})
 
 
 def readers_of(
@@ -75,10 +78,10 @@ def readers_of(
 
 
 def float_inputs_apart(model: onnx.ModelProto, plan: StaticPlan, dims: Dims, names: Names) -> int:
-    """Give each node of ``model`` (QDQ, in place) that ``plan`` keeps float, of an op type
-    ONNX Runtime could fuse into an integer kernel, its own per-channel DequantizeLinear of
-    each uint8 activation it reads (module doc). A tensor whose channel count is unknown, and
-    an int8 one, is left shared. Returns how many DequantizeLinears were added."""
+    """Give each Conv/Gemm of ``model`` (QDQ, in place) that ``plan`` keeps float its own
+    per-channel DequantizeLinear of the uint8 activation it reads (module doc). A tensor whose
+    channel count is unknown, and an int8 one, is left shared. Returns how many
+    DequantizeLinears were added."""
     index = GraphIndex(model)
     inits = {t.name: t for t in model.graph.initializer}
     added: list[tuple[int, onnx.NodeProto]] = []
@@ -86,9 +89,9 @@ def float_inputs_apart(model: onnx.ModelProto, plan: StaticPlan, dims: Dims, nam
     made: dict[str, str] = {}  # tensor -> its per-channel copy (one per tensor)
     kept = {f.name for f in plan.float_nodes}
     for position, node in enumerate(model.graph.node):
-        if node.name not in kept or node.op_type not in REGISTRY or _moves(node, index):
+        if node.name not in kept or node.op_type not in FUSED_BACK:
             continue
-        for k, name in enumerate(node.input):
+        for k, name in enumerate(node.input[:1]):  # the activation; weight and bias are constants
             dq = index.producer.get(name)
             if not _activation_dequantize(dq, index):
                 continue
@@ -105,13 +108,6 @@ def float_inputs_apart(model: onnx.ModelProto, plan: StaticPlan, dims: Dims, nam
         model.graph.node.insert(position + offset, copy)
     model.graph.initializer.extend(new_inits)
     return len(added)
-
-
-def _moves(node: onnx.NodeProto, index: GraphIndex) -> bool:
-    """Whether ``node`` in int8 would write its input's grid (a MaxPool, a Reshape): fused back,
-    it moves the same values. A Concat does not: it puts its inputs on one grid."""
-    op_plan = REGISTRY[node.op_type](node, index)
-    return not isinstance(op_plan, str) and op_plan.output == "shared"
 
 
 def _activation_dequantize(dq: onnx.NodeProto | None, index: GraphIndex) -> bool:
