@@ -71,12 +71,13 @@ def _fixed(score: scoring.Scorer) -> MakeScorer:
 
 
 def _rapidocr_decode(cache: Path, model: Path) -> scoring.Decode:
-    """CTCLabelDecode: the model's 'character' metadata, with blank first and ' ' last."""
+    """CTCLabelDecode: the model's 'character' metadata, with blank first and ' ' last; arg-max
+    over the classes of each of the T steps of an output (1, T, C)."""
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
     charset = ["blank", *meta["character"].splitlines(), " "]
-    return scoring.ctc_greedy(charset, blank=0, time_axis=0)
+    return scoring.ctc_greedy(charset, blank=0, time_axis=1)  # output (1, T, C)
 
 
 def _ddddocr_decode(cache: Path, model: Path) -> scoring.Decode:
