@@ -162,7 +162,8 @@ def truth_markdown(rows: Sequence[Row], variants: Sequence[str]) -> list[str]:
     if not labelled:
         return []
     lines = [
-        "Against the true text (inputs drawn from known strings; exact match). The text bar "
+        "Against the true text (inputs drawn from known strings; exact match, ddddocr's in "
+        "lower case). The text bar "
         "compares int8 with float, so where float misreads most inputs its near-tie guesses "
         "decide it; here each cell is accuracy / share of float's right readings kept.",
         "",

@@ -92,9 +92,20 @@ def _text(decode: Callable[[Path, Path], scoring.Decode]) -> MakeScorer:
 
 
 def _truth(
-    decode: Callable[[Path, Path], scoring.Decode], texts: Callable[[str], list[str]]
+    decode: Callable[[Path, Path], scoring.Decode],
+    texts: Callable[[str], list[str]],
+    fold_case: bool = False,
 ) -> MakeTruth:
-    return lambda cache, model: (decode(cache, model), texts("eval"))
+    """``fold_case``: compared in lower case (ddddocr reads most capitals as lower case, and a
+    CAPTCHA is checked so)."""
+
+    def make(cache: Path, model: Path) -> tuple[scoring.Decode, list[str]]:
+        read = decode(cache, model)
+        if not fold_case:
+            return read, texts("eval")
+        return (lambda logits: read(logits).lower()), [t.lower() for t in texts("eval")]
+
+    return make
 
 
 def _lac_tags(cache: Path, model: Path) -> scoring.Scorer:
@@ -185,7 +196,7 @@ CORPUS: tuple[WildModel, ...] = (
         licence="MIT",
         build=inputs.ddddocr_ocr,
         scorer=_text(_ddddocr_decode),
-        truth=_truth(_ddddocr_decode, inputs.ddddocr_ocr_texts),
+        truth=_truth(_ddddocr_decode, inputs.ddddocr_ocr_texts, fold_case=True),
         note="fixed batch 1; width 170 (64-high CAPTCHAs)",
     ),
     WildModel(
