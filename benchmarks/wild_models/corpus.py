@@ -221,10 +221,9 @@ CORPUS: tuple[WildModel, ...] = (
         licence="MIT",
         build=inputs.captcha_whisperer,
         scorer=_fixed(scoring.text(scoring.captcha_whisperer_decode)),
-        truth=lambda cache, model: (
-            scoring.captcha_whisperer_decode,
-            inputs.captcha_whisperer_texts("eval"),
-        ),
+        truth=_truth(
+            lambda cache, model: scoring.captcha_whisperer_decode, inputs.captcha_whisperer_texts
+        ),  # fmt: skip
         note="the LSTM is exported as 20 LSTMCell steps per direction (Gemm, Sigmoid, Tanh)",
     ),
     WildModel(

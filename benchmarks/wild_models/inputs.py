@@ -44,14 +44,19 @@ def _ppocr_resize_norm(img: np.ndarray, shape: tuple[int, int, int]) -> np.ndarr
     return out
 
 
+def _rapidocr_rec_draw(split: str) -> tuple[list[str], np.random.Generator]:
+    """The strings ``rapidocr_rec`` renders, and the generator that then renders them."""
+    rng = _rng(split, 1)
+    return render.fragments(sources.sentences(split), rng, COUNT[split]), rng
+
+
 def rapidocr_rec_texts(split: str) -> list[str]:
     """The strings ``rapidocr_rec`` renders, in order (its ground truth)."""
-    return render.fragments(sources.sentences(split), _rng(split, 1), COUNT[split])
+    return _rapidocr_rec_draw(split)[0]
 
 
 def rapidocr_rec(cache: Path, model: Path, split: str) -> dict[str, np.ndarray]:
-    rng = _rng(split, 1)
-    texts = render.fragments(sources.sentences(split), rng, COUNT[split])
+    texts, rng = _rapidocr_rec_draw(split)
     lines = [_bgr(render.text_line(t, rng)) for t in texts]
     return {"x": np.stack([_ppocr_resize_norm(line, (3, 48, 320)) for line in lines])}
 

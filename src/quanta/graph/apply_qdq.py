@@ -117,20 +117,10 @@ def apply_qdq(
     del graph.node[:]
     graph.node.extend(add.head + body)
     graph.initializer.extend(add.inits)
-    float_inputs_apart(model, plan, _dims(graph), add.names)  # kept float in ONNX Runtime too
+    float_inputs_apart(model, plan, add.names)  # kept float in ONNX Runtime too
     del graph.value_info[:]
     remove_unused(model)
     return corrected
-
-
-def _dims(graph: onnx.GraphProto) -> dict[str, list[int | None]]:
-    """Each tensor's dimensions as shape inference left them (None: unknown)."""
-    return {
-        v.name: [d.dim_value if d.HasField("dim_value") else None
-                 for d in v.type.tensor_type.shape.dim]
-        for v in (*graph.input, *graph.value_info, *graph.output)
-        if v.type.tensor_type.HasField("shape")
-    }  # fmt: skip
 
 
 def _quantize_constants(

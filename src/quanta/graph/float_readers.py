@@ -44,7 +44,6 @@ from quanta.graph.rewrite import Names
 
 __all__ = ["float_inputs_apart", "readers_of"]
 
-Dims = Mapping[str, list[int | None]]  # tensor -> its dimensions (None: unknown)
 # float ops ONNX Runtime fuses back, and which a per-channel DequantizeLinear keeps float
 FUSED_BACK = frozenset({"Conv", "Gemm"})
 
@@ -77,45 +76,48 @@ def readers_of(
     return readers
 
 
-def float_inputs_apart(model: onnx.ModelProto, plan: StaticPlan, dims: Dims, names: Names) -> int:
-    """Give each Conv/Gemm of ``model`` (QDQ, in place) that ``plan`` keeps float its own
-    per-channel DequantizeLinear of the uint8 activation it reads (module doc). A tensor whose
-    channel count is unknown, and an int8 one, is left shared. Returns how many
-    DequantizeLinears were added."""
+def float_inputs_apart(model: onnx.ModelProto, plan: StaticPlan, names: Names) -> int:
+    """Give each Conv/Gemm of ``model`` (QDQ, in place, its shape-inferred ``value_info`` still
+    there) that ``plan`` keeps float its own per-channel DequantizeLinear of the uint8
+    activation it reads (module doc). A tensor whose channel count is unknown, and an int8
+    one, is left shared. Returns how many DequantizeLinears were added."""
+    kept = {f.name for f in plan.float_nodes if f.op_type in FUSED_BACK}
+    if not kept:
+        return 0  # most builds: nothing to do, no index to build
     index = GraphIndex(model)
+    dims = _dims(model.graph)
     inits = {t.name: t for t in model.graph.initializer}
     added: list[tuple[int, onnx.NodeProto]] = []
     new_inits: list[onnx.TensorProto] = []
     made: dict[str, str] = {}  # tensor -> its per-channel copy (one per tensor)
-    kept = {f.name for f in plan.float_nodes}
     for position, node in enumerate(model.graph.node):
-        if node.name not in kept or node.op_type not in FUSED_BACK:
-            continue
-        for k, name in enumerate(node.input[:1]):  # the activation; weight and bias are constants
-            dq = index.producer.get(name)
-            if not _activation_dequantize(dq, index):
+        name = node.input[0] if node.name in kept else ""  # the activation; weight and bias
+        dq = index.producer.get(name)  # are constants
+        q = index.producer.get(dq.input[0]) if dq and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear":
+            continue  # not an activation pair's DequantizeLinear
+        if name not in made:
+            shape = dims.get(name) or dims.get(q.input[0])  # a graph input's is T_dq
+            copy = _per_channel_copy(dq, shape, inits, names, new_inits)  # type: ignore[arg-type]
+            if copy is None:
                 continue
-            assert dq is not None  # checked above
-            if name not in made:
-                shape = dims.get(name) or dims.get(index.producer[dq.input[0]].input[0])
-                copy = _per_channel_copy(dq, shape, inits, names, new_inits)
-                if copy is None:
-                    continue
-                made[name] = copy.output[0]
-                added.append((position, copy))
-            node.input[k] = made[name]
+            made[name] = copy.output[0]
+            added.append((position, copy))
+        node.input[0] = made[name]
     for offset, (position, copy) in enumerate(added):
         model.graph.node.insert(position + offset, copy)
     model.graph.initializer.extend(new_inits)
     return len(added)
 
 
-def _activation_dequantize(dq: onnx.NodeProto | None, index: GraphIndex) -> bool:
-    """A DequantizeLinear of a QuantizeLinear's output (an activation pair, not a weight)."""
-    if dq is None or dq.op_type != "DequantizeLinear":
-        return False
-    q = index.producer.get(dq.input[0])
-    return q is not None and q.op_type == "QuantizeLinear"
+def _dims(graph: onnx.GraphProto) -> dict[str, list[int | None]]:
+    """Each tensor's dimensions as shape inference left them (None: unknown)."""
+    return {
+        v.name: [d.dim_value if d.HasField("dim_value") else None
+                 for d in v.type.tensor_type.shape.dim]
+        for v in (*graph.input, *graph.value_info, *graph.output)
+        if v.type.tensor_type.HasField("shape")
+    }  # fmt: skip
 
 
 def _per_channel_copy(

@@ -152,6 +152,13 @@ class Context:
         self.floats[name] = Act(y, act.nhwc)
         return self.floats[name]
 
+    def float_constant(self, name: str) -> Act:
+        """The float32 TFLite tensor of the ONNX constant ``name``, written once."""
+        if name not in self.floats:
+            value = self.consts[name].astype(np.float32)
+            self.floats[name] = Act(self.constant(name, value), False)
+        return self.floats[name]
+
     def constant(self, name: str, data: np.ndarray) -> int:
         """A constant tensor holding ``data`` (its shape and dtype)."""
         return self.add(TensorSpec(name, list(data.shape), data.dtype, data=data))

@@ -79,9 +79,7 @@ def float_tensor(ctx: Context, name: str) -> Act:
     if name in ctx.floats:
         return ctx.floats[name]
     if name in ctx.consts:
-        value = ctx.consts[name].astype(np.float32)
-        ctx.floats[name] = Act(ctx.constant(name, value), False)
-        return ctx.floats[name]
+        return ctx.float_constant(name)
     raise ModelError(f"tensor {name!r} has no float TFLite tensor; is its producer supported?")
 
 

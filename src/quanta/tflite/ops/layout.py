@@ -209,10 +209,8 @@ def transpose(ctx: Context, node: onnx.NodeProto) -> None:
 def float_transpose(ctx: Context, node: onnx.NodeProto) -> None:
     """A float Transpose (the layout Transpose on a float input): an alias, else TRANSPOSE."""
     name = node.input[0]
-    if name in ctx.consts and name not in ctx.floats:
-        value = ctx.consts[name].astype(np.float32)
-        ctx.floats[name] = Act(ctx.constant(name, value), False)
-    x = ctx.float_of(name)  # computed float, a constant, or int8 behind a DEQUANTIZE
+    # a constant, else computed float or int8 behind a DEQUANTIZE
+    x = ctx.float_constant(name) if name in ctx.consts else ctx.float_of(name)
     nhwc, perm = _transposed(ctx, node, x)
     if nhwc is None:
         shape = [ctx.shape_of(x)[p] for p in perm]
