@@ -18,6 +18,7 @@ from test_tflite_export import _float_model, _run_tflite
 from quanta.errors import ModelError
 from quanta.graph import CalibrationData, QuantizeConfig, quantize_static
 from quanta.graph.compact import expand_qdq
+from quanta.runtime import run_model
 from quanta.runtime.litert import tflite_operators
 from quanta.tflite import onnx_to_tflite
 from quanta.tflite.float_convert import float_onnx_to_tflite
@@ -58,6 +59,11 @@ def _conv_pool_conv(op: str, **pool: object) -> onnx.ModelProto:
         ("AveragePool", {"pads": [0, 0, 1, 1]}, None),  # SAME, the pad left out of the count
         ("AveragePool", {"pads": [0, 0, 1, 1], "count_include_pad": 1}, "PAD"),
         ("AveragePool", {"pads": [1, 1, 1, 1], "count_include_pad": 1}, "PAD"),
+        # auto_pad (tf2onnx's spelling): the pads ONNX computes, the odd one at the end (UPPER)
+        # or the beginning (LOWER); no "pads" attribute at all
+        ("MaxPool", {"auto_pad": "SAME_UPPER"}, None),  # [0, 0, 1, 1]: SAME
+        ("MaxPool", {"auto_pad": "SAME_LOWER"}, "PADV2"),  # [1, 1, 0, 0]
+        ("AveragePool", {"auto_pad": "SAME_UPPER"}, None),
     ],
 )  # fmt: skip
 def test_pool_pads_match_the_onnx_graph(op: str, pool: dict[str, object], pad_op: str) -> None:
@@ -69,7 +75,11 @@ def test_pool_pads_match_the_onnx_graph(op: str, pool: dict[str, object], pad_op
     assert ops.count("PAD") + ops.count("PADV2") == (pad_op is not None), ops
     if pad_op:
         assert pad_op in ops, ops
-    want = ReferenceEvaluator(model.model).run(None, {"x": x[64:]})[0]
+    # NOTE: onnx.reference 1.20 computes a SAME_LOWER pool as SAME_UPPER; ONNX Runtime does not
+    if pool.get("auto_pad") == "SAME_LOWER":
+        (want,) = run_model(model.model, {"x": x[64:]})
+    else:
+        want = ReferenceEvaluator(model.model).run(None, {"x": x[64:]})[0]
     got = _run_tflite(data, x[64:])
     assert got.shape == want.shape
     # a max moves int8 values as they are; TFLite rounds an average onto its input's grid
@@ -105,4 +115,27 @@ def test_float_max_pool_pads_with_the_lowest_float(pool: dict[str, object]) -> N
     assert "PADV2" in ops and "MAX_POOL_2D" in ops, ops
     x = np.random.default_rng(2).normal(0, 1, (8, 2, 8, 8)).astype(np.float32)
     want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    np.testing.assert_allclose(_run_tflite(data, x), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+@pytest.mark.parametrize("op", ["MaxPool", "Conv"])
+def test_float_writer_spells_out_auto_pad(op: str, auto_pad: str) -> None:
+    """``auto_pad`` and no ``pads``, as tf2onnx writes a Keras "same" layer (one pad on 8
+    values: at the end for UPPER, TFLite's SAME; at the beginning for LOWER): written as VALID
+    with no pad, LiteRT computed 3 outputs where ONNX has 4, and MTCNN's file failed to
+    allocate. Oracle: ONNX Runtime on the float model (``onnx.reference`` 1.20 computes a
+    SAME_LOWER pool as SAME_UPPER)."""
+    rng = np.random.default_rng(3)
+    inits = {"w": rng.normal(0, 0.3, (2, 2, 3, 3)), "b": np.full(2, -1.0)}
+    window = {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": auto_pad}
+    inputs = ["x", "w", "b"] if op == "Conv" else ["x"]
+    nodes = [helper.make_node(op, inputs, ["y"], name="window", **window)]
+    model = _float_model(nodes, inits if op == "Conv" else {}, ["N", 2, 8, 8], ["N", 2, 4, 4])
+    data = float_onnx_to_tflite(model)
+    padded = {"PAD", "PADV2"} & set(tflite_operators(data))
+    assert bool(padded) == (auto_pad == "SAME_LOWER")
+    x = np.random.default_rng(4).normal(0, 1, (4, 2, 8, 8)).astype(np.float32)
+    (want,) = run_model(model, {"x": x})
+    assert want.shape == (4, 2, 4, 4)
     np.testing.assert_allclose(_run_tflite(data, x), want, rtol=1e-5, atol=1e-5)

@@ -34,6 +34,26 @@ def to_nchw(ctx: Context, act: Act, prefix: str) -> int:
     return y
 
 
+def _explicit_pads(
+    node: onnx.NodeProto, sizes: list[int], kernel: list[int], strides: list[int]
+) -> list[int]:
+    """The node's pads (begin..., end...), spelled out where ``auto_pad`` is SAME_UPPER or
+    SAME_LOWER (tf2onnx writes them so): as ONNX computes them, ``ceil(size / stride)``
+    outputs, the odd pad at the end (UPPER) or the beginning (LOWER)."""
+    auto = attr(node, "auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        return list(attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
+    dilations = list(attr(node, "dilations", [1, 1]))  # type: ignore[call-overload]
+    begin, end = [], []
+    for size, k, s, d in zip(sizes, kernel, strides, dilations, strict=True):
+        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begin.append(small if auto == "SAME_UPPER" else large)
+        end.append(large if auto == "SAME_UPPER" else small)
+    return begin + end
+
+
 def window_padding(
     ctx: Context, node: onnx.NodeProto, x: Act, kernel: list[int]
 ) -> tuple[int, Act]:
@@ -46,9 +66,9 @@ def window_padding(
     MaxPool, which then never takes a pad for the max. A MaxPool's ``ceil_mode`` pads the end
     the same way, so its last, partial window exists. An AveragePool that leaves non-centred
     pads out of its count, or rounds its output size up, has no TFLite form."""
-    pads = list(attr(node, "pads", [0, 0, 0, 0]))  # type: ignore[call-overload]
     strides = list(attr(node, "strides", [1, 1]))  # type: ignore[call-overload]
     t = ctx.out.tensors[x.index]  # N, H, W, C
+    pads = _explicit_pads(node, list(t.shape[1:3]), kernel, strides)
     maximum = node.op_type == "MaxPool"
     average = node.op_type == "AveragePool"
     counts_pads = average and bool(attr(node, "count_include_pad", 0))
