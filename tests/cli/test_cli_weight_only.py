@@ -107,3 +107,68 @@ def test_export_refuses_uint8_input_for_a_float_compute_model(
     code = main(["export-tflite", str(weight_only), "-o", str(out), "--input-uint8"])
     assert "--input-uint8 needs a model that quantizes its input" in _one_line_error(code, capsys)
     assert not out.exists()
+
+
+@pytest.fixture
+def run_time(make_convnet: MakeConvnet, make_images: MakeImages, tmp_path: Path) -> Path:
+    """The same convnet with its Gemm in dynamic int8 (``quantize_dynamic``: the form static
+    mode writes where that is faster than float compute) and its Conv weight stored int8."""
+    from quanta.graph.dynamic import quantize_dynamic
+
+    float_model = make_convnet(channels=32)
+    onnx.save_model(float_model, tmp_path / "float.onnx")
+    model = quantize_dynamic(float_model).model
+    assert "MatMulInteger" in {n.op_type for n in model.graph.node}
+    onnx.save_model(model, tmp_path / "dyn.onnx")
+    np.savez(tmp_path / "x.npz", image=make_images(8, seed=3))
+    return tmp_path / "dyn.onnx"
+
+
+def test_verify_says_the_model_quantizes_only_at_run_time(
+    run_time: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["verify", str(run_time), "--inputs", str(run_time.parent / "x.npz")])
+    line = _one_line_error(code, capsys)
+    assert "quantizes only at run time: its 1 dynamic int8 op(s)" in line and "quanta bench" in line
+
+
+def test_inspect_says_the_model_quantizes_only_at_run_time(
+    run_time: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["inspect", str(run_time), "--reference", str(run_time.parent / "float.onnx"),
+            "--calibration", str(run_time.parent / "x.npz")]  # fmt: skip
+    line = _one_line_error(main(argv), capsys)
+    assert "no calibrated int8 activation in this model to inspect: its 1 dynamic int8" in line
+    assert "pass the float model it was quantized from" not in line
+
+
+def test_export_writes_dynamic_int8_gemm_as_a_hybrid_fully_connected(
+    run_time: Path, make_images: MakeImages, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """LiteRT's hybrid FULLY_CONNECTED quantizes its input on every run, as ONNX Runtime's
+    DynamicQuantizeMatMul does: oracle ONNX Runtime on the ONNX model."""
+    litert = pytest.importorskip(
+        "ai_edge_litert.interpreter", reason="LiteRT (ai-edge-litert) not installed"
+    )
+    from quanta.runtime.litert import tflite_operators
+
+    out = run_time.with_suffix(".tflite")
+    assert main(["export-tflite", str(run_time), "-o", str(out)]) == 0
+    assert "quantizes only at run time" in capsys.readouterr().err
+    assert "FULLY_CONNECTED" in tflite_operators(out.read_bytes())
+    it = litert.Interpreter(model_path=str(out), num_threads=1)
+    it.allocate_tensors()
+    (inp,), (outp,) = it.get_input_details(), it.get_output_details()
+    assert [d["dtype"] for d in it.get_tensor_details() if d["dtype"] == np.int8] == [np.int8]
+    x = make_images(16, seed=5)
+    ys = []
+    for sample in x.transpose(0, 2, 3, 1)[:, None]:  # NHWC, batch 1
+        it.set_tensor(inp["index"], sample)
+        it.invoke()
+        ys.append(it.get_tensor(outp["index"]).copy())
+    got = np.concatenate(ys).astype(np.float64)
+    (want,) = run_model(onnx.load(str(run_time)), {"image": x})
+    want = want.astype(np.float64)
+    cosine = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    assert cosine.min() > 0.999, cosine
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()

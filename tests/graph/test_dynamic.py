@@ -160,3 +160,81 @@ def test_compact_dynamic_model_is_smaller_with_the_same_outputs(
     # generated constants get short names; the float model's Conv keeps its name
     assert all(len(t.name) <= 3 for t in small.graph.initializer)
     assert "conv" in {n.name for n in small.graph.node if n.op_type == "Conv"}
+
+
+def two_matmuls() -> onnx.ModelProto:
+    """x (N, 16) -> Gemm(transB, bias) 'fc1' -> Relu -> MatMul 'fc2' -> 'attn' (y @ y.T)."""
+    rng = np.random.default_rng(3)
+    w1 = rng.normal(0.0, 0.3, (12, 16)).astype(np.float32)  # (N_out, K): transB=1
+    b1 = rng.normal(0.0, 0.1, 12).astype(np.float32)
+    w2 = rng.normal(0.0, 0.3, (12, 8)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
+            helper.make_node("Relu", ["h"], ["r"], name="relu"),
+            helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2"),
+            helper.make_node("MatMul", ["y", "yt"], ["z"], name="attn"),
+            helper.make_node("Transpose", ["y"], ["yt"], name="t"),
+        ],
+        "two_matmuls",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", "N"])],
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.graph.node.sort(key=lambda n: ["fc1", "relu", "fc2", "t", "attn"].index(n.name))
+    return model
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_dynamic_matmuls_rewrites_the_named_ones_as_onnx_computes_them(per_channel: bool) -> None:
+    from onnx.reference import ReferenceEvaluator
+
+    from quanta.graph.dynamic import dynamic_matmuls
+
+    model = two_matmuls()
+    float_model = onnx.ModelProto()
+    float_model.CopyFrom(model)
+    # fc2 is not named; attn is named but multiplies two activations, so it is refused
+    done = dynamic_matmuls(model, ["fc1", "attn"], per_channel, reduced=False)
+    assert done == ["fc1"]
+    onnx.checker.check_model(model)
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert ops["DynamicQuantizeLinear"] == 1 and ops["MatMulInteger"] == 1 and ops["MatMul"] == 2
+    assert "w1" not in consts(model)  # the float weight is gone, stored int8 instead
+    x = np.random.default_rng(4).normal(0.0, 1.0, (5, 16)).astype(np.float32)
+    got = run_ort(model, {"x": x})
+    # oracle: the ONNX reference on the same graph, and the float model within the int8 error
+    (want,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    exact = run_ort(float_model, {"x": x})
+    assert np.abs(got - exact).max() < 0.05 * np.abs(exact).max()
+
+
+def test_float_matmuls_reads_dynamic_int8_back_as_float_matmul_of_the_int8_weight() -> None:
+    """The TFLite export's reading of dynamic int8: the chain becomes MatMul of the weight
+    decoded from its int8 values; the output changes only by the input's run-time rounding."""
+    from quanta.graph.dynamic import dynamic_matmuls
+    from quanta.graph.dynamic_float import float_matmuls
+
+    model = two_matmuls()
+    dynamic_matmuls(model, ["fc1", "fc2"], per_channel=True, reduced=False)
+    int8 = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    back = onnx.ModelProto()
+    back.CopyFrom(model)
+    assert float_matmuls(back) == 2
+    onnx.checker.check_model(back)
+    ops = Counter(n.op_type for n in back.graph.node)
+    assert ops == Counter({"MatMul": 3, "Add": 1, "Relu": 1, "Transpose": 1}), ops
+    # the float weight is the int8 one times its per-column scale (oracle: numpy)
+    (fc2,) = [n for n in back.graph.node if n.output[0] == "y"]
+    decoded = numpy_helper.to_array(
+        next(t for t in back.graph.initializer if t.name == fc2.input[1])
+    )
+    q = next(v for k, v in int8.items() if v.dtype == np.int8 and v.shape == (12, 8))
+    scale = next(v for k, v in int8.items() if v.dtype == np.float32 and v.shape == (8,))
+    np.testing.assert_array_equal(decoded, q.astype(np.float32) * scale)
+    x = np.random.default_rng(4).normal(0.0, 1.0, (5, 16)).astype(np.float32)
+    got, dyn = run_ort(back, {"x": x}), run_ort(model, {"x": x})
+    assert np.abs(got - dyn).max() < 0.02 * np.abs(dyn).max()
+    assert float_matmuls(back) == 0  # nothing left to read back

@@ -39,8 +39,14 @@ def run(args: argparse.Namespace) -> int:
 
     from quanta.cli.datasets import eval_set
     from quanta.graph import load_model
+    from quanta.graph.dynamic_float import float_matmuls
     from quanta.graph.uint8_input import with_uint8_input
-    from quanta.graph.weight_only import computes_int8, decoded_weights
+    from quanta.graph.weight_only import (
+        calibrated_int8,
+        computes_int8,
+        decoded_weights,
+        run_time_int8,
+    )
     from quanta.runtime import feeds_for, make_session
     from quanta.tflite import onnx_to_tflite
     from quanta.tflite.ranges import measure_ranges, recorded_ranges
@@ -55,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     if not computes_int8(model) and decoded_weights(model):
         return _write_dynamic_range(args, model, output)
+    if not calibrated_int8(model) and run_time_int8(model) and float_matmuls(model):
+        return _write_dynamic_range(args, model, output, dynamic=True)
     # the float tensors TFLite holds in int8 (outputs, Softmax inputs): measured on
     # --calibration, else the ranges `quanta quantize` recorded in the model
     ranges = recorded_ranges(model)
@@ -74,24 +82,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_dynamic_range(args: argparse.Namespace, model: onnx.ModelProto, output: Path) -> int:
+def _write_dynamic_range(
+    args: argparse.Namespace, model: onnx.ModelProto, output: Path, dynamic: bool = False
+) -> int:
     """A model whose every layer computes in float with int8-stored weights (what static mode
     writes where int8 compute buys no speed or loses the answers, and dynamic mode for a Conv
-    model): its TFLite counterpart is LiteRT's dynamic-range form, int8 weights and float
-    activations, run by LiteRT's hybrid kernels."""
+    model), or with its Gemm/MatMul in dynamic int8 (``dynamic``: read back as float MatMul by
+    ``float_matmuls``): its TFLite counterpart is LiteRT's dynamic-range form, int8 weights and
+    float activations, run by LiteRT's hybrid kernels, which quantize their inputs on every run
+    as ONNX Runtime's dynamic int8 kernels do."""
     from quanta.tflite.float_convert import float_onnx_to_tflite
 
+    what = (
+        "quantizes only at run time (its Gemm/MatMul in dynamic int8, the other layers in float "
+        "with int8-stored weights)"
+        if dynamic
+        else "computes every layer in float with int8-stored weights"
+    )
     if args.input_uint8:
         raise InputError(
-            f"--input-uint8 needs a model that quantizes its input; every layer of {args.model} "
-            "computes in float (its weights are stored int8)"
+            f"--input-uint8 needs a model that quantizes its input; {args.model} {what}"
         )
     data_bytes = float_onnx_to_tflite(model, "dynamic")
     write_bytes_atomic(output, data_bytes)
     out.print(f"export-tflite: wrote {output} ({len(data_bytes) / 1e6:.2f} MB)")
     err.print(
-        f"every layer of {args.model} computes in float with int8-stored weights, so the file is "
-        "LiteRT's dynamic-range form: int8 weights, float activations (hybrid kernels)"
+        f"{args.model} {what}, so the file is LiteRT's dynamic-range form: int8 weights, float "
+        "activations (hybrid kernels)"
     )
     err.print("inputs are NHWC (channels last); outputs keep the ONNX model's layout")
     return 0

@@ -96,8 +96,17 @@ _INTEGER_OPS = frozenset(
 
 
 def _check_quantized(path: str, model: onnx.ModelProto) -> None:
-    """A model with no int8 op has nothing to verify: say so instead of comparing floats."""
-    from quanta.graph.weight_only import decoded_weights
+    """A model with no int8 op has nothing to verify: say so instead of comparing floats; nor
+    one whose only int8 ops quantize at run time, which the integer reference does not model."""
+    from quanta.graph.weight_only import calibrated_int8, decoded_weights, run_time_int8
+
+    if not calibrated_int8(model) and (dynamic := run_time_int8(model)):
+        raise InputError(
+            f"{path} quantizes only at run time: its {dynamic} dynamic int8 op(s) measure their "
+            "input's range on every run, and the integer reference checks calibrated int8 grids "
+            f"(QDQ or QLinear*) only; quanta bench {path} --reference FLOAT.onnx --data DATA "
+            "measures it against float"
+        )
 
     if not any(
         n.op_type in _INTEGER_OPS or n.op_type.startswith("QLinear") for n in model.graph.node

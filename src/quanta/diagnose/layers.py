@@ -28,7 +28,12 @@ from quanta.graph.compact import expand_qdq
 from quanta.graph.prepare import prepare
 from quanta.graph.qdq import qdq_pair
 from quanta.graph.rewrite import Names
-from quanta.graph.weight_only import computes_int8, decoded_weights
+from quanta.graph.weight_only import (
+    calibrated_int8,
+    computes_int8,
+    decoded_weights,
+    run_time_int8,
+)
 from quanta.quant import QParams, dequantize
 from quanta.runtime import mean_cosine, run_model, session_with_outputs
 from quanta.runtime.batching import SessionLike, run_batched
@@ -250,6 +255,12 @@ def inspect_layers(
             f"its {decoded} int8-stored weight(s) decoded when the session "
             "starts; quanta bench MODEL --reference FLOAT.onnx --data DATA measures it against "
             "float"
+        )
+    if not sites and not calibrated_int8(quantized) and (dynamic := run_time_int8(quantized)):
+        raise ModelError(
+            f"no calibrated int8 activation in this model to inspect: its {dynamic} dynamic int8 "
+            "op(s) measure their input's range on every run, the other layers compute in float; "
+            "quanta bench MODEL --reference FLOAT.onnx --data DATA measures it against float"
         )
     if not sites:
         raise ModelError(

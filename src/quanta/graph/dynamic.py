@@ -19,6 +19,8 @@ dynamic_ops.py`` prints the figures on your CPU):
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -34,7 +36,7 @@ from quanta.graph.weight_only import compress_float_weights, stored_int8
 from quanta.opfacts import FACTS, Backend, OpKind, weight_axis
 from quanta.runtime.machine import int8_pairs_saturate
 
-__all__ = ["quantize_dynamic"]
+__all__ = ["dynamic_matmuls", "quantize_dynamic"]
 
 MS_DOMAIN = "com.microsoft"
 
@@ -58,6 +60,40 @@ def quantize_dynamic(
         compact_qdq(model)
     onnx.checker.check_model(model)
     return QuantizeResult(model, rewrite.float_nodes, rewrite.notes(compressed))
+
+
+def dynamic_matmuls(
+    model: onnx.ModelProto, names: Collection[str], per_channel: bool, reduced: bool
+) -> list[str]:
+    """Rewrite the float Gemm/MatMul nodes named in ``names`` (in place) as dynamic int8
+    (``DynamicQuantizeMatMul`` once ONNX Runtime fuses them); the names of those rewritten.
+
+    The static quantizer's last resort for speed (``quanta.graph.escalation``): layers kept
+    float because int8 with calibrated ranges ran no faster can still run int8 with ranges
+    measured at run time. A node ``_dynamic_matmul_refusal`` refuses stays as it is.
+    """
+    index, fresh = GraphIndex(model), Names(model)
+    wanted = set(names)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    shared: dict[tuple[str, int | None], list[str]] = {}
+    done = []
+    for node in model.graph.node:
+        if (
+            node.name in wanted
+            and node.op_type in ("Gemm", "MatMul")
+            and _dynamic_matmul_refusal(node, index) is None
+        ):
+            nodes.extend(_dynamic_matmul(node, index, fresh, inits, per_channel, reduced, shared))
+            done.append(node.name)
+        else:
+            nodes.append(node)
+    if done:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        model.graph.initializer.extend(inits)
+        remove_unused(model)
+    return done
 
 
 class _Rewrite:

@@ -23,10 +23,13 @@ from quanta.graph.rewrite import Names, int8_decoder, quantize_weight, remove_un
 from quanta.opfacts import FACTS, Backend, weight_axis
 
 __all__ = [
+    "RUN_TIME_QUANTIZERS",
+    "calibrated_int8",
     "compress_float_weights",
     "computes_int8",
     "decoded_weights",
     "float_weight_slots",
+    "run_time_int8",
     "saves_bytes",
     "stored_int8",
 ]
@@ -128,6 +131,27 @@ def computes_int8(model: onnx.ModelProto) -> bool:
         (n.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") and n.input[0] not in inits)
         or n.op_type.startswith("QLinear")
         or n.op_type in ("ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul")
+        for n in model.graph.node
+    )
+
+
+# Ops that quantize their input with a range measured on every run (dynamic int8)
+RUN_TIME_QUANTIZERS = ("DynamicQuantizeLinear", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM")
+
+
+def run_time_int8(model: onnx.ModelProto) -> int:
+    """How many ops quantize their input with a range measured on every run (dynamic int8)."""
+    return sum(n.op_type in RUN_TIME_QUANTIZERS for n in model.graph.node)
+
+
+def calibrated_int8(model: onnx.ModelProto) -> bool:
+    """Whether any tensor computed at run time is quantized on a fixed (calibrated) grid:
+    a QuantizeLinear of an activation, or a QLinear*/QGemm kernel."""
+    inits = {t.name for t in model.graph.initializer}
+    return any(
+        (n.op_type == "QuantizeLinear" and n.input[0] not in inits)
+        or n.op_type.startswith("QLinear")
+        or n.op_type == "QGemm"
         for n in model.graph.node
     )
 

@@ -294,6 +294,8 @@ def _run_integer(
 ) -> str | None:
     """Run ``node`` with its integer kernel; None if done, else why it must run in float."""
     entry = KERNELS.get(node.op_type)
+    if entry is None and node.op_type in _DYNAMIC_INT8:
+        return "dynamic int8 (a range measured on every run), which the reference does not model"
     if entry is None:
         return f"no integer kernel for {node.op_type}"
     positions = range(len(node.input)) if entry.data_inputs is None else entry.data_inputs
@@ -317,6 +319,13 @@ def _run_integer(
     if emulate_avx2 and _sums_products(node.op_type):
         run.saturated[node.name] = (ctx.saturated, int(results[0].q.size))
     return None
+
+
+# The ops of dynamic int8 (a range measured on every run): float in the reference's eyes
+_DYNAMIC_INT8 = frozenset(
+    {"DynamicQuantizeLinear", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
+     "MatMulIntegerToFloat", "DynamicQuantizeLSTM"}
+)  # fmt: skip
 
 
 def _sums_products(op_type: str) -> bool:
