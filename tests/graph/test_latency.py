@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -146,18 +147,19 @@ def test_still_slower_than_float_says_so_and_suggests_auto(
 ) -> None:
     # no layer slower, the whole model is; float compute with int8 weights is slower still,
     # beyond the band
-    timer = FixedTimer({}, batch1=[1.0, 1.25], then=[1.0, 1.25, 1.28])
+    timer = FixedTimer({}, batch1=[1.0, 1.25], then=[1.0, 1.25, 1.28, 1.28])
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert is_int8(result.model)
     assert not [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
     assert result.notes[-1] == (
         "slower than float here: batch 1: 1.000 ms float, 1.250 ms int8 (0.80×); also timed "
-        "every layer float compute, weights stored int8: 1.280 ms (0.78×), none faster: all kept "
-        "int8. --mode auto --eval EVAL.npz weighs float, dynamic and partly-float variants and "
-        "keeps the fastest that meets an accuracy target"
+        "every layer float compute, weights stored int8: 1.280 ms (0.78×), every layer float "
+        "compute, weights stored int8, 1 Gemm/MatMul dynamic int8: 1.280 ms (0.78×), none "
+        "faster: all kept int8. --mode auto --eval EVAL.npz weighs float, dynamic and "
+        "partly-float variants and keeps the fastest that meets an accuracy target"
     )
     # the one region covers every int8 layer, so it is not timed twice (as weight-only)
-    assert [len(models) for models in timer.timed] == [2, 3]
+    assert [len(models) for models in timer.timed] == [2, 4]
 
 
 def test_int8_slower_than_float_twice_takes_float_kernels_inside_the_band(
@@ -166,13 +168,15 @@ def test_int8_slower_than_float_twice_takes_float_kernels_inside_the_band(
     # int8 1 % slower than float; the weight-only variant (float's kernels once ONNX Runtime
     # folds its decoders) no faster than int8 beyond the 2 % band, but no slower: where int8 is
     # slower than float in both timings, it is taken
-    timer = FixedTimer({}, batch1=[1.0, 1.01], then=[1.0, 1.03, 1.02], again=[1.0, 1.04, 1.01])
+    timer = FixedTimer(
+        {}, batch1=[1.0, 1.01], then=[1.0, 1.03, 1.02, 1.02], again=[1.0, 1.04, 1.01]
+    )
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert not is_int8(result.model)
     assert {f.kind for f in result.float_nodes if f.name == "conv"} == {FloatKind.SPEED}
     assert "kept: every layer float compute, weights stored int8" in result.notes[-1]
     # the second timing has int8 faster than float beyond the band: nothing moves
-    timer = FixedTimer({}, batch1=[1.0, 1.01], then=[1.0, 1.03, 1.02], again=[1.0, 0.97, 1.0])
+    timer = FixedTimer({}, batch1=[1.0, 1.01], then=[1.0, 1.03, 1.02, 1.02], again=[1.0, 0.97, 1.0])
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert is_int8(result.model)
     assert "in a second timing, not faster: all kept int8" in result.notes[-1]
@@ -183,13 +187,13 @@ def test_int8_no_faster_than_float_beyond_the_band_takes_the_smaller_float_kerne
 ) -> None:
     # int8 1 % faster than float, inside the 2 % band: the weight-only variant, 1 % slower
     # than int8 and a smaller file, is as fast within the band in both timings: it is kept
-    timer = FixedTimer({}, batch1=[1.0, 0.99], then=[1.0, 0.99, 1.0], again=[1.0, 0.985, 1.0])
+    timer = FixedTimer({}, batch1=[1.0, 0.99], then=[1.0, 0.99, 1.0, 1.0], again=[1.0, 0.985, 1.0])
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert not is_int8(result.model)
     assert "kept: every layer float compute, weights stored int8" in result.notes[-1]
     assert not result.notes[-1].startswith("slower than float")
     # 3 % slower than int8 is beyond the band: int8 stays
-    timer = FixedTimer({}, batch1=[1.0, 0.99], then=[1.0, 0.99, 1.02])
+    timer = FixedTimer({}, batch1=[1.0, 0.99], then=[1.0, 0.99, 1.02, 1.02])
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert is_int8(result.model)
     assert result.notes[-1].endswith("none faster: all kept int8")
@@ -207,7 +211,7 @@ def wide_convnet(make_convnet: MakeConvnet) -> onnx.ModelProto:
 def test_slower_than_float_keeps_float_compute_with_int8_weights(
     make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timer = FixedTimer({}, batch1=[1.0, 1.3], then=[1.0, 1.3, 0.98], again=[1.0, 1.28, 0.99])
+    timer = FixedTimer({}, batch1=[1.0, 1.3], then=[1.0, 1.3, 0.98, 0.98], again=[1.0, 1.28, 0.99])
     monkeypatch.setattr(latency, "DEFAULT_TIMER", timer)
     model, x = wide_convnet(make_convnet), make_images(96, hw=12)
     result = quantize_static(model, CalibrationData({"image": x}), QuantizeConfig(method="minmax"))
@@ -227,8 +231,10 @@ def test_slower_than_float_keeps_float_compute_with_int8_weights(
     assert "; 2 activation tensors calibrated (minmax" in result.notes[0]
     assert result.notes[-1] == (
         "batch 1: 1.000 ms float, 1.300 ms int8 (0.77×); also timed every "
-        "layer float compute, weights stored int8: 0.980 ms (1.02×); kept: every layer float "
-        "compute, weights stored int8 (0.990 ms against 1.280 ms int8 in a second timing)"
+        "layer float compute, weights stored int8: 0.980 ms (1.02×), every layer float "
+        "compute, weights stored int8, 1 Gemm/MatMul dynamic int8: 0.980 ms (1.02×); kept: "
+        "every layer float compute, weights stored int8 (0.990 ms against 1.280 ms int8 in a "
+        "second timing)"
     )
     # the fidelity report scores the model written (oracle: ONNX Runtime on the float model)
     assert result.fidelity is not None and result.fidelity.kept_float == 4
@@ -242,7 +248,10 @@ def test_slower_int8_region_kept_float(
     # pool kept float splits the int8 layers into two regions: conv(+relu) and fc; fc's region
     # takes 4 ms in int8 against 1 ms in float, conv's 0.5 against 2
     timer = FixedTimer(
-        {"fc": 4.0}, batch1=[1.0, 1.3, 1.25], then=[1.0, 1.3, 0.95, 1.0], again=[1.0, 1.3, 0.96]
+        {"fc": 4.0},
+        batch1=[1.0, 1.3, 1.25],
+        then=[1.0, 1.3, 0.95, 1.0, 1.0],
+        again=[1.0, 1.3, 0.96],
     )
     monkeypatch.setattr(latency, "DEFAULT_TIMER", timer)
     data = CalibrationData({"image": make_images(64, hw=8)})
@@ -255,11 +264,13 @@ def test_slower_int8_region_kept_float(
     assert _int32_bias(result.model, "conv")  # conv's region stays int8
     assert not _int32_bias(result.model, "fc")
     # timed: float, int8, the node-level rebuild (not 10 % faster); then float, int8, the
-    # region variant and every layer float; then float, int8 and the region variant again
-    assert [len(models) for models in timer.timed] == [3, 4, 3]
+    # region variant, every layer float and that with fc dynamic; then float, int8 and the
+    # region variant again
+    assert [len(models) for models in timer.timed] == [3, 5, 3]
     assert result.notes[-1].endswith(
         "also timed 1 int8 region(s) slower than float (1 layer(s)) float: 0.950 ms (1.05×), "
-        "every layer float compute, weights stored int8: 1.000 ms (1.00×); kept: 1 int8 "
+        "every layer float compute, weights stored int8: 1.000 ms (1.00×), every layer float "
+        "compute, weights stored int8, 1 Gemm/MatMul dynamic int8: 1.000 ms (1.00×); kept: 1 int8 "
         "region(s) slower than float (1 layer(s)) float (0.960 ms against 1.300 ms int8 in a "
         "second timing)"
     )
@@ -268,7 +279,7 @@ def test_slower_int8_region_kept_float(
 def test_a_variant_faster_in_one_timing_only_is_not_kept(
     make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    timer = FixedTimer({}, batch1=[1.0, 1.3], then=[1.0, 1.3, 0.98], again=[1.0, 1.1, 1.09])
+    timer = FixedTimer({}, batch1=[1.0, 1.3], then=[1.0, 1.3, 0.98, 0.98], again=[1.0, 1.1, 1.09])
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert is_int8(result.model)
     assert not [f for f in result.float_nodes if f.kind is FloatKind.SPEED]
@@ -285,7 +296,7 @@ def test_rebuild_still_slower_is_profiled_again(
     # the rebuild (fc float) is 12 % faster, so it is kept, but still slower than float: its
     # regions are profiled anew, and float compute with int8 weights wins
     timer = FixedTimer(
-        {"fc": 3.0}, batch1=[2.0, 2.5, 2.2], then=[2.0, 2.2, 1.9], again=[2, 2.2, 1.9]
+        {"fc": 3.0}, batch1=[2.0, 2.5, 2.2], then=[2.0, 2.2, 1.9, 1.9], again=[2, 2.2, 1.9]
     )
     result = quantize(make_convnet, make_images, timer, monkeypatch)
     assert timer.calls == ["float", "int8"] * 6
@@ -346,3 +357,88 @@ def test_fused_and_duplicated_names_count_for_their_node() -> None:
         {"dense/MatMulAddFusion": 2.0, "x_DQ/duplicated": 0.5, "x_DQ": 0.5},
     ]
     assert profile_names.median_by_node(rounds) == {"dense": 2.0, "x_DQ": 0.5}
+
+
+def _weight_only_then_dynamic(
+    make_convnet: MakeConvnet, make_images: MakeImages, timer: Timer, monkeypatch
+):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(latency, "DEFAULT_TIMER", timer)
+    model, x = wide_convnet(make_convnet), make_images(96, hw=12)
+    result = quantize_static(model, CalibrationData({"image": x}), QuantizeConfig(method="minmax"))
+    return model, x, result
+
+
+def test_dynamic_gemm_kept_when_faster_than_float_compute_in_both_timings(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # int8 slower than float; float compute ties float; with fc in dynamic int8, 5 % faster
+    # than float compute in the first timing and in the second (float, int8, it, float compute)
+    timer = FixedTimer(
+        {}, batch1=[1.0, 1.3], then=[1.0, 1.3, 1.0, 0.95], again=[1.0, 1.3, 0.95, 1.0]
+    )
+    model, x, result = _weight_only_then_dynamic(make_convnet, make_images, timer, monkeypatch)
+    ops = [n.op_type for n in result.model.graph.node]
+    assert "DynamicQuantizeLinear" in ops and "MatMulInteger" in ops and "Gemm" not in ops
+    assert not is_int8(result.model)  # no calibrated (static) activation Q/DQ
+    speed = {f.name: f.reason for f in result.float_nodes if f.kind is FloatKind.SPEED}
+    assert set(speed) == {"conv", "pool", "flatten"}  # fc is int8 now
+    assert "its Gemm/MatMul in dynamic int8" in speed["conv"]
+    assert result.notes[-1] == (
+        "batch 1: 1.000 ms float, 1.300 ms int8 (0.77×); also timed every layer float compute, "
+        "weights stored int8: 1.000 ms (1.00×), every layer float compute, weights stored int8, "
+        "1 Gemm/MatMul dynamic int8: 0.950 ms (1.05×); kept: every layer float compute, "
+        "weights stored int8, 1 Gemm/MatMul dynamic int8 (0.950 ms against 1.300 ms int8 in a "
+        "second timing)"
+    )
+    assert [len(models) for models in timer.timed] == [2, 4, 4]
+    # the fidelity report scores the model written (oracle: ONNX Runtime on the float model)
+    got = mean_cosine(run_model(result.model, {"image": x}), run_model(model, {"image": x}))
+    assert result.fidelity is not None and result.fidelity.met and result.fidelity.kept_float == 3
+    assert 0.999 < got < 1.0 and 0.999 < result.fidelity.achieved < 1.0
+
+
+def test_dynamic_gemm_not_faster_in_the_second_timing_falls_back_to_float_compute(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 5 % faster than float compute first, 0.5 % (inside DYNAMIC_EDGE) the second time
+    timer = FixedTimer(
+        {}, batch1=[1.0, 1.3], then=[1.0, 1.3, 1.0, 0.95], again=[1.0, 1.3, 0.995, 1.0]
+    )
+    _, _, result = _weight_only_then_dynamic(make_convnet, make_images, timer, monkeypatch)
+    assert "MatMulInteger" not in [n.op_type for n in result.model.graph.node]
+    assert {f.name for f in result.float_nodes if f.kind is FloatKind.SPEED} == {
+        "conv", "pool", "flatten", "fc"
+    }  # fmt: skip
+    assert result.notes[-1].endswith(
+        "kept: every layer float compute, weights stored int8 (1.000 ms against 1.300 ms int8 "
+        "in a second timing, where the dynamic one was not faster than it)"
+    )
+
+
+def test_dynamic_gemm_within_the_edge_of_float_compute_is_not_taken(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 0.5 % faster than float compute: a tie, which its fidelity cost does not pay for
+    timer = FixedTimer({}, batch1=[1.0, 1.3], then=[1.0, 1.3, 1.0, 0.995], again=[1.0, 1.3, 1.0])
+    _, _, result = _weight_only_then_dynamic(make_convnet, make_images, timer, monkeypatch)
+    assert "MatMulInteger" not in [n.op_type for n in result.model.graph.node]
+    assert [len(models) for models in timer.timed] == [2, 4, 3]
+
+
+def test_dynamic_gemm_missing_the_target_is_not_timed(
+    make_convnet: MakeConvnet, make_images: MakeImages, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from quanta.graph import static
+
+    real = static._rescored
+
+    def dynamic_misses(report, built, *args):  # type: ignore[no-untyped-def]
+        scored = real(report, built, *args)
+        dynamic = any(n.op_type == "MatMulInteger" for n in built[0].graph.node)
+        return dataclasses.replace(scored, met=False) if dynamic else scored
+
+    monkeypatch.setattr(static, "_rescored", dynamic_misses)
+    timer = FixedTimer({}, batch1=[1.0, 1.3], then=[1.0, 1.3, 0.98], again=[1.0, 1.28, 0.99])
+    _, _, result = _weight_only_then_dynamic(make_convnet, make_images, timer, monkeypatch)
+    assert "MatMulInteger" not in [n.op_type for n in result.model.graph.node]
+    assert [len(models) for models in timer.timed] == [2, 3, 3]

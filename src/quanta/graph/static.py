@@ -17,7 +17,7 @@ int8 MaxPool, ...).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,7 +39,9 @@ from quanta.graph.compact import compact_qdq
 from quanta.graph.concats import mismatched_concats
 from quanta.graph.config import QuantizeConfig
 from quanta.graph.dead_zone import floored_grids, range_floors
+from quanta.graph.dynamic import dynamic_matmuls
 from quanta.graph.equalize import equalize_layers
+from quanta.graph.escalation import Build
 from quanta.graph.fidelity_search import FidelityGoal, further_measures, judged, keep_costly_float
 from quanta.graph.float_compute import prefer_float_compute
 from quanta.graph.float_readers import readers_of
@@ -155,9 +157,19 @@ def quantize_static(
         if variant is not None:
             (built, report), timed = variant, True
     if config.latency_check and not timed:  # never slower than float at batch 1 (graph/latency)
+
+        def dynamic(extra: dict[str, str], names: list[str]) -> Build | None:
+            """Those ``names`` in dynamic int8, where the answers still meet the target."""
+            b = builds.build(extra, dynamic=names)
+            if not any(n.op_type == "MatMulInteger" for n in b[0].graph.node):
+                return None
+            ok = report is None or _rescored(report, b, feeds, reference, goal, builds.prepared).met
+            return b if ok else None
+
         fastest = keep_slower_float(
-            float_model, model, builds.build, built, list(built[1].plans), one, notes
-        )
+            float_model, model, builds.build, built, list(built[1].plans), one, notes,
+            dynamic=dynamic,
+        )  # fmt: skip
         if report is not None and fastest is not built:  # the report scores the model written
             report = _rescored(report, fastest, feeds, reference, goal, builds.prepared)
         built = fastest
@@ -314,9 +326,11 @@ class _Builds:
         *,
         method: str | None = None,
         activation_type: str | None = None,
+        dynamic: Collection[str] = (),
     ) -> tuple[onnx.ModelProto, StaticPlan, int]:
         """The quantized model with ``extra`` nodes kept float too, its plan, and how many
-        biases were corrected."""
+        biases were corrected; the ``dynamic`` ones of them that are Gemm/MatMul run as
+        dynamic int8 (``quanta.graph.dynamic.dynamic_matmuls``)."""
         cal = self.calibration
         out = onnx.ModelProto()
         out.CopyFrom(self.prepared)
@@ -336,6 +350,9 @@ class _Builds:
         )  # fmt: skip
         if (activation_type or self.activation_type) == "uint8":
             int8_hard_swish(out)  # HardSwish on QLinearAdd + QLinearMul (graph/ops/hard_swish.py)
+        if dynamic:  # no longer float: out of the plan's float nodes
+            done = set(dynamic_matmuls(out, dynamic, self.config.per_channel, self.reduced))
+            plan = replace(plan, float_nodes=[f for f in plan.float_nodes if f.name not in done])
         # nodes that compute in float still store int8 weights (what the search measures ships)
         compress_float_weights(
             out, per_channel=self.config.per_channel, input_means=cal.input_means,
