@@ -85,16 +85,21 @@ def test_export_writes_the_dynamic_range_form(
         int(np.prod(d["shape"])) for d in it.get_tensor_details() if d["dtype"] == np.int8
     ]
     assert int8_sizes == [2880]
-    x = make_images(16, seed=5)
+    _agrees_with_onnx_runtime(it, weight_only, make_images(16, seed=5))
+
+
+def _agrees_with_onnx_runtime(it, model: Path, x: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """LiteRT's outputs, sample by sample (NHWC, batch 1), against ONNX Runtime on the ONNX
+    model: close, not equal, as LiteRT's hybrid kernels quantize activations on the fly."""
+    (inp,), (outp,) = it.get_input_details(), it.get_output_details()
     ys = []
-    for sample in x.transpose(0, 2, 3, 1)[:, None]:  # NHWC, batch 1
+    for sample in x.transpose(0, 2, 3, 1)[:, None]:
         it.set_tensor(inp["index"], sample)
         it.invoke()
         ys.append(it.get_tensor(outp["index"]).copy())
     got = np.concatenate(ys).astype(np.float64)
-    (want,) = run_model(onnx.load(str(weight_only)), {"image": x})
+    (want,) = run_model(onnx.load(str(model)), {"image": x})
     want = want.astype(np.float64)
-    # LiteRT's hybrid kernels quantize activations on the fly, so close, not equal
     cosine = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
     assert cosine.min() > 0.999, cosine
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
@@ -158,17 +163,5 @@ def test_export_writes_dynamic_int8_gemm_as_a_hybrid_fully_connected(
     assert "FULLY_CONNECTED" in tflite_operators(out.read_bytes())
     it = litert.Interpreter(model_path=str(out), num_threads=1)
     it.allocate_tensors()
-    (inp,), (outp,) = it.get_input_details(), it.get_output_details()
     assert [d["dtype"] for d in it.get_tensor_details() if d["dtype"] == np.int8] == [np.int8]
-    x = make_images(16, seed=5)
-    ys = []
-    for sample in x.transpose(0, 2, 3, 1)[:, None]:  # NHWC, batch 1
-        it.set_tensor(inp["index"], sample)
-        it.invoke()
-        ys.append(it.get_tensor(outp["index"]).copy())
-    got = np.concatenate(ys).astype(np.float64)
-    (want,) = run_model(onnx.load(str(run_time)), {"image": x})
-    want = want.astype(np.float64)
-    cosine = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
-    assert cosine.min() > 0.999, cosine
-    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+    _agrees_with_onnx_runtime(it, run_time, make_images(16, seed=5))
