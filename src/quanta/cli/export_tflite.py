@@ -41,12 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from quanta.graph import load_model
     from quanta.graph.dynamic_float import float_matmuls
     from quanta.graph.uint8_input import with_uint8_input
-    from quanta.graph.weight_only import (
-        calibrated_int8,
-        computes_int8,
-        decoded_weights,
-        run_time_int8,
-    )
+    from quanta.graph.weight_only import calibrated_int8, computes_int8, decoded_weights
     from quanta.runtime import feeds_for, make_session
     from quanta.tflite import onnx_to_tflite
     from quanta.tflite.ranges import measure_ranges, recorded_ranges
@@ -61,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     if not computes_int8(model) and decoded_weights(model):
         return _write_dynamic_range(args, model, output)
-    if not calibrated_int8(model) and run_time_int8(model) and float_matmuls(model):
+    if not calibrated_int8(model) and float_matmuls(model):  # dynamic int8 Gemm/MatMul
         return _write_dynamic_range(args, model, output, dynamic=True)
     # the float tensors TFLite holds in int8 (outputs, Softmax inputs): measured on
     # --calibration, else the ranges `quanta quantize` recorded in the model

@@ -228,7 +228,7 @@ def keep_slower_float(
                 f"{ms(r_ms)}, not faster: all kept int8"
             )
     if no_faster(c_ms, f_ms):  # the variants may be faster, or as fast and smaller
-        # (see _Escalation.run)
+        # (see Escalation.run)
         if chosen is not built:  # its regions' boundaries moved: profile what they are now
             float_ms, int8_ms = profile_float_int8(prepared, chosen[0], one, timer)
         step = Escalation(float_model, prepared, build, candidates, kept, one, timer, dynamic)

@@ -23,7 +23,6 @@ from quanta.graph.rewrite import Names, int8_decoder, quantize_weight, remove_un
 from quanta.opfacts import FACTS, Backend, weight_axis
 
 __all__ = [
-    "RUN_TIME_QUANTIZERS",
     "calibrated_int8",
     "compress_float_weights",
     "computes_int8",
@@ -126,11 +125,8 @@ def decoded_weights(model: onnx.ModelProto) -> int:
 def computes_int8(model: onnx.ModelProto) -> bool:
     """Whether any tensor computed at run time is quantized, or any integer op runs (else every
     layer computes in float, whatever its weights are stored as)."""
-    inits = {t.name for t in model.graph.initializer}
-    return any(
-        (n.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") and n.input[0] not in inits)
-        or n.op_type.startswith("QLinear")
-        or n.op_type in ("ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul")
+    return calibrated_int8(model) or any(
+        n.op_type in (*RUN_TIME_QUANTIZERS, "ConvInteger", "MatMulInteger")
         for n in model.graph.node
     )
 
